@@ -1,0 +1,63 @@
+"""Helpers shared by the CLI subcommands: model flags, JSON/table output, atomic outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from ..model import ParaSpeechCLAP
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The model flags every inference command accepts."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=None, metavar="M",
+                   help="'lite' (default: the embedded model), a saved-model directory, a released model name "
+                        "(intrinsic, situational, combined) or an official .pth.tar checkpoint")
+    g.add_argument("--audio-encoder", default=None, metavar="A",
+                   help="speech backbone of an official checkpoint (hub id, local directory or registry type; "
+                        "default microsoft/wavlm-large)")
+    g.add_argument("--text-encoder", default=None, metavar="T",
+                   help="text backbone of an official checkpoint (default "
+                        "ibm-granite/granite-embedding-278m-multilingual)")
+    g.add_argument("--pooling", default="masked_mean", choices=["masked_mean", "mean"],
+                   help="speech pooling of official checkpoints (mean = the older unmasked mean)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="default: fp32")
+    g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def model_from_args(args: argparse.Namespace) -> "ParaSpeechCLAP":
+    from ..pretrained import load_model
+
+    return load_model(args.model, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
+                      device=args.device, precision=args.precision, pooling=args.pooling)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain aligned text table on stdout."""
+    cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

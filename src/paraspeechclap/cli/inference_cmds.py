@@ -1,0 +1,100 @@
+"""``score``, ``classify`` and ``embed``: inference with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..atomic import atomic_path, atomic_write_json
+from ..errors import InputError
+from ..inference import DEFAULT_TEMPLATE
+from .common import add_model_args, model_from_args, print_json, print_table
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="cosine similarity of audio clips to style captions",
+                       description="Score audio clips against one or more style captions.")
+    p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files")
+    p.add_argument("--text", action="append", required=True, metavar="TEXT", help="a caption (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_model_args(p)
+    p.set_defaults(func=run_score)
+
+    p = sub.add_parser("classify", help="zero-shot style classification of audio clips",
+                       description="Rank candidate styles for each clip (zero-shot).")
+    p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files")
+    p.add_argument("--candidates", nargs="+", required=True, metavar="C", help="candidate labels")
+    p.add_argument("--template", default=DEFAULT_TEMPLATE, metavar="T",
+                   help=f"prompt template with {{}} for the label (default: {DEFAULT_TEMPLATE!r})")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_model_args(p)
+    p.set_defaults(func=run_classify)
+
+    p = sub.add_parser("embed", help="write audio embeddings to a .npy file",
+                       description="Embed audio files (or a manifest) into OUT.npy plus OUT.ids.json.")
+    p.add_argument("audio", nargs="*", metavar="AUDIO", help="audio files")
+    p.add_argument("--manifest", metavar="F", help="a manifest (JSONL/CSV/Parquet) instead of files")
+    p.add_argument("--audio-root", metavar="DIR", help="audio root of the manifest (default: its directory)")
+    p.add_argument("--out", required=True, metavar="OUT.npy", help="output embeddings (float32, (N, D))")
+    p.add_argument("--skip-bad", action="store_true", help="report unreadable items and carry on")
+    add_model_args(p)
+    p.set_defaults(func=run_embed)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    scores = model.score(args.audio, args.text, batch_size=args.batch_size)
+    if args.json:
+        print_json({"audio": args.audio, "texts": args.text, "scores": scores.round(6).tolist(),
+                    "model": model.model_id})
+        return 0
+    header = ["audio"] + [t if len(t) <= 40 else t[:37] + "..." for t in args.text]
+    print_table(header, [[a, *map(float, row)] for a, row in zip(args.audio, scores)])
+    return 0
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    ranked = model.classify(args.audio, args.candidates, template=args.template, batch_size=args.batch_size)
+    if args.json:
+        print_json([{"audio": a, "ranking": [{"label": lab, "score": round(s, 6)} for lab, s in r]}
+                    for a, r in zip(args.audio, ranked)])
+        return 0
+    rows = [[a, r[0][0], r[0][1], ", ".join(f"{lab} {s:.3f}" for lab, s in r[1:4])] for a, r in zip(args.audio, ranked)]
+    print_table(["audio", "best", "score", "runners-up"], rows)
+    return 0
+
+
+def _items(args: argparse.Namespace) -> list[str]:
+    if args.manifest and args.audio:
+        raise InputError("give audio files or --manifest, not both")
+    if args.manifest:
+        from ..data.manifest import load_manifest
+
+        manifest = load_manifest(args.manifest, audio_root=args.audio_root)
+        return [str(manifest.audio_path(i)) for i in range(len(manifest))]
+    if not args.audio:
+        raise InputError("no audio given: pass audio files or --manifest")
+    return list(args.audio)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    if not args.out.endswith(".npy"):
+        raise InputError(f"--out must end with .npy: {args.out}")
+    items = _items(args)
+    model = model_from_args(args)
+    res = model.embed_audio_report(items, batch_size=args.batch_size, progress=True, skip_bad=args.skip_bad)
+    for i, msg in res.errors:
+        print(f"skipped: {msg}", file=sys.stderr)
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, res.embeddings.astype(np.float32))
+    ids = {"model": model.model_id, "checksum": model.checksum, "dim": int(res.embeddings.shape[1]),
+           "items": [items[i] for i in res.indices],
+           "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors]}
+    atomic_write_json(args.out[: -len(".npy")] + ".ids.json", ids)
+    print(f"wrote {len(res.indices)} embeddings to {args.out}" +
+          (f" ({len(res.errors)} bad item(s) skipped)" if res.errors else ""), file=sys.stderr)
+    return 0

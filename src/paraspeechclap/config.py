@@ -1,0 +1,66 @@
+"""Model configuration: what ``config.json`` of a saved model holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+FORMAT_NAME = "paraspeechclap"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a ParaSpeechCLAP model.
+
+    Attributes:
+        audio_encoder: registry spec of the speech backbone (``{"type": ..., **options}``).
+        text_encoder: registry spec of the text backbone.
+        embed_dim: width of the shared embedding space.
+        projection_dropout: dropout of both projection heads (train mode only).
+        init_logit_scale: initial contrastive logit scale (1/temperature); stored as its log.
+        audio_trainable: prefixes (relative to the backbone) of the speech-backbone parameters that
+            are trained; ``None`` = all, ``[]`` = frozen. Saved models omit the frozen parameters of
+            backbones that can be rebuilt from their spec (installed package or hub id).
+        text_trainable: the same for the text backbone.
+        name: model name reported in outputs.
+    """
+
+    audio_encoder: dict[str, Any]
+    text_encoder: dict[str, Any]
+    embed_dim: int = 768
+    projection_dropout: float = 0.5
+    init_logit_scale: float = 1.0 / 0.07
+    audio_trainable: list[str] | None = None
+    text_trainable: list[str] | None = None
+    name: str = "custom"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def init_log_logit_scale(self) -> float:
+        return math.log(self.init_logit_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+        data = dict(data)
+        fmt = data.pop("format", FORMAT_NAME)
+        version = data.pop("format_version", FORMAT_VERSION)
+        if fmt != FORMAT_NAME:
+            raise ConfigError(f"{source}: not a paraspeechclap model config (format {fmt!r})")
+        if version > FORMAT_VERSION:
+            raise ConfigError(f"{source}: format version {version} is newer than this paraspeechclap supports")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        missing = [k for k in ("audio_encoder", "text_encoder") if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing field(s) {', '.join(missing)}")
+        return cls(**data)

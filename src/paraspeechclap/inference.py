@@ -1,0 +1,333 @@
+"""Batched, deterministic inference: ``embed_audio``, ``embed_text``, ``score``, ``classify``.
+
+Mixed into :class:`paraspeechclap.model.ParaSpeechCLAP`. Audio items are decoded, resampled and
+validated one by one (:func:`paraspeechclap.audio.load_audio`), cut into windows no longer than the
+backbone's ``window_samples``, prepared by the backbone, and batched as the backbone allows
+(``batch_mode``): padded with masks, or only with items of equal length. The pooled features of an
+item's windows are averaged with weights proportional to their frame counts, which for mean pooling
+equals pooling over the whole item; an item shorter than one window is a single window, so its
+embedding is exactly the unwindowed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio.io import AudioItem, describe_item, load_audio
+from .encoders.base import PreparedAudio
+from .errors import AudioError, InputError
+
+if TYPE_CHECKING:
+    from .model import ParaSpeechCLAP
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = "A person is speaking in a {} style."
+PRECISIONS = ("fp32", "bf16", "int8")
+_TEXT_CACHE_SIZE = 4096
+
+
+@dataclass
+class AudioEmbeddings:
+    """Result of :meth:`InferenceMixin.embed_audio_report`.
+
+    Attributes:
+        embeddings: ``(K, D)`` float32, L2-normalised, for the items that could be embedded.
+        indices: ``(K,)`` index into the input sequence of each row.
+        errors: ``(index, message)`` of each item that could not be embedded.
+    """
+
+    embeddings: np.ndarray
+    indices: list[int]
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Window:
+    item: int  # index of the item in the block
+    weight: float  # frames this window contributes to the item's mean
+    prepared: PreparedAudio
+
+
+def split_windows(wav: np.ndarray, window: int) -> list[np.ndarray]:
+    """Cut ``(S,)`` into ``ceil(S / window)`` contiguous windows of near-equal length (none longer
+    than ``window``), so that no tiny tail window is left over."""
+    n = max(1, math.ceil(wav.shape[0] / window))
+    bounds = np.linspace(0, wav.shape[0], n + 1).round().astype(int)
+    return [wav[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _batches(windows: list[_Window], batch_size: int, mode: str) -> Iterator[list[_Window]]:
+    """Group windows into batches: by descending length (``mask``), or by equal length."""
+    order = sorted(range(len(windows)), key=lambda i: (-windows[i].prepared.length, i))
+    if mode == "mask":
+        for s in range(0, len(order), batch_size):
+            yield [windows[i] for i in order[s:s + batch_size]]
+        return
+    groups: dict[int, list[int]] = {}
+    for i in order:
+        groups.setdefault(windows[i].prepared.length, []).append(i)
+    for idx in groups.values():
+        for s in range(0, len(idx), batch_size):
+            yield [windows[i] for i in idx[s:s + batch_size]]
+
+
+def collate_prepared(items: Sequence[PreparedAudio]) -> dict[str, torch.Tensor]:
+    """Zero-pad features on the last axis and stack extras: ``{"features", "lengths", **extras}``."""
+    longest = max(p.length for p in items)
+    feats = torch.stack([torch.nn.functional.pad(p.features, (0, longest - p.length)) for p in items])
+    out = {"features": feats, "lengths": torch.tensor([p.length for p in items], dtype=torch.long)}
+    for key in items[0].extras:
+        out[key] = torch.stack([p.extras[key] for p in items])
+    return out
+
+
+class InferenceMixin:
+    """Inference methods of ParaSpeechCLAP (see module docstring)."""
+
+    model_id: str
+    checksum: str
+
+    def _init_inference_state(self) -> None:
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.model_id = "custom"
+        self.checksum = ""
+        self.precision = "fp32"
+
+    # -- device and precision --------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device  # type: ignore[attr-defined]
+
+    def set_precision(self: "ParaSpeechCLAP", precision: str) -> "ParaSpeechCLAP":
+        """``fp32``; ``bf16`` (weights cast to bfloat16: matrix units on recent CPUs and GPUs); or
+        ``int8`` (dynamic quantisation of the feed-forward layers only, CPU)."""
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "bf16":
+            self.to(torch.bfloat16)
+        elif precision == "int8":
+            names = [f"audio_branch.{n}" for n in self.audio_branch.feed_forward_linears()]
+            names += [f"text_branch.{n}" for n in self.text_branch.feed_forward_linears()]
+            if self.device.type != "cpu":
+                raise InputError("int8 dynamic quantisation runs on the CPU only; use --device cpu")
+            if names:
+                import warnings
+
+                from torch.ao.quantization import quantize_dynamic
+
+                with warnings.catch_warnings():  # torch deprecates the quantized dtypes it still uses here
+                    warnings.simplefilter("ignore", UserWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    quantize_dynamic(self, qconfig_spec=set(names), dtype=torch.qint8, inplace=True)
+        self.precision = precision
+        self._text_cache.clear()
+        return self
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        self._text_cache.clear()  # weights may change while training
+        return super().train(mode)  # type: ignore[misc]
+
+    def load_state_dict(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        self._text_cache.clear()
+        return super().load_state_dict(*args, **kwargs)  # type: ignore[misc]
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        was_training = self.training  # type: ignore[attr-defined]
+        if was_training:
+            self.eval()  # type: ignore[attr-defined]
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if was_training:
+                self.train(True)
+
+    # -- text ------------------------------------------------------------------------------------
+    def embed_text(self: "ParaSpeechCLAP", captions: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Captions -> ``(M, D)`` float32 L2-normalised embeddings (cached per caption string).
+
+        Raises:
+            InputError: a caption is empty, whitespace or not a string.
+        """
+        captions = list(captions)
+        for i, c in enumerate(captions):
+            if not isinstance(c, str) or not c.strip():
+                raise InputError(f"caption #{i} is empty or not a string: {c!r}")
+        todo = list(dict.fromkeys(c for c in captions if c not in self._text_cache))
+        with self._inference():
+            for s in range(0, len(todo), batch_size):
+                chunk = todo[s:s + batch_size]
+                tok = {k: v.to(self.device) for k, v in self.text_branch.tokenize(chunk).items()}
+                emb = _l2(self.encode_text(tok["input_ids"], tok["attention_mask"], normalize=False))
+                for c, e in zip(chunk, emb):
+                    self._text_cache[c] = e
+                    if len(self._text_cache) > _TEXT_CACHE_SIZE:
+                        self._text_cache.popitem(last=False)
+            if not captions:
+                return np.zeros((0, self.config.embed_dim), dtype=np.float32)
+            return np.stack([self._text_cache[c] for c in captions]).astype(np.float32)
+
+    # -- audio -----------------------------------------------------------------------------------
+    def embed_audio(
+        self,
+        items: Sequence[AudioItem] | AudioItem,
+        sample_rate: int | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Audio items -> ``(N, D)`` float32 L2-normalised embeddings, in input order.
+
+        Args:
+            items: paths (any format soundfile reads) or waveforms (1-D, or 2-D with a channel axis).
+            sample_rate: rate of array items (default 16 kHz); files carry their own.
+            batch_size: windows per forward pass.
+            progress: show a progress bar.
+
+        Raises:
+            AudioError: the first item that cannot be embedded (see :func:`load_audio`).
+        """
+        res = self.embed_audio_report(items, sample_rate, batch_size, progress, skip_bad=False)
+        return res.embeddings
+
+    def embed_audio_report(
+        self,
+        items: Sequence[AudioItem] | AudioItem,
+        sample_rate: int | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+        skip_bad: bool = True,
+    ) -> AudioEmbeddings:
+        """Like :meth:`embed_audio`, but with ``skip_bad`` bad items are reported and skipped."""
+        if isinstance(items, (str, np.ndarray)) or hasattr(items, "__fspath__"):
+            items = [items]  # type: ignore[list-item]
+        items = list(items)  # type: ignore[arg-type]
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        block = max(64, 8 * batch_size)  # bounds memory: at most this many decoded items at once
+        out: list[np.ndarray] = []
+        result = AudioEmbeddings(np.zeros((0, self.config.embed_dim), np.float32), [], [])
+        bar = _progress(len(items), progress)
+        with self._inference():
+            for start in range(0, len(items), block):
+                wavs: list[tuple[int, np.ndarray]] = []
+                for i in range(start, min(start + block, len(items))):
+                    try:
+                        wavs.append((i, self._load(items[i], sample_rate, i)))
+                    except AudioError as exc:
+                        if not skip_bad:
+                            raise
+                        result.errors.append((i, str(exc)))
+                if wavs:
+                    out.append(self._embed_waveforms([w for _, w in wavs], batch_size))
+                    result.indices.extend(i for i, _ in wavs)
+                bar.update(min(block, len(items) - start))
+        bar.close()
+        if out:
+            result.embeddings = np.concatenate(out)
+        return result
+
+    def _load(self: "ParaSpeechCLAP", item: AudioItem, sample_rate: int | None, index: int) -> np.ndarray:
+        return load_audio(item, sample_rate, min_samples=self.audio_branch.min_samples,
+                          name=describe_item(item, index))
+
+    def _embed_waveforms(self: "ParaSpeechCLAP", wavs: list[np.ndarray], batch_size: int) -> np.ndarray:
+        """16 kHz waveforms -> ``(N, D)`` normalised embeddings (float32 numpy)."""
+        enc = self.audio_branch
+        windows = [
+            _Window(i, float(enc.num_frames(len(w))), enc.prepare(w))
+            for i, wav in enumerate(wavs)
+            for w in split_windows(wav, enc.window_samples)
+        ]
+        pooled = torch.zeros(len(wavs), enc.hidden_size, dtype=torch.float64)
+        total = torch.zeros(len(wavs), dtype=torch.float64)
+        for batch in _batches(windows, batch_size, enc.batch_mode):
+            inputs = collate_prepared([w.prepared for w in batch])
+            inputs = {k: v.to(self.device, self._dtype if v.is_floating_point() else v.dtype)
+                      for k, v in inputs.items()}
+            feats = enc(inputs.pop("features"), inputs.pop("lengths"), **inputs).double().cpu()  # (b, H)
+            for w, f in zip(batch, feats):
+                pooled[w.item] += w.weight * f
+                total[w.item] += w.weight
+        pooled /= total.clamp(min=1e-12)[:, None]
+        return _l2(self.project_audio(pooled.to(self.device, self._dtype), normalize=False))
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def score(self, items: Sequence[AudioItem], captions: Sequence[str], sample_rate: int | None = None,
+              batch_size: int = 16) -> np.ndarray:
+        """``(N, M)`` cosine similarities between audio items and captions."""
+        text = self.embed_text(captions)
+        return self.embed_audio(items, sample_rate, batch_size) @ text.T
+
+    def class_embeddings(self, candidates: Sequence[str], template: str = DEFAULT_TEMPLATE,
+                         templates: Sequence[str] | None = None) -> np.ndarray:
+        """``(C, D)`` normalised class embeddings: one template, or the renormalised mean over a
+        prompt ensemble (``templates``), as CLIP's zero-shot classifier does."""
+        candidates = _check_candidates(candidates)
+        temps = list(templates) if templates else [template]
+        for t in temps:
+            if "{}" not in t:
+                raise InputError(f"template must contain '{{}}' where the candidate goes: {t!r}")
+        emb = np.stack([self.embed_text([t.format(c) for t in temps]).mean(axis=0) for c in candidates])
+        return (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+
+    def classify(
+        self,
+        items: Sequence[AudioItem],
+        candidates: Sequence[str],
+        template: str = DEFAULT_TEMPLATE,
+        templates: Sequence[str] | None = None,
+        sample_rate: int | None = None,
+        batch_size: int = 16,
+    ) -> list[list[tuple[str, float]]]:
+        """Zero-shot classification: per item, ``(label, score)`` pairs best first.
+
+        Args:
+            candidates: class names inserted into ``template`` (official: ``"A person is speaking in
+                a {} style."``).
+            templates: a prompt ensemble; class embeddings are averaged over it (overrides ``template``).
+        """
+        cls = self.class_embeddings(candidates, template, templates)
+        sims = self.embed_audio(items, sample_rate, batch_size) @ cls.T  # (N, C)
+        cands = list(candidates)
+        # stable sort: equal scores keep the candidate order (deterministic ties)
+        return [[(cands[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
+
+
+def _check_candidates(candidates: Sequence[str]) -> list[str]:
+    cands = list(candidates)
+    if not cands:
+        raise InputError("no candidates given")
+    for c in cands:
+        if not isinstance(c, str) or not c.strip():
+            raise InputError(f"candidate is empty or not a string: {c!r}")
+    dup = sorted({c for c in cands if cands.count(c) > 1})
+    if dup:
+        raise InputError(f"duplicate candidates: {', '.join(dup)}")
+    return cands
+
+
+def _l2(emb: torch.Tensor) -> np.ndarray:
+    """Normalise in float32 (a bf16 model's outputs are cast first, so norms are exactly 1)."""
+    return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    # disable=None lets tqdm hide the bar when stderr is not a terminal
+    return tqdm(total=total, disable=True if (not enabled or total <= 1) else None, unit="clip",
+                desc="embedding", leave=False)

@@ -1,0 +1,142 @@
+"""The ParaSpeechCLAP dual encoder.
+
+Attribute names are those of the official model, so its released state dicts load with strict key
+checking: ``audio_branch`` (speech backbone, HF model at ``audio_branch.base``), ``text_branch``
+(``text_branch.base``), ``audio_projection``, ``text_projection`` and ``log_logit_scale``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .encoders.base import AudioEncoder, TextEncoder
+from .encoders.registry import create_audio_encoder, create_text_encoder
+from .inference import InferenceMixin
+from .projection import Projection
+
+logger = logging.getLogger(__name__)
+
+
+class ParaSpeechCLAP(InferenceMixin, nn.Module):
+    """Speech and style-caption encoders projected into one embedding space.
+
+    Args:
+        audio_encoder: the speech backbone (pooled features of width ``hidden_size``).
+        text_encoder: the text backbone.
+        config: the architecture; ``config.audio_encoder``/``text_encoder`` describe the two
+            backbones and are what ``save_pretrained`` writes.
+    """
+
+    def __init__(self, audio_encoder: AudioEncoder, text_encoder: TextEncoder, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.audio_branch = audio_encoder
+        self.text_branch = text_encoder
+        self.audio_projection = Projection(audio_encoder.hidden_size, config.embed_dim, config.projection_dropout)
+        self.text_projection = Projection(text_encoder.hidden_size, config.embed_dim, config.projection_dropout)
+        self.log_logit_scale = nn.Parameter(torch.tensor(config.init_log_logit_scale))
+        self._init_inference_state()
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ModelConfig, audio_pretrained: bool = True,
+                    text_pretrained: bool = True) -> "ParaSpeechCLAP":
+        """Build a model (randomly initialised heads) from its config.
+
+        ``*_pretrained=False`` builds that backbone from its configuration only, for callers that
+        overwrite its weights from a checkpoint right after (no download of pretrained weights).
+        """
+        audio = create_audio_encoder(config.audio_encoder, pretrained=audio_pretrained)
+        text = create_text_encoder(config.text_encoder, pretrained=text_pretrained)
+        config.audio_encoder, config.text_encoder = audio.spec(), text.spec()
+        return cls(audio, text, config)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """The contrastive logit scale ``exp(log_logit_scale)`` (1 / temperature)."""
+        return self.log_logit_scale.exp()
+
+    # -- encoding --------------------------------------------------------------------------------
+    def encode_audio(
+        self, features: torch.Tensor, lengths: torch.Tensor, normalize: bool = True, **extras: torch.Tensor
+    ) -> torch.Tensor:
+        """Padded prepared audio ``(B, [C,] T)`` with ``lengths (B,)`` -> ``(B, embed_dim)``."""
+        return self.project_audio(self.audio_branch(features, lengths, **extras), normalize)
+
+    def project_audio(self, pooled: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Backbone-pooled ``(B, hidden)`` -> ``(B, embed_dim)``, L2-normalised if ``normalize``."""
+        emb = self.audio_projection(pooled)
+        return nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Token ids and mask ``(B, L)`` -> ``(B, embed_dim)``."""
+        emb = self.text_projection(self.text_branch(input_ids, attention_mask))
+        return nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    def forward(
+        self, audio: dict[str, torch.Tensor], text: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Training forward: un-normalised embeddings and the logit scale, as the official model.
+
+        Args:
+            audio: ``{"features", "lengths", **extras}`` of a padded batch.
+            text: ``{"input_ids", "attention_mask"}``.
+
+        Returns:
+            ``{"audio_features": (B, D), "text_features": (B, D), "logit_scale": ()}``.
+        """
+        audio = dict(audio)
+        features, lengths = audio.pop("features"), audio.pop("lengths")
+        return {
+            "audio_features": self.encode_audio(features, lengths, normalize=False, **audio),
+            "text_features": self.encode_text(text["input_ids"], text["attention_mask"], normalize=False),
+            "logit_scale": self.logit_scale,
+        }
+
+    # -- trainable / stored parameters -----------------------------------------------------------
+    def frozen_backbone_keys(self) -> set[str]:
+        """State-dict keys of backbone parameters that are not trained (see ``ModelConfig``)."""
+        keys: set[str] = set()
+        for branch, trainable in (("audio_branch", self.config.audio_trainable),
+                                  ("text_branch", self.config.text_trainable)):
+            if trainable is None:
+                continue
+            for name, _ in getattr(self, branch).base.named_parameters():
+                if not any(name == p or name.startswith(p.rstrip(".") + ".") or fnmatch.fnmatch(name, p)
+                           for p in trainable):
+                    keys.add(f"{branch}.base.{name}")
+        return keys
+
+    def apply_trainable(self) -> None:
+        """Set ``requires_grad`` from the config (frozen backbone parameters get none)."""
+        frozen = self.frozen_backbone_keys()
+        for name, p in self.named_parameters():
+            p.requires_grad_(name not in frozen)
+
+    def stored_state_dict(self) -> dict[str, torch.Tensor]:
+        """What ``save_pretrained`` writes: everything except frozen parameters of backbones that
+        can be rebuilt from their spec (a frozen Whisper from its PyPI package is not copied)."""
+        skip = {k for k in self.frozen_backbone_keys()
+                if getattr(self, k.split(".", 1)[0]).reconstructible}
+        return {k: v for k, v in self.state_dict().items() if k not in skip}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (atomically)."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> "ParaSpeechCLAP":
+        """Load a model written by :meth:`save_pretrained` (see :func:`paraspeechclap.load_model`)."""
+        from .pretrained import load_saved_model
+
+        return load_saved_model(Path(directory), **kwargs)
+

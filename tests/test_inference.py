@@ -1,0 +1,186 @@
+"""Batched inference: batch invariance, windows, formats, precision, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from paraspeechclap.inference import split_windows
+from paraspeechclap.testing import tone
+
+
+def test_audio_batch_invariance_wavlm(tiny):
+    rng = np.random.default_rng(3)
+    wavs = [tone(s, f, seed=i) for i, (s, f) in enumerate([(1.3, 110), (0.4, 250), (2.2, 180), (0.9, 300)])]
+    wavs.append(rng.standard_normal(12345).astype(np.float32) * 0.1)
+    batched = tiny.embed_audio(wavs, batch_size=5)
+    alone = np.stack([tiny.embed_audio([w])[0] for w in wavs])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    # and with a different batch composition / size
+    np.testing.assert_allclose(tiny.embed_audio(wavs[::-1], batch_size=2)[::-1], alone, atol=1e-5)
+
+
+def test_text_batch_invariance_and_cache(tiny):
+    caps = ["a deep voice", "a woman whispering very slowly, in a sad and breathy tone", "loud"]
+    batched = tiny.embed_text(caps)
+    tiny._text_cache.clear()
+    alone = np.stack([tiny.embed_text([c])[0] for c in caps])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert set(caps) <= set(tiny._text_cache)
+    np.testing.assert_array_equal(tiny.embed_text(caps), alone)  # served from the cache
+
+
+def test_minilm_text_batch_invariance():
+    from paraspeechclap.encoders.hf_text import build_minilm
+
+    enc = build_minilm().eval()
+    caps = ["a deep voice", "a woman whispering very slowly, in a sad and breathy tone"]
+    with torch.no_grad():
+        both = enc(**enc.tokenize(caps))
+        alone = torch.cat([enc(**enc.tokenize([c])) for c in caps])
+    torch.testing.assert_close(both, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_equal_length_backbone_never_mixes_lengths(tiny):
+    """A backbone that cannot mask padding must give the lone-item result inside any batch."""
+    from paraspeechclap.encoders.tiny import build_tiny_wavlm
+
+    old = build_tiny_wavlm(pooling="mean")
+    model = type(tiny)(old, tiny.text_branch, tiny.config)
+    model.load_state_dict({k: v for k, v in tiny.state_dict().items()}, strict=True)
+    model.eval()
+    wavs = [tone(s, seed=i) for i, s in enumerate([1.0, 0.5, 1.0, 0.7])]
+    np.testing.assert_allclose(model.embed_audio(wavs, batch_size=4),
+                               np.stack([model.embed_audio([w])[0] for w in wavs]), atol=1e-5)
+
+
+def test_windows_cover_the_clip_without_a_tiny_tail():
+    wav = np.arange(100_001, dtype=np.float32)
+    parts = split_windows(wav, 30_000)
+    assert len(parts) == 4 and max(len(p) for p in parts) <= 30_000 and min(len(p) for p in parts) >= 25_000
+    np.testing.assert_array_equal(np.concatenate(parts), wav)
+    assert len(split_windows(wav[:30_000], 30_000)) == 1
+
+
+def test_long_audio_is_the_frame_weighted_mean_of_its_windows(tiny):
+    enc = tiny.audio_branch
+    wav = tone(3.5, 140)
+    full_window = tiny.embed_audio([wav])
+    old = enc.window_samples
+    enc.window_samples = 16000
+    try:
+        windowed = tiny.embed_audio([wav])
+        short = tiny.embed_audio([wav[:15000]])  # shorter than a window: exactly the unwindowed result
+    finally:
+        enc.window_samples = old
+    np.testing.assert_allclose(short, tiny.embed_audio([wav[:15000]]), atol=0)
+    # reference: pool each window alone, weight by frames, project, normalise
+    with torch.no_grad():
+        pooled, weights = [], []
+        for w in split_windows(wav, 16000):
+            p = enc.prepare(w)
+            pooled.append(enc(p.features[None], torch.tensor([p.length]))[0].double())
+            weights.append(enc.num_frames(len(w)))
+        mean = sum(wt * p for wt, p in zip(weights, pooled)) / sum(weights)
+        ref = torch.nn.functional.normalize(tiny.audio_projection(mean.float()[None]), dim=-1).numpy()
+    np.testing.assert_allclose(windowed, ref, atol=1e-5)
+    assert float((windowed @ full_window.T)[0, 0]) > 0.9  # windows see less context, but the same sound
+
+
+@pytest.mark.parametrize("fmt", ["wav8k", "wav48k", "stereo", "flac24", "ogg", "mp3", "clipped"])
+def test_unusual_but_valid_audio_just_works(tiny, tmp_path, fmt):
+    x = tone(1.2, 200)
+    ref = tiny.embed_audio([x])
+    sr, data, kw, name = 16000, x, {}, "a.wav"
+    if fmt == "wav8k":
+        import soxr
+        sr, data = 8000, soxr.resample(x, 16000, 8000)
+    elif fmt == "wav48k":
+        import soxr
+        sr, data = 48000, soxr.resample(x, 16000, 48000)
+    elif fmt == "stereo":
+        data = np.stack([x, x], axis=1)
+    elif fmt == "flac24":
+        kw, name = {"subtype": "PCM_24"}, "a.flac"
+    elif fmt == "ogg":
+        name = "a.ogg"
+    elif fmt == "mp3":
+        name = "a.mp3"
+    elif fmt == "clipped":
+        data = np.clip(x * 10, -1, 1)
+    path = tmp_path / name
+    sf.write(path, data, sr, **kw)
+    emb = tiny.embed_audio([str(path)])
+    assert emb.shape == ref.shape and np.isfinite(emb).all()
+    if fmt in ("stereo", "flac24"):
+        np.testing.assert_allclose(emb, ref, atol=1e-3)
+    elif fmt != "clipped":
+        assert float((emb @ ref.T)[0, 0]) > 0.95
+
+
+def test_array_with_sample_rate_is_resampled(tiny):
+    import soxr
+
+    x = tone(1.0, 200)
+    x44 = soxr.resample(x, 16000, 44100).astype(np.float32)
+    assert float((tiny.embed_audio([x44], sample_rate=44100) @ tiny.embed_audio([x]).T)[0, 0]) > 0.99
+
+
+def test_inference_is_deterministic_and_restores_train_mode(tiny):
+    x = [tone(0.8, 150)]
+    a = tiny.embed_audio(x)
+    tiny.train()
+    try:
+        b = tiny.embed_audio(x)  # dropout must be off during inference even if the model trains
+        assert tiny.training
+    finally:
+        tiny.eval()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_precisions_are_close_to_fp32_and_int8_spares_attention(tiny_dir):
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    from paraspeechclap import load_model
+
+    wavs = [tone(1.0, 150), tone(0.7, 260, seed=1)]
+    ref = load_model(str(tiny_dir)).embed_audio(wavs)
+    for precision in ("bf16", "int8"):
+        m = load_model(str(tiny_dir), precision=precision)
+        emb = m.embed_audio(wavs)
+        assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+        assert (emb * ref).sum(1).min() > 0.99, precision
+        if precision == "int8":
+            layer = m.audio_branch.base.encoder.layers[0]
+            assert isinstance(layer.feed_forward.intermediate_dense, QLinear)
+            assert isinstance(layer.attention.q_proj, torch.nn.Linear) and not isinstance(layer.attention.q_proj, QLinear)
+
+
+def test_score_and_classify_agree_with_embeddings(tiny, wav_files):
+    caps = ["a deep voice", "a high voice"]
+    s = tiny.score(wav_files, caps)
+    np.testing.assert_allclose(s, tiny.embed_audio(wav_files) @ tiny.embed_text(caps).T, atol=1e-6)
+    ranked = tiny.classify(wav_files, ["deep", "high-pitched", "calm"])
+    cls = tiny.class_embeddings(["deep", "high-pitched", "calm"])
+    sims = tiny.embed_audio(wav_files) @ cls.T
+    for r, row in zip(ranked, sims):
+        assert [lab for lab, _ in r] == [["deep", "high-pitched", "calm"][j] for j in np.argsort(-row)]
+        assert r[0][1] == pytest.approx(row.max(), abs=1e-6)
+
+
+def test_prompt_ensemble_is_renormalised_mean_of_template_embeddings(tiny):
+    temps = ["A person is speaking in a {} style.", "The voice sounds {}.", "{} speech"]
+    cls = tiny.class_embeddings(["angry", "calm"], templates=temps)
+    for i, c in enumerate(["angry", "calm"]):
+        e = tiny.embed_text([t.format(c) for t in temps]).mean(0)
+        np.testing.assert_allclose(cls[i], e / np.linalg.norm(e), atol=1e-6)
+
+
+def test_save_and_reload_round_trip(tiny, tiny_dir, wav_files):
+    from paraspeechclap import load_model
+
+    m = load_model(str(tiny_dir))
+    np.testing.assert_array_equal(m.embed_audio(wav_files), tiny.embed_audio(wav_files))
+    assert m.checksum and m.model_id == "tiny"
