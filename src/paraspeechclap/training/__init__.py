@@ -1,0 +1,1 @@
+"""Training loop, optimisation, checkpointing and logging."""
