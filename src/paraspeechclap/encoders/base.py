@@ -88,6 +88,23 @@ class AudioEncoder(nn.Module):
         """
         raise NotImplementedError
 
+    def forward_frozen(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+        """The part of :meth:`forward` that does not train when the backbone is frozen.
+
+        Frozen-backbone training caches this output per clip and trains only :meth:`forward_head`
+        on top, so ``forward_head(forward_frozen(x)) == forward(x)`` must hold. The default caches the
+        pooled features; encoders with trainable pooling (e.g. a learned mix of layers) cache what
+        comes before it.
+
+        Returns:
+            ``(B, ...)`` a fixed-size per-item tensor.
+        """
+        return self.forward(features, lengths, **extras)
+
+    def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
+        """``forward_frozen`` output ``(B, ...)`` -> ``(B, hidden_size)`` pooled features."""
+        return cached
+
     def num_frames(self, length: int) -> int:
         """Number of output frames for an input of ``length`` positions (used to weight windows)."""
         raise NotImplementedError

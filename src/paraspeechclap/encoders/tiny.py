@@ -75,3 +75,23 @@ def build_tiny_xlmr(hidden_size: int = 32, layers: int = 2, pooling: str = "cls"
     """A 2-layer XLM-R (the official text tower's layout) with the MiniLM tokenizer, CLS pooled."""
     spec = {"type": "tiny-xlmr", "hidden_size": hidden_size, "layers": layers, "seed": seed}
     return _tiny_text("xlmr", spec, hidden_size, layers, pooling, seed)
+
+
+#: WavLM-Large's architecture (microsoft/wavlm-large config), for speed and memory measurements
+#: without the hub: 24 layers, 1024 hidden, 16 heads, 4096 FFN, stable layer norm.
+_WAVLM_LARGE = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+    conv_dim=(512,) * 7, conv_bias=False, num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
+    num_buckets=320, max_bucket_distance=800, feat_extract_norm="layer", do_stable_layer_norm=True, layerdrop=0.0,
+)
+
+
+@register_audio_encoder("random-wavlm-large")
+def build_random_wavlm_large(pooling: str = "masked_mean", seed: int = 0, normalize: bool = True) -> AudioEncoder:
+    """WavLM-Large's architecture with random weights (317M parameters): benchmarks only."""
+    from transformers import WavLMConfig, WavLMModel
+
+    base = _seeded(seed, lambda: WavLMModel(WavLMConfig(**_WAVLM_LARGE)))
+    enc = HFAudioEncoder(base, {"type": "random-wavlm-large", "seed": seed}, pooling=pooling, normalize=normalize)
+    enc.reconstructible = False
+    return enc

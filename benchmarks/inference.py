@@ -1,0 +1,174 @@
+"""Inference speed and memory: clips/s, real-time factor, precision, batching, peak memory.
+
+For each model (tiny, the offline default or its backbones, and WavLM-Large with random weights),
+precision (fp32, bf16, int8), clip length (5 s, 30 s) and mode (batched vs one clip at a time, the
+official inference path), prints clips/s and the real-time factor, with the cosine similarity of
+each precision's embeddings to fp32. Each (model, precision) runs in a fresh process so that its
+peak memory (max RSS) is its own; a 10-minute file is embedded to show that windowing bounds memory.
+Model load time is measured in a fresh interpreter, imports included.
+
+    python benchmarks/inference.py                       # all models
+    python benchmarks/inference.py --models tiny,offline --threads 2 --out benchmarks/results/inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = {
+    # name -> (how to build it, clips per timing run at 5 s, at 30 s)
+    "tiny": ("tiny", 32, 4),
+    "offline": ("offline", 32, 4),
+    "wavlm-large": ("wavlm-large", 6, 2),
+}
+
+
+def build(name: str, precision: str):
+    from paraspeechclap import load_model
+    from paraspeechclap.config import ModelConfig
+    from paraspeechclap.model import ParaSpeechCLAP
+    from paraspeechclap.pretrained import finalize, list_models
+    from paraspeechclap.testing import tiny_config
+
+    if name == "offline" and any(m.name == "lite" and m.available for m in list_models()):
+        return load_model("lite", precision=precision)
+    cfg = {
+        "tiny": tiny_config,
+        "offline": lambda: ModelConfig(audio_encoder={"type": "whisper", "variant": "tiny.en"},
+                                       text_encoder={"type": "minilm-l6"}, embed_dim=512, name="offline-random-heads"),
+        "wavlm-large": lambda: ModelConfig(audio_encoder={"type": "random-wavlm-large"},
+                                           text_encoder={"type": "tiny-xlmr"}, embed_dim=768, name="wavlm-large-random"),
+    }[name]()
+    import torch
+
+    torch.manual_seed(0)  # random heads: the fp32 reference and the other precisions must be the same model
+    return finalize(ParaSpeechCLAP.from_config(cfg), "cpu", precision)
+
+
+def _clips(seconds: float, n: int):
+    from paraspeechclap.testing import tone
+
+    return [tone(seconds, 100 + 37 * i, seed=i) for i in range(n)]
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def worker(name: str, precision: str, long_minutes: float) -> dict:
+    """Runs in its own process: timings for one model and precision (+ its fp32 reference)."""
+    import numpy as np
+
+    model = build(name, precision)
+    ref = build(name, "fp32") if precision != "fp32" else model
+    _, n5, n30 = MODELS[name]
+    rows = []
+    for seconds, n in ((5.0, n5), (30.0, n30)):
+        clips = _clips(seconds, n)
+        model.embed_audio(clips[:2], batch_size=2)  # warm-up
+        for mode, bs in (("batched", 8), ("one-at-a-time", 1)):
+            emb = None
+
+            def run():
+                nonlocal emb
+                emb = model.embed_audio(clips, batch_size=bs) if bs > 1 else np.concatenate(
+                    [model.embed_audio([c]) for c in clips])
+
+            dt = _time(run)
+            cos = float((emb[:2] * ref.embed_audio(clips[:2], batch_size=2)).sum(1).mean())
+            rows.append({"model": name, "precision": precision, "clip_s": seconds, "mode": mode, "clips": n,
+                         "clips_per_s": n / dt, "rtf_x": n * seconds / dt, "cos_to_fp32": cos})
+    del ref
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    long = _clips(long_minutes * 60, 1)
+    dt = _time(lambda: model.embed_audio(long, batch_size=4))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": rows, "long": {"model": name, "precision": precision, "minutes": long_minutes,
+                                   "seconds": dt, "peak_rss_mb": peak, "peak_rss_before_long_mb": rss_before}}
+
+
+def load_time(name: str) -> float:
+    code = f"import time; t=time.time(); import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); " \
+           f"from inference import build; m = build({name!r}, 'fp32'); print(time.time() - t)"
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--precisions", default="fp32,bf16,int8")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--long-minutes", type=float, default=10.0)
+    ap.add_argument("--out", default="benchmarks/results/inference.json")
+    ap.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.long_minutes)))
+        return
+    results = {"threads": args.threads, "cpu": _cpu(), "torch": torch.__version__, "rows": [], "long": [], "load_s": {}}
+    for name in args.models.split(","):
+        results["load_s"][name] = load_time(name)
+        for precision in args.precisions.split(","):
+            out = subprocess.run([sys.executable, __file__, "--worker", name, precision, "--threads",
+                                  str(args.threads), "--long-minutes", str(args.long_minutes)],
+                                 check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results["rows"] += res["rows"]
+            results["long"].append(res["long"])
+            _print_rows(res)
+    _summary(results)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+def _print_rows(res: dict) -> None:
+    for r in res["rows"]:
+        print(f"{r['model']:12s} {r['precision']:5s} {r['clip_s']:4.0f}s {r['mode']:14s} "
+              f"{r['clips_per_s']:8.2f} clips/s  {r['rtf_x']:8.1f}x real time  cos {r['cos_to_fp32']:.5f}", flush=True)
+    lg = res["long"]
+    print(f"{lg['model']:12s} {lg['precision']:5s} {lg['minutes']:.0f}-min file: {lg['seconds']:.1f} s, "
+          f"peak RSS {lg['peak_rss_mb']:.0f} MB (before: {lg['peak_rss_before_long_mb']:.0f} MB)", flush=True)
+
+
+def _summary(results: dict) -> None:
+    print("\nload time (fresh interpreter, imports included):")
+    for k, v in results["load_s"].items():
+        print(f"  {k:12s} {v:6.2f} s")
+    for name in {r["model"] for r in results["rows"]}:
+        base = [r for r in results["rows"] if r["model"] == name and r["precision"] == "fp32"
+                and r["mode"] == "one-at-a-time" and r["clip_s"] == 5.0]
+        best = max((r for r in results["rows"] if r["model"] == name and r["clip_s"] == 5.0),
+                   key=lambda r: r["clips_per_s"])
+        if base:
+            print(f"{name}: fastest 5 s path = {best['precision']} {best['mode']} at {best['clips_per_s']:.2f} clips/s, "
+                  f"{best['clips_per_s'] / base[0]['clips_per_s']:.2f}x the official fp32 one-at-a-time path "
+                  f"(cos {best['cos_to_fp32']:.5f})")
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()

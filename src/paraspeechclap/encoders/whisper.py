@@ -1,0 +1,293 @@
+"""Whisper encoder (converted from the CTranslate2 files of PyPI packages) as an audio backbone.
+
+Registered as ``"whisper"``. Spec options (all JSON):
+
+* ``variant``: ``"tiny.en"`` (384-d, 4 blocks, core dependency) or ``"base"`` (512-d, 6 blocks,
+  extra ``base``).
+* ``layers``: hidden states to pool, indexed like ``transformers``' ``output_hidden_states``:
+  ``0`` = conv front end + positions, ``k`` = output of block ``k`` (before the final LayerNorm),
+  ``"last"`` = ``last_hidden_state`` (after it). A single value or a list; default: the middle
+  blocks (tiny.en ``[2, 3]``, base ``[2, 3, 4]``), which beat the last one for emotion and gender.
+  Several states are mixed by a learned softmax-weighted sum (weights start uniform).
+* ``pooling``: ``"mean"`` over the valid frames of each item, or ``"mean_std"``: mean and standard
+  deviation over the valid frames, concatenated (the spread carries prosody: monotony, arousal).
+* ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
+  normalisation; ``(dB + 30) / 20``, so -50..-10 dBFS maps to -1..1) to the pooled vector.
+* ``normalize``: waveform normalisation before the log-mel: ``"peak"`` (-1 dBFS), ``"rms"``
+  (-23 dBFS active level) or ``"none"``. Normalisation removes loudness from the log-mel; the
+  level input gives it back explicitly.
+* ``sha256``: expected checksum of the source ``model.bin`` (default: the pinned one).
+
+The encoder runs on each clip's own length (no padding to 30 s): the positional table is sliced,
+and a padded batch uses a key-padding attention mask, with padded mel frames and padded conv1
+outputs zeroed so the convolutions see what a lone item sees. An item's output does not depend
+on its batch (``batch_mode = "mask"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..audio.features import N_FFT, NORMALIZERS, active_level_dbfs, log_mel_spectrogram
+from ..errors import AudioError, ConfigError, InputError
+from .base import SAMPLE_RATE, AudioEncoder, PreparedAudio, lengths_to_mask, masked_mean
+from .ct2 import build_whisper_encoder, load_whisper_encoder, whisper_source
+from .registry import register_audio_encoder
+
+if TYPE_CHECKING:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+LayerId = int | str
+POOLINGS = ("mean", "mean_std")
+#: the level feature is ``(dBFS - LEVEL_CENTER_DB) / LEVEL_SCALE_DB``: typical speech levels
+#: (-50..-10 dBFS) land in -1..1, next to LayerNorm-scale hidden features.
+LEVEL_CENTER_DB = -30.0
+LEVEL_SCALE_DB = 20.0
+
+
+def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
+    items: list[LayerId] = list(default) if layers is None else [layers] if isinstance(layers, (int, str)) else list(layers)
+    if not items:
+        raise ConfigError("audio encoder 'whisper': 'layers' is empty")
+    for item in items:
+        ok = item == "last" or (isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= n_blocks)
+        if not ok:
+            raise ConfigError(f"audio encoder 'whisper': layer {item!r} is not 'last' or an int in [0, {n_blocks}]")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"audio encoder 'whisper': duplicate entries in layers {items!r}")
+    return items
+
+
+class WhisperAudioEncoder(AudioEncoder):
+    """A ``transformers`` ``WhisperEncoder`` (``self.base``) with length-aware pooling.
+
+    Build it with :func:`create_whisper_encoder` (or the registry); the arguments mirror the spec
+    options described in the module docstring.
+    """
+
+    batch_mode = "mask"
+    window_samples = 30 * SAMPLE_RATE
+    #: one full FFT window: 2 mel frames, 1 output frame.
+    min_samples = N_FFT
+    reconstructible = True
+    base: WhisperEncoder
+
+    def __init__(
+        self,
+        base: WhisperEncoder,
+        *,
+        variant: str,
+        layers: list[LayerId],
+        pooling: str = "mean",
+        level_input: bool = True,
+        normalize: str = "peak",
+        sha256: str,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"audio encoder 'whisper': unknown pooling {pooling!r}; choose from {POOLINGS}")
+        if normalize not in NORMALIZERS:
+            choices = tuple(NORMALIZERS)
+            raise ConfigError(f"audio encoder 'whisper': unknown normalize {normalize!r}; choose from {choices}")
+        self.base = base
+        self.variant, self.layers, self.pooling = variant, list(layers), pooling
+        self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
+        self.n_mels = int(base.config.num_mel_bins)
+        self.max_mel_frames = 2 * int(base.config.max_source_positions)
+        self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
+        self.hidden_size = self._width + int(self.level_input)
+        # softmax(0, ..., 0) = uniform mix; a single state needs no weights.
+        self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if len(self.layers) > 1 else None
+        self._trim_unused()
+
+    def _trim_unused(self) -> None:
+        """Drop blocks after the deepest pooled state and the final LayerNorm if "last" is not pooled.
+
+        Unused parameters would get no gradient (DDP without ``find_unused_parameters`` fails on
+        them) and cost memory; the spec rebuilds the same trimmed module.
+        """
+        n_blocks = len(self.base.layers)
+        depth = max(n_blocks if x == "last" else int(x) for x in self.layers)
+        del self.base.layers[depth:]
+        self.base.config.encoder_layers = depth
+        if "last" not in self.layers:
+            self.base.layer_norm = nn.Identity()  # type: ignore[assignment]
+
+    # ---- preprocessing -------------------------------------------------------------------
+
+    def prepare(self, wav: np.ndarray) -> PreparedAudio:
+        """``(S,)`` float 16 kHz waveform -> ``(n_mels, S // 160)`` log-mel (+ ``level_dbfs`` extra)."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1:
+            raise AudioError(f"Whisper expects a mono waveform of shape (S,), got {wav.shape}")
+        if not (self.min_samples <= len(wav) <= self.window_samples):
+            raise AudioError(
+                f"Whisper needs {self.min_samples}..{self.window_samples} samples per window, got {len(wav)}"
+            )
+        if not np.isfinite(wav).all():
+            raise AudioError("waveform contains NaN or infinite samples")
+        extras = {}
+        if self.level_input:  # measured on the raw waveform: normalisation would erase it
+            extras["level_dbfs"] = torch.tensor([active_level_dbfs(wav)], dtype=torch.float32)
+        mel = log_mel_spectrogram(NORMALIZERS[self.normalize](wav), self.n_mels)
+        return PreparedAudio(features=mel, extras=extras)
+
+    def num_frames(self, length: int) -> int:
+        """Output frames for ``length`` mel frames (conv2 has stride 2 and padding 1)."""
+        return (int(length) - 1) // 2 + 1
+
+    # ---- encoder -------------------------------------------------------------------------
+
+    def hidden_states(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Run the encoder on a padded batch of log-mels of any length up to 3000 frames.
+
+        Args:
+            features: ``(B, n_mels, T)`` zero-padded log-mels.
+            lengths: ``(B,)`` valid mel frames per item.
+
+        Returns:
+            the pooled states in ``self.layers`` order, each ``(B, T', D)`` with
+            ``T' = (T - 1) // 2 + 1``, and the ``(B, T')`` valid-frame mask.
+        """
+        enc = self.base
+        bsz, _, n_frames = features.shape
+        if n_frames > self.max_mel_frames:
+            raise InputError(f"Whisper input has {n_frames} mel frames; at most {self.max_mel_frames} (30 s) fit")
+        lengths = lengths.to(features.device)
+        features = features.to(enc.conv1.weight.dtype)  # e.g. weights cast to bf16 for inference
+        mel_mask = lengths_to_mask(lengths, n_frames).to(features.dtype)[:, None, :]  # (B, 1, T)
+        # Zero what lies past each item's end, so conv1/conv2 read zeros there as their own
+        # zero padding gives a lone item.
+        x = F.gelu(enc.conv1(features * mel_mask)) * mel_mask
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T', D)
+        out_lengths = (lengths - 1) // 2 + 1
+        frame_mask = lengths_to_mask(out_lengths, x.shape[1])  # (B, T')
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        x = F.dropout(x, p=enc.dropout, training=self.training)
+        attn_mask = None
+        if bool((out_lengths < x.shape[1]).any()):  # key padding only; padded queries are ignored
+            attn_mask = torch.zeros(bsz, 1, 1, x.shape[1], dtype=x.dtype, device=x.device)
+            attn_mask.masked_fill_(frame_mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
+        states: dict[LayerId, torch.Tensor] = {0: x}
+        for i, block in enumerate(enc.layers):
+            x = block(x, attn_mask)
+            states[i + 1] = x
+        if "last" in self.layers:
+            states["last"] = enc.layer_norm(x)
+        return [states[k] for k in self.layers], frame_mask
+
+    def forward_frozen(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        level_dbfs: torch.Tensor | None = None,
+        **extras: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-layer pooled states (and the scaled level): what frozen-backbone training caches.
+
+        Args:
+            features: ``(B, n_mels, T)`` zero-padded log-mels from :meth:`prepare`.
+            lengths: ``(B,)`` valid mel frames.
+            level_dbfs: ``(B, 1)`` or ``(B,)`` raw levels; required when ``level_input`` is on.
+
+        Returns:
+            ``(B, L * P [+ 1])``: ``L`` pooled states of width ``P`` (``D``, or ``2D`` for
+            ``mean_std``), flattened, then the scaled level if enabled.
+        """
+        states, frame_mask = self.hidden_states(features, lengths)
+        pooled = torch.stack([self._pool(h, frame_mask) for h in states], dim=1)  # (B, L, P)
+        out = pooled.flatten(1)
+        if not self.level_input:
+            return out
+        if level_dbfs is None:
+            raise InputError("this Whisper encoder has level_input=True but got no 'level_dbfs' extra")
+        level = (level_dbfs.reshape(-1, 1).to(out) - LEVEL_CENTER_DB) / LEVEL_SCALE_DB
+        return torch.cat([out, level], dim=1)
+
+    def _pool(self, h: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, P)`` over the valid frames."""
+        mean = masked_mean(h, frame_mask)
+        if self.pooling == "mean":
+            return mean
+        var = masked_mean((h - mean[:, None]) ** 2, frame_mask)
+        return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
+
+    def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
+        """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states."""
+        n_layers = len(self.layers)
+        pooled = cached[:, : n_layers * self._width].reshape(len(cached), n_layers, self._width)
+        if self.layer_logits is None:
+            out = pooled[:, 0]
+        else:  # pooling is per layer, so mixing pooled states equals pooling the mixed states for the mean
+            out = torch.einsum("l,bld->bd", torch.softmax(self.layer_logits, 0).to(pooled.dtype), pooled)
+        return torch.cat([out, cached[:, n_layers * self._width:]], dim=1)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+        """Pool a padded batch: ``(B, n_mels, T)`` log-mels, ``(B,)`` lengths -> ``(B, hidden_size)``."""
+        return self.forward_head(self.forward_frozen(features, lengths, **extras))
+
+    def layer_weights(self) -> dict[str, float]:
+        """Current mixing weight of each pooled state (for logging)."""
+        if self.layer_logits is None:
+            return {str(self.layers[0]): 1.0}
+        w = torch.softmax(self.layer_logits.detach().float(), 0).tolist()
+        return {str(k): float(v) for k, v in zip(self.layers, w)}
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "type": "whisper",
+            "variant": self.variant,
+            "layers": list(self.layers),
+            "pooling": self.pooling,
+            "level_input": self.level_input,
+            "normalize": self.normalize,
+            "sha256": self.sha256,
+        }
+
+    def feed_forward_linears(self) -> list[str]:
+        return [f"base.layers.{i}.{fc}" for i in range(len(self.base.layers)) for fc in ("fc1", "fc2")]
+
+
+@register_audio_encoder("whisper")
+def create_whisper_encoder(
+    variant: str = "tiny.en",
+    layers: LayerId | Sequence[LayerId] | None = None,
+    pooling: str = "mean",
+    level_input: bool = True,
+    normalize: str = "peak",
+    sha256: str | None = None,
+    pretrained: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> WhisperAudioEncoder:
+    """Build the ``"whisper"`` audio encoder (options: see the module docstring).
+
+    Args:
+        pretrained: load the converted weights (from the cache, converting on first use). With
+            ``False`` the encoder has the variant's shape and random weights, e.g. before loading
+            a full saved model; the package is then not needed.
+        cache_dir: where converted weights are cached (default ``$PARASPEECHCLAP_CACHE`` or
+            ``~/.cache/paraspeechclap``); not part of the spec.
+    """
+    source = whisper_source(variant)
+    expected = (sha256 or source.sha256).lower()
+    if pretrained:
+        base = load_whisper_encoder(variant, expected, cache_dir)
+    else:
+        base = build_whisper_encoder({"num_mel_bins": 80, "max_source_positions": 1500, **source.architecture})
+    resolved = _resolve_layers(layers, len(base.layers), source.default_layers)
+    return WhisperAudioEncoder(
+        base,
+        variant=variant,
+        layers=resolved,
+        pooling=pooling,
+        level_input=level_input,
+        normalize=normalize,
+        sha256=expected,
+    )
