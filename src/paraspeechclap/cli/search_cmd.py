@@ -1,0 +1,132 @@
+"""``index`` and ``search``: style search over a folder (or manifest) of audio files.
+
+``index`` embeds the files once into an index directory and, when run again, embeds only new or
+changed files; ``search`` embeds a caption and lists the best-matching clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import add_model_args, model_from_args, print_json, print_table
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="embed a folder or manifest of audio into a searchable index",
+                       description="Build or update an embedding index (only new or changed files are embedded).")
+    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="folder searched recursively for audio files")
+    p.add_argument("--manifest", metavar="F", help="a manifest instead of a folder")
+    p.add_argument("--split", default=None, metavar="S", help="split of a Hugging Face dataset manifest")
+    p.add_argument("--audio-root", metavar="DIR", help="audio root of the manifest (default: its directory)")
+    p.add_argument("--out", required=True, metavar="INDEX", help="index directory (created or updated)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed in meta.json)")
+    p.add_argument("--json", action="store_true", help="print build statistics as JSON")
+    add_model_args(p)
+    p.set_defaults(func=run_index)
+
+    p = sub.add_parser("search", help="find the clips of an index that best match a style caption",
+                       description="Search an index with one or more captions.")
+    p.add_argument("index", metavar="INDEX", help="index directory written by 'paraspeechclap index'")
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="style caption(s), e.g. 'a woman whispering slowly'")
+    p.add_argument("--top-k", type=int, default=10, metavar="K", help="results per query (default 10)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
+                   help="exact search with numpy (default) or FAISS (optional extra 'faiss')")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_model_args(p)
+    p.set_defaults(func=run_search)
+
+
+def _index_items(args: argparse.Namespace) -> tuple[list[Any], Path, dict[str, Any]]:
+    from ..search.index import IndexItem, list_audio_files
+
+    if bool(args.audio_dir) == bool(args.manifest):
+        raise InputError("give either AUDIO_DIR or --manifest (exactly one)")
+    if args.audio_dir:
+        root = Path(args.audio_dir)
+        items = [IndexItem(p) for p in list_audio_files(root)]
+        return items, root, {"audio_dir": str(root.resolve())}
+    from ..data.manifest import load_manifest
+
+    manifest = load_manifest(args.manifest, split=args.split, audio_root=args.audio_root)
+    items = []
+    for i, row in enumerate(manifest):
+        extra = {"key": manifest.key(i)}
+        desc = row.get("text_description")
+        if desc:
+            extra["caption"] = desc if isinstance(desc, str) else desc[0]
+        items.append(IndexItem(manifest.audio_path(i), extra))
+    roots = {r for r in manifest.roots if r is not None}
+    root = roots.pop() if len(roots) == 1 else Path("/")
+    return items, root, {"manifest": manifest.name, "split": args.split}
+
+
+def _model_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """How to load the model again at search time (paths made absolute)."""
+    model = args.model
+    if model is not None and Path(model).exists():
+        model = str(Path(model).resolve())
+    return {"model": model, "audio_encoder": args.audio_encoder, "text_encoder": args.text_encoder,
+            "pooling": args.pooling}
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from ..search.index import build_index
+
+    items, root, source = _index_items(args)
+    model = model_from_args(args)
+    stats = build_index(model, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args))
+    summary = {"index": args.out, "files": stats.total, "reused": stats.reused, "embedded": stats.embedded,
+               "skipped": [{"path": p, "error": e} for p, e in stats.skipped],
+               "seconds": {"hash": round(stats.hash_s, 3), "embed": round(stats.embed_s, 3),
+                           "write": round(stats.write_s, 3)}}
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{stats.total} files: {stats.embedded} embedded, {stats.reused} reused, "
+          f"{len(stats.skipped)} skipped -> {args.out}")
+    for p, e in stats.skipped:
+        print(f"skipped: {e}", file=sys.stderr)
+    return 0
+
+
+def _search_model(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
+    """The model given on the command line, else the one recorded in the index; it must match."""
+    recorded = meta["model"].get("load", {})
+    for key in ("model", "audio_encoder", "text_encoder"):
+        if getattr(args, key) is None:
+            setattr(args, key, recorded.get(key))
+    model = model_from_args(args)
+    want = meta["model"].get("checksum")
+    if want and model.checksum != want:
+        raise InputError(f"{args.index}: built with model {meta['model'].get('id')!r} (checksum {want[:12]}), "
+                         f"but the query model {model.model_id!r} has checksum {model.checksum[:12]}; "
+                         "pass the same --model or rebuild the index")
+    return model
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..search.index import load_index
+
+    index = load_index(args.index)
+    model = _search_model(args, index.meta)
+    results = index.search(model.embed_text(args.queries), top_k=args.top_k, backend=args.backend)
+    out = []
+    for query, hits in zip(args.queries, results):
+        rows = []
+        for rank, (i, score) in enumerate(hits, start=1):
+            item = index.items[i]
+            rows.append({"rank": rank, "path": str(index.path_of(i)), "score": round(score, 6),
+                         **({"caption": item["caption"]} if "caption" in item else {})})
+        out.append({"query": query, "hits": rows})
+    if args.json:
+        print_json({"index": args.index, "model": index.meta["model"], "backend": args.backend, "results": out})
+        return 0
+    for res in out:
+        print(f"query: {res['query']}")
+        print_table(["rank", "score", "path"], [[h["rank"], h["score"], h["path"]] for h in res["hits"]])
+    return 0

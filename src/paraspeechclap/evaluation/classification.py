@@ -1,0 +1,138 @@
+"""Zero-shot classification: prediction from scores and accuracy / UAR / macro-F1.
+
+Pure functions on numpy arrays and label lists. The metrics match the official
+``scripts/evaluate_classification.py`` (sklearn with ``labels=sorted(candidates)`` and
+``zero_division=0``): a candidate that never occurs in the gold labels still counts in the macro
+averages, with recall 0 and F1 0, so UAR is the mean recall over *all* candidates.
+
+One deliberate difference: the official script stops with an error when a gold label is not a
+candidate. Here such clips are excluded from every metric and counted (``excluded``), so one
+stray label does not abort a long evaluation; the count is in the report for the reader to judge.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def predict_labels(scores: np.ndarray, candidates: Sequence[str]) -> list[str]:
+    """Arg-max candidate per row; ties go to the candidate listed first.
+
+    Args:
+        scores: ``(N, C)`` similarities, clips x candidates.
+        candidates: the C candidate labels, in the column order of ``scores``.
+
+    Returns:
+        N predicted labels.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] != len(candidates):
+        raise ValueError(f"scores must have shape (N, {len(candidates)}), got {scores.shape}")
+    return [candidates[j] for j in np.argmax(scores, axis=1)]
+
+
+def class_embeddings(prompt_embs: Sequence[np.ndarray]) -> np.ndarray:
+    """One text embedding per class from an ensemble of prompt embeddings.
+
+    Each prompt embedding is L2-normalised, the class mean is taken and renormalised (the CLIP
+    prompt-ensembling recipe), so a class with more prompts does not get a longer vector.
+
+    Args:
+        prompt_embs: C arrays, each ``(P_c, D)``: the embeddings of the prompts of class c.
+
+    Returns:
+        ``(C, D)`` float32, unit-norm rows.
+    """
+    out = []
+    for c, emb in enumerate(prompt_embs):
+        emb = np.asarray(emb, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] == 0:
+            raise ValueError(f"class {c}: expected a non-empty (P, D) array, got shape {emb.shape}")
+        mean = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).mean(axis=0)
+        out.append(mean / np.linalg.norm(mean))
+    return np.stack(out).astype(np.float32)
+
+
+def confusion_matrix(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Counts ``[i, j]`` = clips with gold ``labels[i]`` predicted as ``labels[j]``.
+
+    Pairs whose gold or predicted label is not in ``labels`` are ignored.
+
+    Returns:
+        ``(L, L)`` int64.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for g, p in zip(gold, pred):
+        if g in index and p in index:
+            cm[index[g], index[p]] += 1
+    return cm
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    # zero_division=0: a class never predicted has precision 0, one never in gold has recall 0.
+    return np.divide(num, den, out=np.zeros(num.shape, dtype=np.float64), where=den > 0)
+
+
+def classification_metrics(
+    gold: Sequence[str], pred: Sequence[str], candidates: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, UAR, macro-F1, per-class recall/precision/F1 and the confusion matrix.
+
+    Args:
+        gold: N gold labels.
+        pred: N predicted labels (normally candidates).
+        candidates: the candidate labels; metrics use them sorted, as the official code does.
+
+    Returns:
+        A dict with ``accuracy``, ``uar`` (macro recall), ``macro_f1`` (fractions in [0, 1]),
+        ``labels`` (sorted candidates), ``per_class`` (label -> recall, precision, f1, support,
+        predicted), ``confusion_matrix`` (rows gold, columns predicted, in ``labels`` order),
+        ``count`` (clips evaluated), ``excluded`` (clips whose gold label is not a candidate) and
+        ``excluded_labels`` (label -> count).
+    """
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} labels but pred has {len(pred)}")
+    labels = sorted(set(candidates))
+    if not labels:
+        raise ValueError("no candidate labels")
+    known = set(labels)
+    keep = [i for i, g in enumerate(gold) if g in known]
+    excluded = Counter(g for g in gold if g not in known)
+    if not keep:
+        raise ValueError("no gold label is among the candidates")
+    g_kept = [gold[i] for i in keep]
+    p_kept = [pred[i] for i in keep]
+    cm = confusion_matrix(g_kept, p_kept, labels)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    # Predictions outside the candidates (never from predict_labels) count as wrong, not as a class.
+    predicted = cm.sum(axis=0).astype(np.float64)
+    recall = _safe_div(tp, support)
+    precision = _safe_div(tp, predicted)
+    f1 = _safe_div(2 * tp, support + predicted)  # = 2PR/(P+R), 0 when both are 0
+    per_class = {
+        label: {
+            "recall": float(recall[i]),
+            "precision": float(precision[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            "predicted": int(predicted[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+    return {
+        "accuracy": float(tp.sum() / len(keep)),
+        "uar": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "labels": labels,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "count": len(keep),
+        "excluded": int(sum(excluded.values())),
+        "excluded_labels": dict(sorted(excluded.items())),
+    }
