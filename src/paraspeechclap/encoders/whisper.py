@@ -8,7 +8,9 @@ Registered as ``"whisper"``. Spec options (all JSON):
   ``0`` = conv front end + positions, ``k`` = output of block ``k`` (before the final LayerNorm),
   ``"last"`` = ``last_hidden_state`` (after it). A single value or a list; default: the middle
   blocks (tiny.en ``[2, 3]``, base ``[2, 3, 4]``), which beat the last one for emotion and gender.
-  Several states are mixed by a learned softmax-weighted sum (weights start uniform).
+  Several states are combined (``combine``) by a learned softmax-weighted sum (``"mix"``, weights
+  start uniform) or by concatenation (``"concat"``: the projection then learns its own map of each
+  layer, which probes better for emotion on the shared dev split).
 * ``pooling``: ``"mean"`` over the valid frames of each item, or ``"mean_std"``: mean and standard
   deviation over the valid frames, concatenated (the spread carries prosody: monotony, arousal).
 * ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 LayerId = int | str
 POOLINGS = ("mean", "mean_std")
+COMBINES = ("mix", "concat")
 #: the level feature is ``(dBFS - LEVEL_CENTER_DB) / LEVEL_SCALE_DB``: typical speech levels
 #: (-50..-10 dBFS) land in -1..1, next to LayerNorm-scale hidden features.
 LEVEL_CENTER_DB = -30.0
@@ -86,6 +89,7 @@ class WhisperAudioEncoder(AudioEncoder):
         variant: str,
         layers: list[LayerId],
         pooling: str = "mean",
+        combine: str = "mix",
         level_input: bool = True,
         normalize: str = "peak",
         sha256: str,
@@ -101,10 +105,15 @@ class WhisperAudioEncoder(AudioEncoder):
         self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
         self.n_mels = int(base.config.num_mel_bins)
         self.max_mel_frames = 2 * int(base.config.max_source_positions)
+        if combine not in COMBINES:
+            raise ConfigError(f"audio encoder 'whisper': unknown combine {combine!r}; choose from {COMBINES}")
+        self.combine = combine
         self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
-        self.hidden_size = self._width + int(self.level_input)
-        # softmax(0, ..., 0) = uniform mix; a single state needs no weights.
-        self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if len(self.layers) > 1 else None
+        n_out = len(self.layers) if combine == "concat" else 1
+        self.hidden_size = n_out * self._width + int(self.level_input)
+        # softmax(0, ..., 0) = uniform mix; a single state or a concatenation needs no weights.
+        mixed = len(self.layers) > 1 and combine == "mix"
+        self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if mixed else None
         self._trim_unused()
 
     def _trim_unused(self) -> None:
@@ -220,7 +229,10 @@ class WhisperAudioEncoder(AudioEncoder):
         return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
 
     def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
-        """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states."""
+        """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states
+        (or, for ``combine="concat"``, the cached vector itself)."""
+        if self.combine == "concat":
+            return cached
         n_layers = len(self.layers)
         pooled = cached[:, : n_layers * self._width].reshape(len(cached), n_layers, self._width)
         if self.layer_logits is None:
@@ -246,6 +258,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "variant": self.variant,
             "layers": list(self.layers),
             "pooling": self.pooling,
+            "combine": self.combine,
             "level_input": self.level_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
@@ -260,6 +273,7 @@ def create_whisper_encoder(
     variant: str = "tiny.en",
     layers: LayerId | Sequence[LayerId] | None = None,
     pooling: str = "mean",
+    combine: str = "mix",
     level_input: bool = True,
     normalize: str = "peak",
     sha256: str | None = None,
@@ -287,6 +301,7 @@ def create_whisper_encoder(
         variant=variant,
         layers=resolved,
         pooling=pooling,
+        combine=combine,
         level_input=level_input,
         normalize=normalize,
         sha256=expected,
