@@ -29,6 +29,7 @@ _LAZY = {
     "register_audio_encoder": "paraspeechclap.encoders.registry",
     "register_text_encoder": "paraspeechclap.encoders.registry",
     "ParaSpeechCLAPError": "paraspeechclap.errors",
+    "rerank": "paraspeechclap.reranking",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import ParaSpeechCLAPError
     from .model import ParaSpeechCLAP
     from .pretrained import ModelInfo, list_models, load_model
+    from .reranking import rerank
 
 
 def __getattr__(name: str) -> Any:
