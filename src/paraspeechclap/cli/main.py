@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "paraspeechclap.cli.search_cmd",  # index, search
     "paraspeechclap.cli.train_cmd",  # train
     "paraspeechclap.cli.synth_cmd",  # synth (synthetic corpus, prompted candidates)
+    "paraspeechclap.cli.rerank_cmd",  # rerank (best-of-N)
 )
 
 

@@ -1,0 +1,144 @@
+"""The trainer under torch.distributed (gloo, 2 CPU processes): step equivalence with one process,
+and SIGKILL-and-resume under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.multiprocess
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "train" / "tiny.yaml")
+WORLD = 2
+BATCH = 6  # global batch; each rank gets 3 rows
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> str:
+    from paraspeechclap.training.toy import write_tone_corpus
+
+    return str(write_tone_corpus(tmp_path_factory.mktemp("toy"), 16, seed=0, speakers=4))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(manifest: str, out: str):
+    from paraspeechclap.training.config import load_config
+
+    return load_config(TINY, [
+        f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]", f"train.output_dir={out}",
+        "train.device=cpu", "train.num_threads=1", "train.progress=false",
+        # deterministic forward: no projection dropout, frozen backbones run in eval mode
+        "model.projection_dropout=0.0", "model.audio_trainable=[]", "model.text_trainable=[]",
+        # the autograd gather: DDP's averaged gradient then equals the one-process gradient
+        "loss.gather_with_grad=true", "loss.name=multitask", "loss.tag_vocab=[deep, soft, loud, fast]",
+    ])  # fmt: skip
+
+
+def _global_batch() -> list:
+    from paraspeechclap.encoders.base import PreparedAudio
+    from paraspeechclap.training.data import TrainItem
+
+    g = torch.Generator().manual_seed(0)
+    captions = ["a deep voice", "a soft voice", "a loud fast voice", "someone talks", "a deep soft voice", "hello"]
+    tags = [["deep"], ["soft"], ["loud", "fast"], [], ["deep", "soft"], ["fast"]]
+    return [TrainItem(PreparedAudio(0.3 * torch.randn(8000, generator=g)), c, t, i)
+            for i, (c, t) in enumerate(zip(captions, tags))]
+
+
+def _loss_and_grads(trainer, items) -> tuple[float, dict[str, torch.Tensor]]:
+    from paraspeechclap.training.data import collate_train
+    from paraspeechclap.training.modules import set_train_mode
+
+    set_train_mode(trainer.model)  # as fit() does: frozen backbones in eval mode
+    losses = trainer.compute_losses(collate_train(items), step=1)
+    total = sum(v for k, v in losses.items() if k.endswith("_loss"))
+    total.backward()
+    grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return total.item(), grads
+
+
+def _worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD))
+    import torch.distributed as dist
+
+    from paraspeechclap.distributed import init_distributed
+    from paraspeechclap.training.loop import Trainer
+
+    info = init_distributed(backend="gloo")
+    trainer = Trainer(_config(manifest, out_dir), info)
+    items = _global_batch()[rank * (BATCH // WORLD):(rank + 1) * (BATCH // WORLD)]
+    loss, grads = _loss_and_grads(trainer, items)
+    torch.save({"loss": loss, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_process_step_equals_one_process_on_the_concatenated_batch(toy, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    from paraspeechclap.distributed import DistributedInfo
+    from paraspeechclap.training.loop import Trainer
+
+    mp.spawn(_worker, args=(_free_port(), toy, str(tmp_path)), nprocs=WORLD, join=True)
+    threads = torch.get_num_threads()
+    try:
+        single = Trainer(_config(toy, str(tmp_path / "single")), DistributedInfo(0, 0, 1, torch.device("cpu")))
+        ref_loss, ref_grads = _loss_and_grads(single, _global_batch())
+    finally:
+        torch.set_num_threads(threads)
+    assert any(g.abs().sum() > 0 for g in ref_grads.values())
+    assert {"log_logit_scale", "audio_projection.linear1.weight", "text_projection.linear2.weight"} <= set(ref_grads)
+    for rank in range(WORLD):
+        res = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert res["loss"] == pytest.approx(ref_loss, rel=1e-5)  # every rank computes the global loss
+        assert res["grads"].keys() == ref_grads.keys()
+        for name, g in ref_grads.items():  # DDP's average over ranks == the one-process gradient
+            torch.testing.assert_close(res["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _torchrun(manifest: str, out: Path, resume: bool = False,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    sets = [f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]", "train.batch_size=3",
+            "train.max_steps=10", "train.checkpoint_every=4", "train.num_threads=1", "train.progress=false",
+            "train.device=cpu", "eval.at_end=false", "model.projection_dropout=0.3", f"train.output_dir={out}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "paraspeechclap", "train", "--config", TINY,
+           *[a for s in sets for a in ("--set", s)], *(["--resume", "auto"] if resume else [])]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180, cwd=REPO,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.mark.slow
+def test_torchrun_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from paraspeechclap.training.checkpoint import list_checkpoints
+
+    ref = _torchrun(toy, tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    # rank 0 SIGKILLs itself after step 6; torchrun then stops rank 1. Last checkpoint: step 4.
+    killed = _torchrun(toy, tmp_path / "crashed", env={"PARASPEECHCLAP_TEST_KILL_AFTER_STEP": "6"})
+    assert killed.returncode != 0 and not (tmp_path / "crashed" / "final").exists()
+    assert [s for s, _ in list_checkpoints(tmp_path / "crashed" / "checkpoints")] == [4]
+    resumed = _torchrun(toy, tmp_path / "crashed", resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "crashed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+    assert json.loads((tmp_path / "crashed" / "summary.json").read_text())["steps"] == 10

@@ -1,0 +1,135 @@
+"""The trainer end to end on the tiny recipe: outputs, resumption after SIGKILL, bad items."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from paraspeechclap.cli.main import main
+from paraspeechclap.training.checkpoint import list_checkpoints, load_training_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "train" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict[str, str]:
+    from paraspeechclap.training.toy import write_tone_corpus
+
+    root = tmp_path_factory.mktemp("toy")
+    train = write_tone_corpus(root / "train", 24, seed=0, speakers=6)
+    dev = write_tone_corpus(root / "dev", 8, seed=1, speakers=2, speaker_offset=10)
+    return {"train": str(train), "dev": str(dev)}
+
+
+def _args(toy: dict[str, str], out: Path, *extra: str) -> list[str]:
+    sets = [f"data.train_manifest={toy['train']}", "data.train=[]", "train.batch_size=4", "train.num_threads=1",
+            f"train.output_dir={out}", "train.progress=false", *extra]
+    return ["train", "--config", TINY, *[a for s in sets for a in ("--set", s)]]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_tiny_run_writes_a_loadable_model_and_logs(toy, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = _args(toy, out, f"data.dev_manifest={toy['dev']}", "data.dev=[]", "train.max_steps=8",
+                 "train.checkpoint_every=4", "eval.every_steps=4", "train.log_every=2")
+    assert main(args) == 0
+    assert "trained 8 steps" in capsys.readouterr().out
+    # resolved config beside the run, and inside every checkpoint
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["max_steps"] == 8 and saved["data"]["dev"][0]["manifest"] == toy["dev"]
+    steps = [s for s, _ in list_checkpoints(out / "checkpoints")]
+    assert steps == [8, 4]
+    state = load_training_checkpoint(out / "checkpoints" / "step_00000008.pt")
+    assert state["config"] == saved and state["step"] == 8
+    # metrics: train lines every 2 steps, dev metrics at steps 4 and 8 (fractions)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6, 8]
+    val = [x for x in lines if "val/audio_to_text/R@1" in x]
+    assert [x["step"] for x in val] == [4, 8]
+    assert all(0.0 <= x["val/audio_to_text/R@1"] <= 1.0 and 0.0 <= x["val/gender/uar"] <= 1.0 for x in val)
+    assert all(x["train/samples_per_s"] > 0 for x in lines if "train/loss" in x)
+    # the final model is the trained one and loads by path
+    import paraspeechclap
+
+    model = paraspeechclap.load_model(str(out / "final"))
+    final = _weights(out / "final")
+    for k, v in state["model"].items():
+        torch.testing.assert_close(final[k], v)
+    emb = model.embed_text(["A man speaks slowly."])
+    assert emb.shape == (1, 16) and np.isclose(np.linalg.norm(emb), 1.0)
+    assert (out / "best" / "model.safetensors").is_file() and (out / "summary.json").is_file()
+    # a second fresh run into the same folder is refused (it would mix two runs)
+    assert main(args) == 2
+    assert "--resume auto" in capsys.readouterr().err
+
+
+def _run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "paraspeechclap", *args], check=False, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=120, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
+    common = ["train.max_steps=12", "train.checkpoint_every=4", "eval.every_steps=null", "eval.at_end=false",
+              "data.dev=[]", "model.projection_dropout=0.3", "train.log_every=2"]  # dropout: the RNG must be restored
+    ref, crashed = tmp_path / "ref", tmp_path / "crashed"
+    assert main(_args(toy, ref, *common)) == 0
+    # killed right after step 6: the last complete checkpoint is step 4
+    killed = _run_cli(_args(toy, crashed, *common), {"PARASPEECHCLAP_TEST_KILL_AFTER_STEP": "6"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [s for s, _ in list_checkpoints(crashed / "checkpoints")] == [4]
+    assert not (crashed / "final").exists()
+    # a half-written newer checkpoint (no sidecar, truncated) must be ignored
+    (crashed / "checkpoints" / "step_00000008.pt").write_bytes(b"PK\x03\x04 truncated")
+    resumed = _run_cli([*_args(toy, crashed, *common), "--resume", "auto"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(ref / "final"), _weights(crashed / "final")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+    # the log reads like one run: no duplicated steps after the resume
+    steps = [json.loads(x)["step"] for x in (crashed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10, 12]
+
+
+def _corrupt_corpus(toy: dict[str, str], tmp_path: Path) -> Path:
+    """The toy train manifest plus three unreadable rows (missing, corrupt, silent)."""
+    rows = [json.loads(x) for x in Path(toy["train"]).read_text().splitlines()]
+    audio = Path(toy["train"]).parent
+    bad_dir = tmp_path / "toy"
+    bad_dir.mkdir()
+    (bad_dir / "corrupt.wav").write_bytes(b"garbage" * 50)
+    sf.write(bad_dir / "silent.wav", np.zeros(16000, np.float32), 16000)
+    out = [dict(r, relative_audio_path=str((audio / "toy" / r["relative_audio_path"]).resolve())) for r in rows]
+    for name in ("missing.wav", "corrupt.wav", "silent.wav"):
+        out.append(dict(rows[0], relative_audio_path=str(bad_dir / name)))
+    path = tmp_path / "with_bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in out))
+    return path
+
+
+def test_bad_items_are_skipped_counted_and_limited(toy, tmp_path: Path, capsys) -> None:
+    manifest = _corrupt_corpus(toy, tmp_path)
+    # "/" as audio root: relative_audio_path holds absolute paths here
+    base = [f"data.train_manifest={manifest}", "data.audio_root=/", "data.dev=[]", "eval.at_end=false",
+            "train.epochs=1", "train.max_steps=null", "train.checkpoint_every=100"]
+    assert main([*_args(toy, tmp_path / "ok", *base), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["bad_items"] == 3 and summary["steps"] == 7  # 27 rows / batch 4, every row visited once
+    assert main(_args(toy, tmp_path / "strict", *base, "data.max_bad_items=1")) == 2
+    assert "data.max_bad_items=1" in capsys.readouterr().err
