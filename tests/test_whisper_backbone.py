@@ -228,7 +228,8 @@ def test_registered_spec_round_trip(tiny):
     spec = tiny.spec()
     assert spec == {
         "type": "whisper", "variant": "tiny.en", "layers": [1, 3, "last"], "pooling": "mean",
-        "level_input": True, "normalize": "peak", "sha256": ct2.whisper_source("tiny.en").sha256,
+        "combine": "mix", "standardize": False, "level_input": True, "normalize": "peak",
+        "sha256": ct2.whisper_source("tiny.en").sha256,
     }
     rebuilt = create_audio_encoder(spec, pretrained=False)
     assert rebuilt.spec() == spec
@@ -331,3 +332,19 @@ def test_mean_std_pooling_and_the_frozen_head_split():
             ref = sum(wk * torch.cat([h[0].mean(0), h[0].var(0, unbiased=False).add(1e-6).sqrt()])
                       for wk, h in zip(w, states))
             torch.testing.assert_close(out[i, :-1], ref, atol=2e-4, rtol=1e-3)
+
+
+def test_concat_and_standardize_in_the_head():
+    """concat keeps every layer's statistics; standardize layer-normalises each statistic of each layer."""
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+
+    enc = create_whisper_encoder("tiny.en", layers=[2, 3], pooling="mean_std", combine="concat",
+                                 standardize=True, level_input=True).eval()
+    assert enc.hidden_size == 2 * 2 * 384 + 1 and enc.layer_logits is None
+    cached = torch.randn(3, 2 * 2 * 384 + 1) * 50 + 7
+    out = enc.forward_head(cached)
+    parts = out[:, :-1].reshape(3, 4, 384)  # (layer, statistic) blocks in order
+    ref = cached[:, :-1].reshape(3, 4, 384)
+    ref = (ref - ref.mean(-1, keepdim=True)) / (ref.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(parts, ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[:, -1], cached[:, -1])  # the level is passed through untouched

@@ -13,6 +13,9 @@ Registered as ``"whisper"``. Spec options (all JSON):
   layer, which probes better for emotion on the shared dev split).
 * ``pooling``: ``"mean"`` over the valid frames of each item, or ``"mean_std"``: mean and standard
   deviation over the valid frames, concatenated (the spread carries prosody: monotony, arousal).
+* ``standardize``: layer-normalise (no affine) each pooled statistic of each layer before it is
+  combined: Whisper's hidden states have a few huge dimensions that otherwise dominate the
+  projection's input and stall the first training steps of a frozen-backbone head.
 * ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
   normalisation; ``(dB + 30) / 20``, so -50..-10 dBFS maps to -1..1) to the pooled vector.
 * ``normalize``: waveform normalisation before the log-mel: ``"peak"`` (-1 dBFS), ``"rms"``
@@ -90,6 +93,7 @@ class WhisperAudioEncoder(AudioEncoder):
         layers: list[LayerId],
         pooling: str = "mean",
         combine: str = "mix",
+        standardize: bool = False,
         level_input: bool = True,
         normalize: str = "peak",
         sha256: str,
@@ -108,6 +112,7 @@ class WhisperAudioEncoder(AudioEncoder):
         if combine not in COMBINES:
             raise ConfigError(f"audio encoder 'whisper': unknown combine {combine!r}; choose from {COMBINES}")
         self.combine = combine
+        self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
         n_out = len(self.layers) if combine == "concat" else 1
         self.hidden_size = n_out * self._width + int(self.level_input)
@@ -231,10 +236,13 @@ class WhisperAudioEncoder(AudioEncoder):
     def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
         """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states
         (or, for ``combine="concat"``, the cached vector itself)."""
-        if self.combine == "concat":
-            return cached
         n_layers = len(self.layers)
         pooled = cached[:, : n_layers * self._width].reshape(len(cached), n_layers, self._width)
+        if self.standardize:  # each statistic (mean, std) of each layer separately: (B, L, S, D)
+            stats = pooled.reshape(len(cached), n_layers, -1, int(self.base.config.d_model))
+            pooled = F.layer_norm(stats, stats.shape[-1:]).reshape_as(pooled)
+        if self.combine == "concat":
+            return torch.cat([pooled.flatten(1), cached[:, n_layers * self._width:]], dim=1)
         if self.layer_logits is None:
             out = pooled[:, 0]
         else:  # pooling is per layer, so mixing pooled states equals pooling the mixed states for the mean
@@ -259,6 +267,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "layers": list(self.layers),
             "pooling": self.pooling,
             "combine": self.combine,
+            "standardize": self.standardize,
             "level_input": self.level_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
@@ -274,6 +283,7 @@ def create_whisper_encoder(
     layers: LayerId | Sequence[LayerId] | None = None,
     pooling: str = "mean",
     combine: str = "mix",
+    standardize: bool = False,
     level_input: bool = True,
     normalize: str = "peak",
     sha256: str | None = None,
@@ -302,6 +312,7 @@ def create_whisper_encoder(
         layers=resolved,
         pooling=pooling,
         combine=combine,
+        standardize=standardize,
         level_input=level_input,
         normalize=normalize,
         sha256=expected,

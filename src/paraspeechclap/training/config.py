@@ -228,6 +228,10 @@ class LossConfig:
             official ``synonym_templates.json`` format).
         max_logit_scale: clamp of the contrastive scale.
         clamp: ``epoch`` (official: at each epoch end and after the last step) or ``step``.
+        attribute_sets: named attribute sets (``paraspeechclap data sets``) trained with a
+            cross-entropy over each set's candidate prompts, for every row that has the set's
+            gold label (our addition: it trains what zero-shot classification does).
+        attribute_weight: multiplier of that term.
     """
 
     name: str = "contrastive"
@@ -241,6 +245,8 @@ class LossConfig:
     default_prompt_template: str = "A person is speaking in a {} style."
     max_logit_scale: float = 100.0
     clamp: str = "epoch"
+    attribute_sets: list[str] = field(default_factory=list)
+    attribute_weight: float = 1.0
 
 
 @dataclass

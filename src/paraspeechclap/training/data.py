@@ -223,6 +223,7 @@ class TrainItem:
     tags: list[str]
     index: int
     bad: list[tuple[str, str]] = field(default_factory=list)
+    row: dict[str, Any] = field(default_factory=dict)  # the labels after augmentation (loudness relabelled)
 
 
 class TrainDataset(torch.utils.data.Dataset):
@@ -293,11 +294,11 @@ class TrainDataset(torch.utils.data.Dataset):
         if relabel and level is not None:
             row = relabel_loudness(row, level, self.augment.loudness_thresholds_dbfs)
         caption = CAPTIONERS[src.captions](row, rng)
-        return TrainItem(audio, caption, [str(t) for t in row.get(self.tag_field) or []], pos)
+        return TrainItem(audio, caption, [str(t) for t in row.get(self.tag_field) or []], pos, row=row)
 
 
 def collate_train(items: Sequence[TrainItem]) -> dict[str, Any]:
-    """Batch of :class:`TrainItem`: ``{"audio": {...}, "captions", "tags", "indices", "bad"}``.
+    """Batch of :class:`TrainItem`: ``{"audio": {...}, "captions", "tags", "rows", "indices", "bad"}``.
 
     ``audio`` is ``{"features", "lengths", **extras}`` (padded) or ``{"cached": (B, ...)}``.
     """
@@ -309,6 +310,7 @@ def collate_train(items: Sequence[TrainItem]) -> dict[str, Any]:
         "audio": audio,
         "captions": [it.caption for it in items],
         "tags": [it.tags for it in items],
+        "rows": [it.row for it in items],
         "indices": [it.index for it in items],
         "bad": [b for it in items for b in it.bad],
     }

@@ -42,7 +42,9 @@ from .. import distributed
 from ..atomic import atomic_write_json, atomic_write_text
 from ..distributed import DistributedInfo
 from ..errors import CheckpointError, ConfigError, InputError
+from ..data.attributes import get_attribute_set
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
+from ..losses.attributes import AttributeClassificationLoss, attribute_targets
 from . import checkpoint as ckpt
 from .augment import make_pipeline
 from .config import LossConfig, RunConfig, config_to_yaml
@@ -214,6 +216,9 @@ class Trainer:
                                                           cfg.local_loss, cfg.classification_weight)  # fmt: skip
         else:
             self.loss_fn = ContrastiveLoss(info.rank, info.world_size, cfg.gather_with_grad, cfg.local_loss)
+        self.attr_sets = [get_attribute_set(name) for name in cfg.attribute_sets]
+        self.attr_prompts = {a.name: a.prompts(ensemble=True) for a in self.attr_sets}
+        self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight)
 
     # -- one step --------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -228,15 +233,37 @@ class Trainer:
         rng = random.Random(f"{self.cfg.train.seed}/tag-prompts/{step}")
         return draw_tag_prompts(self.vocab, self.prompts, rng, self.cfg.loss.default_prompt_template, broadcast=False)
 
+    def attribute_prompts(self, step: int) -> list[str]:
+        """This step's prompt per candidate of each attribute set (drawn from its ensemble), in set
+        and candidate order; the same on every rank."""
+        rng = random.Random(f"{self.cfg.train.seed}/attribute-prompts/{step}")
+        return [rng.choice(self.attr_prompts[a.name][c]) for a in self.attr_sets for c in a.candidates]
+
     def compute_losses(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         """Forward and loss terms of one batch (keys ending in ``_loss`` sum to the total)."""
         audio = {k: v.to(self.info.device, non_blocking=True) for k, v in batch["audio"].items()}
+        tag_prompts = self.tag_prompts(step) or []
+        prompts = tag_prompts + self.attribute_prompts(step)
         with self._autocast():
-            out = self.module(audio, batch["captions"], self.tag_prompts(step))
+            out = self.module(audio, batch["captions"], prompts or None)
         a, t, scale = out["audio"].float(), out["text"].float(), out["logit_scale"].float()
+        prompt_emb = out["tags"].float() if prompts else None
         if self.vocab:
-            return self.loss_fn(a, t, scale, out["tags"].float(), batch["tags"], output_dict=True)
-        return self.loss_fn(a, t, scale, output_dict=True)
+            losses = self.loss_fn(a, t, scale, prompt_emb[: len(tag_prompts)], batch["tags"], output_dict=True)
+        else:
+            losses = self.loss_fn(a, t, scale, output_dict=True)
+        if self.attr_sets:
+            losses["attribute_loss"] = self._attribute_loss(a, prompt_emb[len(tag_prompts):], batch["rows"], scale)
+        return losses
+
+    def _attribute_loss(self, audio: torch.Tensor, prompt_emb: torch.Tensor, rows: list[dict[str, Any]],
+                        scale: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over each attribute set's candidates for the rows that carry its label."""
+        class_emb, start = {}, 0
+        for aset in self.attr_sets:
+            class_emb[aset.name] = prompt_emb[start:start + len(aset.candidates)]
+            start += len(aset.candidates)
+        return self.attr_loss(audio, class_emb, attribute_targets(rows, self.attr_sets), scale)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One optimiser step on ``batch``; returns its scalar metrics (``train/...``)."""
