@@ -228,7 +228,7 @@ def test_registered_spec_round_trip(tiny):
     spec = tiny.spec()
     assert spec == {
         "type": "whisper", "variant": "tiny.en", "layers": [1, 3, "last"], "pooling": "mean",
-        "combine": "mix", "standardize": False, "level_input": True, "normalize": "peak",
+        "combine": "mix", "standardize": False, "level_input": True, "pitch_input": False, "normalize": "peak",
         "sha256": ct2.whisper_source("tiny.en").sha256,
     }
     rebuilt = create_audio_encoder(spec, pretrained=False)

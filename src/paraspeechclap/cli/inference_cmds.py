@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="zero-shot style classification of audio clips",
                        description="Rank candidate styles for each clip (zero-shot).")
     p.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files")
-    p.add_argument("--candidates", nargs="+", required=True, metavar="C", help="candidate labels")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--candidates", nargs="+", metavar="C", help="candidate labels")
+    which.add_argument("--attribute", metavar="SET",
+                       help="a named attribute set (see `paraspeechclap data sets`): its candidates, scored "
+                            "with its prompt ensemble")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, metavar="T",
                    help=f"prompt template with {{}} for the label (default: {DEFAULT_TEMPLATE!r})")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -57,7 +61,10 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    ranked = model.classify(args.audio, args.candidates, template=args.template, batch_size=args.batch_size)
+    if args.attribute:
+        ranked = _classify_attribute(model, args)
+    else:
+        ranked = model.classify(args.audio, args.candidates, template=args.template, batch_size=args.batch_size)
     if args.json:
         print_json([{"audio": a, "ranking": [{"label": lab, "score": round(s, 6)} for lab, s in r]}
                     for a, r in zip(args.audio, ranked)])
@@ -65,6 +72,19 @@ def run_classify(args: argparse.Namespace) -> int:
     rows = [[a, r[0][0], r[0][1], ", ".join(f"{lab} {s:.3f}" for lab, s in r[1:4])] for a, r in zip(args.audio, ranked)]
     print_table(["audio", "best", "score", "runners-up"], rows)
     return 0
+
+
+def _classify_attribute(model, args: argparse.Namespace) -> list[list[tuple[str, float]]]:
+    """Rank an attribute set's candidates, each class the mean of its prompt ensemble."""
+    from ..data.attributes import get_attribute_set
+    from ..evaluation.classification import class_embeddings
+
+    aset = get_attribute_set(args.attribute)
+    prompts = aset.prompts(ensemble=True)
+    classes = class_embeddings([model.embed_text(prompts[c]) for c in aset.candidates])  # (C, D)
+    sims = model.embed_audio(args.audio, batch_size=args.batch_size) @ classes.T
+    labels = list(aset.candidates)
+    return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
 
 
 def _items(args: argparse.Namespace) -> list[str]:

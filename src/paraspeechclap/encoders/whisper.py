@@ -16,6 +16,10 @@ Registered as ``"whisper"``. Spec options (all JSON):
 * ``standardize``: layer-normalise (no affine) each pooled statistic of each layer before it is
   combined: Whisper's hidden states have a few huge dimensions that otherwise dominate the
   projection's input and stall the first training steps of a frozen-backbone head.
+* ``pitch_input``: append ``[median log2(F0 / 150 Hz), voiced fraction]`` measured by
+  :func:`paraspeechclap.audio.pitch.pitch_features` (after the level, if both are on): "deep" and
+  "high-pitched" are relative to what is typical for a voice, which an explicit F0 makes nearly
+  linear for the head.
 * ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
   normalisation; ``(dB + 30) / 20``, so -50..-10 dBFS maps to -1..1) to the pooled vector.
 * ``normalize``: waveform normalisation before the log-mel: ``"peak"`` (-1 dBFS), ``"rms"``
@@ -41,6 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..audio.features import N_FFT, NORMALIZERS, active_level_dbfs, log_mel_spectrogram
+from ..audio.pitch import pitch_features
 from ..errors import AudioError, ConfigError, InputError
 from .base import SAMPLE_RATE, AudioEncoder, PreparedAudio, lengths_to_mask, masked_mean
 from .ct2 import build_whisper_encoder, load_whisper_encoder, whisper_source
@@ -95,6 +100,7 @@ class WhisperAudioEncoder(AudioEncoder):
         combine: str = "mix",
         standardize: bool = False,
         level_input: bool = True,
+        pitch_input: bool = False,
         normalize: str = "peak",
         sha256: str,
     ):
@@ -107,6 +113,7 @@ class WhisperAudioEncoder(AudioEncoder):
         self.base = base
         self.variant, self.layers, self.pooling = variant, list(layers), pooling
         self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
+        self.pitch_input = bool(pitch_input)
         self.n_mels = int(base.config.num_mel_bins)
         self.max_mel_frames = 2 * int(base.config.max_source_positions)
         if combine not in COMBINES:
@@ -115,7 +122,7 @@ class WhisperAudioEncoder(AudioEncoder):
         self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
         n_out = len(self.layers) if combine == "concat" else 1
-        self.hidden_size = n_out * self._width + int(self.level_input)
+        self.hidden_size = n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input)
         # softmax(0, ..., 0) = uniform mix; a single state or a concatenation needs no weights.
         mixed = len(self.layers) > 1 and combine == "mix"
         self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if mixed else None
@@ -150,6 +157,8 @@ class WhisperAudioEncoder(AudioEncoder):
         extras = {}
         if self.level_input:  # measured on the raw waveform: normalisation would erase it
             extras["level_dbfs"] = torch.tensor([active_level_dbfs(wav)], dtype=torch.float32)
+        if self.pitch_input:
+            extras["pitch"] = torch.from_numpy(pitch_features(wav))
         mel = log_mel_spectrogram(NORMALIZERS[self.normalize](wav), self.n_mels)
         return PreparedAudio(features=mel, extras=extras)
 
@@ -202,28 +211,33 @@ class WhisperAudioEncoder(AudioEncoder):
         features: torch.Tensor,
         lengths: torch.Tensor,
         level_dbfs: torch.Tensor | None = None,
+        pitch: torch.Tensor | None = None,
         **extras: torch.Tensor,
     ) -> torch.Tensor:
-        """Per-layer pooled states (and the scaled level): what frozen-backbone training caches.
+        """Per-layer pooled states (and the scaled level, the pitch): what frozen-backbone training caches.
 
         Args:
             features: ``(B, n_mels, T)`` zero-padded log-mels from :meth:`prepare`.
             lengths: ``(B,)`` valid mel frames.
             level_dbfs: ``(B, 1)`` or ``(B,)`` raw levels; required when ``level_input`` is on.
+            pitch: ``(B, 2)`` pitch features; required when ``pitch_input`` is on.
 
         Returns:
-            ``(B, L * P [+ 1])``: ``L`` pooled states of width ``P`` (``D``, or ``2D`` for
-            ``mean_std``), flattened, then the scaled level if enabled.
+            ``(B, L * P [+ 1] [+ 2])``: ``L`` pooled states of width ``P`` (``D``, or ``2D`` for
+            ``mean_std``), flattened, then the scaled level and the pitch features if enabled.
         """
         states, frame_mask = self.hidden_states(features, lengths)
         pooled = torch.stack([self._pool(h, frame_mask) for h in states], dim=1)  # (B, L, P)
-        out = pooled.flatten(1)
-        if not self.level_input:
-            return out
-        if level_dbfs is None:
-            raise InputError("this Whisper encoder has level_input=True but got no 'level_dbfs' extra")
-        level = (level_dbfs.reshape(-1, 1).to(out) - LEVEL_CENTER_DB) / LEVEL_SCALE_DB
-        return torch.cat([out, level], dim=1)
+        parts = [pooled.flatten(1)]
+        if self.level_input:
+            if level_dbfs is None:
+                raise InputError("this Whisper encoder has level_input=True but got no 'level_dbfs' extra")
+            parts.append((level_dbfs.reshape(-1, 1).to(parts[0]) - LEVEL_CENTER_DB) / LEVEL_SCALE_DB)
+        if self.pitch_input:
+            if pitch is None:
+                raise InputError("this Whisper encoder has pitch_input=True but got no 'pitch' extra")
+            parts.append(pitch.reshape(-1, 2).to(parts[0]))
+        return torch.cat(parts, dim=1)
 
     def _pool(self, h: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` -> ``(B, P)`` over the valid frames."""
@@ -269,6 +283,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "combine": self.combine,
             "standardize": self.standardize,
             "level_input": self.level_input,
+            "pitch_input": self.pitch_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
         }
@@ -285,6 +300,7 @@ def create_whisper_encoder(
     combine: str = "mix",
     standardize: bool = False,
     level_input: bool = True,
+    pitch_input: bool = False,
     normalize: str = "peak",
     sha256: str | None = None,
     pretrained: bool = True,
@@ -314,6 +330,7 @@ def create_whisper_encoder(
         combine=combine,
         standardize=standardize,
         level_input=level_input,
+        pitch_input=pitch_input,
         normalize=normalize,
         sha256=expected,
     )

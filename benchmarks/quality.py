@@ -1,0 +1,133 @@
+"""Quality of a model on every evaluation set we have, with chance levels: one summary table.
+
+Sets (``--split dev`` for choosing, ``--split test`` for reporting):
+
+* ``synthetic``: clips synthesised with voices never used to train the default model. dev: two
+  held-out eSpeak voices; test: four other held-out eSpeak voices plus every Kokoro voice (an
+  engine the model never heard). Zero-shot UAR for pitch level, speaking rate, loudness,
+  whispered-vs-voiced, voice quality, recording condition and gender; caption retrieval R@1/R@10.
+* ``real``: the shared real emotional speech, speakers of the split (``paraspeechclap.data.splits``):
+  4-class (angry/happy/saddened/neutral) and 8-class emotion UAR, gender UAR.
+* ``real/<corpus>``: the same per corpus (the leave-one-corpus-out view; for models trained without
+  a corpus, pass them with ``--model`` and read that corpus's row).
+
+    python benchmarks/quality.py --split test                 # the embedded default model
+    python benchmarks/quality.py --model runs/lite/final --split dev --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Voices held out of the default model's training (configs/train/lite.yaml).
+DEV_VOICES = ["espeak:en-us+m7", "espeak:en-us+f4"]
+TEST_VOICES = ["espeak:en-gb-scotland+m2", "espeak:en-us+linda", "espeak:en-us+david", "espeak:en-us+grandma"]
+SYNTH_SETS = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording", "gender"]
+REAL_SETS = ["emotion", "emotion8", "gender"]
+
+
+def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
+    """Generate (once, cached) the held-out synthetic clips of ``split`` and load their manifest."""
+    from paraspeechclap.data.manifest import load_manifest
+    from paraspeechclap.synth import all_voices, find_voice, generate_corpus
+    from paraspeechclap.training.features import default_cache_root
+
+    if split == "dev":
+        voices, seed, mix = [find_voice(v) for v in DEV_VOICES], 1, {"espeak": 1.0}
+    else:
+        voices = [find_voice(v) for v in TEST_VOICES] + [v for v in all_voices() if v.engine == "kokoro"]
+        seed, mix = 2, {"espeak": 0.6, "kokoro": 0.4}
+    out = default_cache_root() / "quality" / f"synth-{split}-n{n}-s{seed}"
+    if not (out / "manifest.jsonl").is_file():
+        generate_corpus(out, n, seed=seed, jobs=jobs, voices=voices, mix=mix)
+    return load_manifest(out / "manifest.jsonl")
+
+
+def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool) -> dict[str, Any]:
+    """Zero-shot UAR per attribute set (+ chance), and optionally caption retrieval, on one manifest."""
+    from paraspeechclap.data.captions import describe
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.training.evaluate import classification_scores, retrieval_scores
+
+    rows = [manifest[i] for i in range(len(manifest))]
+    audio = model.embed_audio([str(manifest.audio_path(i)) for i in range(len(manifest))], batch_size=16)
+    out: dict[str, Any] = {"clips": len(rows)}
+    for name in sets:
+        m = classification_scores(audio, rows, model, name, ensemble)
+        if m:
+            n_cls = len(get_attribute_set(name).candidates)
+            out[name] = {"uar": m[f"val/{name}/uar"], "chance": 1.0 / n_cls, "count": int(m[f"val/{name}/count"])}
+    if retrieval:
+        caps = [describe({k: r[k] for k in ("pitch_level", "speaking_rate", "loudness", "voice_quality", "clarity",
+                                            "gender") if r.get(k)}) for r in rows]
+        m = retrieval_scores(audio, caps, model)
+        unique = round(1 / m["val/audio_to_text/chance_R@1"])
+        out["retrieval"] = {"R@1": m["val/audio_to_text/R@1"], "R@10": m["val/audio_to_text/R@10"],
+                            "chance_R@1": 1 / unique, "chance_R@10": min(1.0, 10 / unique), "captions": unique}
+    return out
+
+
+def real_manifests(split: str) -> dict[str, Any]:
+    from paraspeechclap.data.manifest import Manifest
+    from paraspeechclap.data.splits import load_shared_manifest
+
+    allm = load_shared_manifest(split)
+    out = {"real": allm}
+    for corpus in sorted({r["source"] for r in allm}):
+        sub = allm.filter(lambda r, c=corpus: r["source"] == c)
+        if len(sub) >= 8:
+            out[f"real/{corpus}"] = sub
+    assert isinstance(allm, Manifest)
+    return out
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'set':22s} {'metric':24s} {'value':>7s} {'chance':>7s} {'n':>6s}")
+    for set_name, res in results["sets"].items():
+        for key, val in res.items():
+            if key == "clips":
+                continue
+            if key == "retrieval":
+                for k in ("R@1", "R@10"):
+                    print(f"{set_name:22s} {'caption retrieval ' + k:24s} {val[k]:7.3f} {val['chance_' + k]:7.3f} "
+                          f"{res['clips']:6d}")
+            else:
+                print(f"{set_name:22s} {key + ' UAR':24s} {val['uar']:7.3f} {val['chance']:7.3f} {val['count']:6d}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model to evaluate (default: the embedded default model)")
+    ap.add_argument("--split", choices=["dev", "test"], default="dev")
+    ap.add_argument("--synth-n", type=int, default=None, help="synthetic clips (default: 240 dev, 400 test)")
+    ap.add_argument("--no-ensemble", action="store_true", help="one prompt per class instead of the ensemble")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    args = ap.parse_args()
+
+    from paraspeechclap import load_model
+
+    model = load_model(args.model)
+    ensemble = not args.no_ensemble
+    n = args.synth_n or (240 if args.split == "dev" else 400)
+    results: dict[str, Any] = {"model": model.model_id, "checksum": model.checksum, "split": args.split,
+                               "prompt_ensemble": ensemble, "sets": {}}
+    results["sets"]["synthetic"] = evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS,
+                                            ensemble, retrieval=True)
+    for name, manifest in real_manifests(args.split).items():
+        results["sets"][name] = evaluate(model, manifest, REAL_SETS, ensemble, retrieval=False)
+    print(f"model {results['model']} ({results['checksum'][:12]}), split {args.split}, "
+          f"{'prompt ensemble' if ensemble else 'single prompt'}")
+    print_table(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
