@@ -120,10 +120,7 @@ class AudioEncoder(nn.Module):
         return []
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        if enabled and hasattr(self.base, "gradient_checkpointing_enable"):
-            self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        elif not enabled and hasattr(self.base, "gradient_checkpointing_disable"):
-            self.base.gradient_checkpointing_disable()
+        set_grad_checkpointing(self.base, enabled)
 
 
 class TextEncoder(nn.Module):
@@ -150,10 +147,15 @@ class TextEncoder(nn.Module):
         return []
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        if enabled and hasattr(self.base, "gradient_checkpointing_enable"):
-            self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        elif not enabled and hasattr(self.base, "gradient_checkpointing_disable"):
-            self.base.gradient_checkpointing_disable()
+        set_grad_checkpointing(self.base, enabled)
+
+
+def set_grad_checkpointing(base: nn.Module, enabled: bool) -> None:
+    """Activation checkpointing of a HF backbone (non-reentrant, as the official code)."""
+    if enabled and hasattr(base, "gradient_checkpointing_enable"):
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif not enabled and hasattr(base, "gradient_checkpointing_disable"):
+        base.gradient_checkpointing_disable()
 
 
 def masked_mean(hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
