@@ -161,3 +161,22 @@ def test_cli_with_official_checkpoint(backbones, tmp_path, wav_files):
     bad = subprocess.run(base + ["--text-encoder", "tiny-bert"], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not match the model" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_released_names_resolve_from_the_hugging_face_cache(backbones, tmp_path, monkeypatch):
+    """`load_model("combined")` finds the released file in the HF cache under either published name."""
+    from huggingface_hub import constants
+
+    from paraspeechclap import list_models
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert not {m.name: m for m in list_models()}["combined"].available
+    repo = tmp_path / "models--ajd12342--paraspeechclap-combined"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    torch.save(official_state_dict(backbones), repo / "snapshots" / "abc123" / "slap-combined.pth.tar")
+    info = {m.name: m for m in list_models()}["combined"]
+    assert info.available and info.location.endswith("slap-combined.pth.tar")
+    model = load_model("combined", audio_encoder=str(backbones[0]), text_encoder=str(backbones[1]))
+    assert model.model_id == "paraspeechclap-combined" and model.config.embed_dim == EMBED
