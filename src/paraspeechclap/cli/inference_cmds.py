@@ -77,11 +77,11 @@ def run_classify(args: argparse.Namespace) -> int:
 def _classify_attribute(model, args: argparse.Namespace) -> list[list[tuple[str, float]]]:
     """Rank an attribute set's candidates, each class the mean of its prompt ensemble."""
     from ..data.attributes import get_attribute_set
-    from ..evaluation.classification import class_embeddings
+    from ..evaluation.classification import embed_class_prompts
 
     aset = get_attribute_set(args.attribute)
     prompts = aset.prompts(ensemble=True)
-    classes = class_embeddings([model.embed_text(prompts[c]) for c in aset.candidates])  # (C, D)
+    classes = embed_class_prompts(model, prompts, aset.candidates)  # (C, D)
     sims = model.embed_audio(args.audio, batch_size=args.batch_size) @ classes.T
     labels = list(aset.candidates)
     return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -55,6 +55,12 @@ def class_embeddings(prompt_embs: Sequence[np.ndarray]) -> np.ndarray:
         mean = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).mean(axis=0)
         out.append(mean / np.linalg.norm(mean))
     return np.stack(out).astype(np.float32)
+
+
+def embed_class_prompts(model: Any, prompts: Mapping[str, Sequence[str]], candidates: Sequence[str]) -> np.ndarray:
+    """``(C, D)`` class embeddings: each candidate's prompts embedded by ``model.embed_text`` and
+    combined by :func:`class_embeddings` (one prompt, or an ensemble)."""
+    return class_embeddings([model.embed_text(list(prompts[c])) for c in candidates])
 
 
 def confusion_matrix(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:

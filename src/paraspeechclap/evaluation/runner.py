@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import report
-from .classification import class_embeddings, classification_metrics, predict_labels
+from .classification import classification_metrics, embed_class_prompts, predict_labels
 from .retrieval import (
     DEFAULT_KS,
     audio_to_text_ranks,
@@ -227,7 +227,7 @@ def run_classification(
                          f"{aset.name!r} (field {aset.field!r}: {', '.join(aset.candidates)})")
     prompts = aset.prompts(template=template, ensemble=ensemble)
     candidates = list(aset.candidates)
-    classes = class_embeddings([model.embed_text(prompts[c]) for c in candidates])  # (C, D)
+    classes = embed_class_prompts(model, prompts, candidates)  # (C, D)
     scores = embed_rows(model, manifest, todo, batch_size, progress) @ classes.T  # (n, C)
     pred = predict_labels(scores, candidates)
     m = classification_metrics([str(gold[i]) for i in todo], pred, candidates)

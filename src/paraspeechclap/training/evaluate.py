@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..evaluation.classification import class_embeddings, classification_metrics, predict_labels
+from ..evaluation.classification import classification_metrics, embed_class_prompts, predict_labels
 from ..evaluation.retrieval import dedupe_captions, retrieval_metrics
 from .config import EvalConfig
 from .data import DevSet
@@ -75,7 +75,7 @@ def classification_scores(audio: np.ndarray, rows: Sequence[dict[str, Any]], mod
     if not keep:
         return {}
     prompts = aset.prompts(ensemble=ensemble)
-    classes = class_embeddings([model.embed_text(prompts[c]) for c in aset.candidates])
+    classes = embed_class_prompts(model, prompts, aset.candidates)
     pred = predict_labels(audio[keep] @ classes.T, list(aset.candidates))
     m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
     return {f"val/{set_name}/uar": m["uar"], f"val/{set_name}/accuracy": m["accuracy"],
