@@ -28,12 +28,14 @@ DEV_VOICES = ["espeak:en-us+m7", "espeak:en-us+f4"]
 TEST_VOICES = ["espeak:en-gb-scotland+m2", "espeak:en-us+linda", "espeak:en-us+david", "espeak:en-us+grandma"]
 SYNTH_SETS = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording", "gender"]
 REAL_SETS = ["emotion", "emotion8", "gender"]
+MIN_GROUP = 8  # smaller groups (a corpus with a clip or two in the split) get no line of their own
 
 
 def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
     """Generate (once, cached) the held-out synthetic clips of ``split`` and load their manifest."""
     from paraspeechclap.data.manifest import load_manifest
     from paraspeechclap.synth import all_voices, find_voice, generate_corpus
+    from paraspeechclap.synth.corpus import PLAN_VERSION
     from paraspeechclap.training.features import default_cache_root
 
     if split == "dev":
@@ -41,26 +43,50 @@ def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
     else:
         voices = [find_voice(v) for v in TEST_VOICES] + [v for v in all_voices() if v.engine == "kokoro"]
         seed, mix = 2, {"espeak": 0.6, "kokoro": 0.4}
-    out = default_cache_root() / "quality" / f"synth-{split}-n{n}-s{seed}"
+    out = default_cache_root() / "quality" / f"synth-{split}-n{n}-s{seed}-v{PLAN_VERSION}"
     if not (out / "manifest.jsonl").is_file():
         generate_corpus(out, n, seed=seed, jobs=jobs, voices=voices, mix=mix)
     return load_manifest(out / "manifest.jsonl")
 
 
-def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool) -> dict[str, Any]:
-    """Zero-shot UAR per attribute set (+ chance), and optionally caption retrieval, on one manifest."""
-    from paraspeechclap.data.captions import describe
-    from paraspeechclap.data.attributes import get_attribute_set
-    from paraspeechclap.training.evaluate import classification_scores, retrieval_scores
+def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool,
+             group_by: str | None = None, prefix: str = "synthetic") -> dict[str, Any]:
+    """Zero-shot UAR per attribute set (+ chance), optionally caption retrieval, on one manifest.
 
+    Clips are embedded once; with ``group_by`` (a row field, e.g. ``engine``) every value of that
+    field with at least :data:`MIN_GROUP` clips also gets its own entry ``<prefix>/<value>``.
+
+    Returns:
+        ``{prefix: results, f"{prefix}/{value}": results, ...}``.
+    """
     rows = [manifest[i] for i in range(len(manifest))]
     audio = model.embed_audio([str(manifest.audio_path(i)) for i in range(len(manifest))], batch_size=16)
+    out = {prefix: _scores(model, audio, rows, sets, ensemble, retrieval)}
+    for value in sorted({str(r.get(group_by)) for r in rows}) if group_by else []:
+        keep = [i for i, r in enumerate(rows) if str(r.get(group_by)) == value]
+        if len(keep) < MIN_GROUP:
+            continue
+        out[f"{prefix}/{value}"] = _scores(model, audio[keep], [rows[i] for i in keep], sets, ensemble, retrieval)
+    return out
+
+
+def _scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
+            retrieval: bool) -> dict[str, Any]:
+    """One entry: per set, UAR over every candidate (official), UAR over the classes present, accuracy."""
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.data.captions import describe
+    from paraspeechclap.training.evaluate import classification_scores, retrieval_scores
+
     out: dict[str, Any] = {"clips": len(rows)}
     for name in sets:
         m = classification_scores(audio, rows, model, name, ensemble)
         if m:
-            n_cls = len(get_attribute_set(name).candidates)
-            out[name] = {"uar": m[f"val/{name}/uar"], "chance": 1.0 / n_cls, "count": int(m[f"val/{name}/count"])}
+            aset = get_attribute_set(name)
+            present = len({aset.gold(r) for r in rows} & set(aset.candidates))
+            out[name] = {"uar": m[f"val/{name}/uar"], "uar_present": m[f"val/{name}/uar_present"],
+                         "accuracy": m[f"val/{name}/accuracy"], "chance": 1.0 / len(aset.candidates),
+                         "classes_present": present, "classes": len(aset.candidates),
+                         "count": int(m[f"val/{name}/count"])}  # fmt: skip
     if retrieval:
         caps = [describe({k: r[k] for k in ("pitch_level", "speaking_rate", "loudness", "voice_quality", "clarity",
                                             "gender") if r.get(k)}) for r in rows]
@@ -71,22 +97,10 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
     return out
 
 
-def real_manifests(split: str) -> dict[str, Any]:
-    from paraspeechclap.data.manifest import Manifest
-    from paraspeechclap.data.splits import load_shared_manifest
-
-    allm = load_shared_manifest(split)
-    out = {"real": allm}
-    for corpus in sorted({r["source"] for r in allm}):
-        sub = allm.filter(lambda r, c=corpus: r["source"] == c)
-        if len(sub) >= 8:
-            out[f"real/{corpus}"] = sub
-    assert isinstance(allm, Manifest)
-    return out
-
-
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'set':22s} {'metric':24s} {'value':>7s} {'chance':>7s} {'n':>6s}")
+    """One line per (set, metric). ``UAR`` is over the classes present in gold (``k/K`` of them);
+    it equals the official UAR (absent classes count 0) when every class is present."""
+    print(f"{'set':22s} {'metric':24s} {'value':>7s} {'chance':>7s} {'n':>6s} {'classes':>8s}")
     for set_name, res in results["sets"].items():
         for key, val in res.items():
             if key == "clips":
@@ -96,7 +110,10 @@ def print_table(results: dict[str, Any]) -> None:
                     print(f"{set_name:22s} {'caption retrieval ' + k:24s} {val[k]:7.3f} {val['chance_' + k]:7.3f} "
                           f"{res['clips']:6d}")
             else:
-                print(f"{set_name:22s} {key + ' UAR':24s} {val['uar']:7.3f} {val['chance']:7.3f} {val['count']:6d}")
+                k = val["classes_present"]
+                chance = 1.0 / max(k, 1)
+                print(f"{set_name:22s} {key + ' UAR':24s} {val['uar_present']:7.3f} {chance:7.3f} {val['count']:6d} "
+                      f"{k:>4d}/{val['classes']:<3d}")
 
 
 def main() -> int:
@@ -110,16 +127,17 @@ def main() -> int:
     args = ap.parse_args()
 
     from paraspeechclap import load_model
+    from paraspeechclap.data.splits import load_shared_manifest
 
     model = load_model(args.model)
     ensemble = not args.no_ensemble
     n = args.synth_n or (240 if args.split == "dev" else 400)
     results: dict[str, Any] = {"model": model.model_id, "checksum": model.checksum, "split": args.split,
                                "prompt_ensemble": ensemble, "sets": {}}
-    results["sets"]["synthetic"] = evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS,
-                                            ensemble, retrieval=True)
-    for name, manifest in real_manifests(args.split).items():
-        results["sets"][name] = evaluate(model, manifest, REAL_SETS, ensemble, retrieval=False)
+    results["sets"].update(evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS, ensemble,
+                                    retrieval=True, group_by="engine"))
+    results["sets"].update(evaluate(model, load_shared_manifest(args.split), REAL_SETS, ensemble, retrieval=False,
+                                    group_by="source", prefix="real"))
     print(f"model {results['model']} ({results['checksum'][:12]}), split {args.split}, "
           f"{'prompt ensemble' if ensemble else 'single prompt'}")
     print_table(results)

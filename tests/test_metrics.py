@@ -247,7 +247,14 @@ def test_classification_matches_naive_and_sklearn(seed):
     uar = skm.recall_score(g, p, average="macro", labels=labels, zero_division=0)
     f1 = skm.f1_score(g, p, average="macro", labels=labels, zero_division=0)
     assert m["uar"] == pytest.approx(uar) and m["macro_f1"] == pytest.approx(f1)
+    assert m["uar_present"] == pytest.approx(skm.balanced_accuracy_score(g, p))
     assert m["confusion_matrix"] == skm.confusion_matrix(g, p, labels=labels).tolist()
+
+
+def test_uar_present_ignores_classes_absent_from_gold():
+    # One corpus with only female speakers: the official UAR halves a perfect score, uar_present does not.
+    m = classification_metrics(["female"] * 4, ["female", "female", "female", "male"], ["male", "female"])
+    assert m["uar"] == pytest.approx(0.375) and m["uar_present"] == pytest.approx(0.75)
 
 
 def test_classification_all_excluded_raises():

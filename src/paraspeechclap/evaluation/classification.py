@@ -95,7 +95,10 @@ def classification_metrics(
         candidates: the candidate labels; metrics use them sorted, as the official code does.
 
     Returns:
-        A dict with ``accuracy``, ``uar`` (macro recall), ``macro_f1`` (fractions in [0, 1]),
+        A dict with ``accuracy``, ``uar`` (macro recall over every candidate: the official
+        definition, where a class absent from gold counts as recall 0), ``uar_present`` (macro
+        recall over the classes present in gold, sklearn's balanced accuracy: the meaningful view
+        of a subset that lacks some classes, e.g. one corpus), ``macro_f1`` (fractions in [0, 1]),
         ``labels`` (sorted candidates), ``per_class`` (label -> recall, precision, f1, support,
         predicted), ``confusion_matrix`` (rows gold, columns predicted, in ``labels`` order),
         ``count`` (clips evaluated), ``excluded`` (clips whose gold label is not a candidate) and
@@ -134,6 +137,7 @@ def classification_metrics(
     return {
         "accuracy": float(tp.sum() / len(keep)),
         "uar": float(recall.mean()),
+        "uar_present": float(recall[support > 0].mean()),
         "macro_f1": float(f1.mean()),
         "labels": labels,
         "per_class": per_class,

@@ -78,8 +78,8 @@ def classification_scores(audio: np.ndarray, rows: Sequence[dict[str, Any]], mod
     classes = embed_class_prompts(model, prompts, aset.candidates)
     pred = predict_labels(audio[keep] @ classes.T, list(aset.candidates))
     m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
-    return {f"val/{set_name}/uar": m["uar"], f"val/{set_name}/accuracy": m["accuracy"],
-            f"val/{set_name}/count": float(m["count"])}  # fmt: skip
+    return {f"val/{set_name}/uar": m["uar"], f"val/{set_name}/uar_present": m["uar_present"],
+            f"val/{set_name}/accuracy": m["accuracy"], f"val/{set_name}/count": float(m["count"])}  # fmt: skip
 
 
 def evaluate_dev(model: ParaSpeechCLAP, dev: DevSet, cfg: EvalConfig,
