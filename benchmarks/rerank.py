@@ -42,6 +42,7 @@ from paraspeechclap.cli.common import print_table
 from paraspeechclap.data.vocabulary import labels_to_tags
 from paraspeechclap.pretrained import load_model
 from paraspeechclap.reranking import StyleScorer, best_of_n, load_official
+from paraspeechclap.synth.corpus import PLAN_VERSION
 from paraspeechclap.synth.engines import select_voices
 from paraspeechclap.synth.prompted import random_prompts, write_rerank_set
 
@@ -58,7 +59,8 @@ def _cache_root() -> Path:
 def make_data(args: argparse.Namespace) -> Path:
     """Synthesise (or reuse) the candidate set; returns its folder."""
     voices = select_voices(voices=[v for v in args.voices.split(",") if v])
-    key = json.dumps([args.prompts, args.candidates, args.p_match, args.seed, sorted(v.id for v in voices)])
+    key = json.dumps([args.prompts, args.candidates, args.p_match, args.seed, sorted(v.id for v in voices),
+                      PLAN_VERSION])  # a new generator version never reuses old candidates
     out = Path(args.data_dir) if args.data_dir else _cache_root() / "rerank_bench" / hashlib.sha256(key.encode()).hexdigest()[:12]
     t0 = time.perf_counter()
     summary = write_rerank_set(out, random_prompts(args.prompts, args.seed), args.candidates, args.p_match, args.seed,

@@ -17,7 +17,14 @@ pytest.importorskip("espeakng_loader")
 pytest.importorskip("scipy")
 
 from paraspeechclap.synth.engines import find_voice
-from paraspeechclap.synth.pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
+from paraspeechclap.synth.pipeline import (
+    PITCH_SEMITONES,
+    REFERENCE_F0_HZ,
+    SAMPLE_RATE,
+    ClipSpec,
+    render,
+    sample_params,
+)
 from paraspeechclap.synth.world import import_pyworld
 
 if importlib.util.find_spec("pyworld") is None:  # pragma: no cover - the [synth] extra is missing
@@ -76,6 +83,17 @@ def test_pitch_levels_order_f0_for_the_same_voice_and_text(voice_id: str) -> Non
     assert f0["deep"] < f0["medium"] < f0["high-pitched"], f0
     # deep <= -4 semitones, high >= +4: at least 8 semitones (x1.59) apart by construction.
     assert f0["high-pitched"] / f0["deep"] > 1.4, f0
+
+
+@pytest.mark.parametrize("level", ["deep", "medium", "high-pitched"])
+def test_pitch_level_is_relative_to_the_gender_reference_not_to_the_voice(level: str) -> None:
+    # Natural F0 of these voices: 75, 105, 225 and 175 Hz. Whatever the voice, a level lands in the
+    # same register of its gender: within 2 semitones of the label's range around the reference.
+    lo, hi = PITCH_SEMITONES[level]
+    for voice_id in ("espeak:en-us+david", "espeak:en-us+m7", "espeak:en-us+linda", "espeak:en-us+f1"):
+        ref = REFERENCE_F0_HZ[find_voice(voice_id).gender]
+        st = 12 * np.log2(median_f0(clip(voice_id, pitch_level=level)) / ref)
+        assert lo - 2 < st < hi + 2, (voice_id, level, st)
 
 
 def test_pitch_levels_on_the_neural_piper_voice() -> None:
@@ -150,3 +168,31 @@ def test_reverberant_adds_a_decaying_tail() -> None:
     dry_end = rms_db(crisp[-n:]) - rms_db(crisp)
     wet_tail = rms_db(reverb[-4 * n : -3 * n]) - rms_db(reverb)
     assert wet_tail > dry_end + 15, (wet_tail, dry_end)
+
+
+def spectral_centroid(y: np.ndarray, top: float = 4000.0) -> float:
+    spec = np.abs(np.fft.rfft(y.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / SAMPLE_RATE)
+    band = freqs < top
+    return float((spec[band] * freqs[band]).sum() / spec[band].sum())
+
+
+def test_formant_scaling_moves_the_spectrum_and_keeps_the_pitch() -> None:
+    voice = find_voice("espeak:en-us+m3")
+
+    def render_with(scale: float) -> np.ndarray:
+        params = {**sample_params(BASE, voice, random.Random(1)), "formant_scale": scale}
+        return render(ClipSpec(0, voice, TEXT, BASE, params))
+
+    short, long = render_with(1.15), render_with(0.85)  # shorter vocal tract = higher formants
+    assert spectral_centroid(short) > 1.1 * spectral_centroid(long)
+    assert abs(np.log2(median_f0(short) / median_f0(long))) < 0.05  # within about half a semitone
+
+
+def test_vary_formants_draws_within_its_range_and_changes_nothing_else() -> None:
+    voice = find_voice("espeak:en-us+f1")
+    for seed in range(50):
+        plain = sample_params(BASE, voice, random.Random(seed))
+        varied = sample_params(BASE, voice, random.Random(seed), vary_formants=0.1)
+        assert 1 / 1.1 <= varied.pop("formant_scale") <= 1.1
+        assert varied == plain and "formant_scale" not in plain

@@ -293,3 +293,13 @@ def test_dataset_relabels_loudness_after_the_gain(tmp_path: Path) -> None:
     assert fetch(0.0).tags == ["soft"]
     assert fetch(12.0).tags == []  # -23 dBFS: normal, no loudness tag
     assert fetch(22.0).tags == ["loud"]  # -13 dBFS
+
+
+def test_exclude_drops_rows_by_field_value(tmp_path: Path) -> None:
+    rows = [{"source": s, "relative_audio_path": f"{i}.wav", "text_description": "a voice", "speaker": f"p{i}"}
+            for i, s in enumerate(["emodb", "ased", "emodb", "savee"])]
+    path = str(_manifest(tmp_path, rows))
+    kept = load_source(SourceConfig(manifest=path, exclude={"source": ["emodb"]})).manifest
+    assert sorted(r["source"] for r in kept) == ["ased", "savee"]
+    kept = load_source(SourceConfig(manifest=path, exclude={"source": ["savee"], "speaker": ["p1"]})).manifest
+    assert [r["speaker"] for r in kept] == ["p0", "p2"]

@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-voices", type=_csv, default=[], metavar="V,..", help="voices to leave out (held out)")
     p.add_argument("--mix", metavar="E=W,..",
                    help="share of clips per engine, e.g. espeak=0.7,piper=0.2,kokoro=0.1 (default: the built-in mix)")
+    p.add_argument("--vary-formants", type=float, default=0.0, metavar="V",
+                   help="scale each clip's formants by a random factor in [1/(1+V), 1+V] (default 0: off)")
     p.add_argument("--format", default="flac", choices=["flac", "wav"], help="audio format (default flac)")
     p.add_argument("--overwrite", action="store_true",
                    help="re-render existing clips (default: reuse them, i.e. resume) and accept other settings")
@@ -106,7 +108,8 @@ def run_synth(args: argparse.Namespace) -> int:
         return _run_prompted(args, voices)
     from ..synth.corpus import generate_corpus
 
-    summary = generate_corpus(args.out, args.n, args.seed, args.jobs, voices, mix, args.format, args.overwrite)
+    summary = generate_corpus(args.out, args.n, args.seed, args.jobs, voices, mix, args.format, args.overwrite,
+                              args.vary_formants)
     out: dict[str, Any] = summary.as_dict()
     if args.json:
         print_json(out)

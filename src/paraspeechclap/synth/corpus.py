@@ -39,7 +39,7 @@ SOURCE = "synth"
 MANIFEST_NAME = "manifest.jsonl"
 CONFIG_NAME = "synth_config.json"
 #: Bumped whenever the plan or the rendering changes, so a resumed folder never mixes versions.
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: pitch levels relative to a gender reference F0; formant variation
 #: Default share of clips per engine. CPU per clip (benchmarks/synth.py): eSpeak ~0.12 s, Piper
 #: ~0.4 s, Kokoro ~2.5 s, so Kokoro gets a small share to keep the mix well above 5 clips/s on 2
 #: cores; all three engines stay in the mix.
@@ -58,6 +58,7 @@ def plan_corpus(
     voices: Sequence[Voice] | None = None,
     mix: Mapping[str, float] | None = None,
     sentences: Sequence[str] = SENTENCES,
+    vary_formants: float = 0.0,
 ) -> list[ClipSpec]:
     """Plan ``n`` clips: balanced styles, engines by ``mix``, voices and sentences in shuffled passes.
 
@@ -68,15 +69,18 @@ def plan_corpus(
         mix: relative share of clips per engine (default :data:`DEFAULT_MIX`); engines of the pool
             missing from ``mix`` get no clips unless no pool engine has a weight (then equal shares).
         sentences: the texts.
+        vary_formants: random formant scaling per clip (see :func:`~.pipeline.sample_params`).
 
     Returns:
         ``n`` clip specs, index order.
 
     Raises:
-        InputError: ``n`` < 0 or a negative mix weight.
+        InputError: ``n`` < 0, a negative mix weight or ``vary_formants`` outside [0, 0.5].
     """
     if n < 0:
         raise InputError(f"--n must be >= 0, got {n}")
+    if not 0.0 <= vary_formants <= 0.5:
+        raise InputError(f"--vary-formants must be in [0, 0.5] (a relative formant shift), got {vary_formants}")
     pool = list(voices) if voices is not None else select_voices()
     by_engine: dict[str, list[Voice]] = {}
     for v in pool:
@@ -94,7 +98,7 @@ def plan_corpus(
     specs = []
     for i in range(n):
         voice = voice_decks[engines[i]].draw()
-        params = sample_params(styles[i], voice, stream(seed, f"clip:{i}"))
+        params = sample_params(styles[i], voice, stream(seed, f"clip:{i}"), vary_formants)
         specs.append(ClipSpec(i, voice, text_deck.draw(), styles[i], params))
     return specs
 
@@ -309,6 +313,7 @@ def generate_corpus(
     mix: Mapping[str, float] | None = None,
     fmt: str = "flac",
     overwrite: bool = False,
+    vary_formants: float = 0.0,
 ) -> CorpusSummary:
     """Generate ``n`` labelled clips and ``manifest.jsonl`` under ``out_dir``.
 
@@ -321,6 +326,7 @@ def generate_corpus(
         mix: share of clips per engine (default :data:`DEFAULT_MIX`).
         fmt: ``flac`` or ``wav``.
         overwrite: re-render existing clip files and accept a different ``synth_config.json``.
+        vary_formants: random formant scaling per clip (0 = the voices as they are).
 
     Raises:
         InputError: bad arguments, or ``out_dir`` holds a corpus with other settings.
@@ -332,10 +338,10 @@ def generate_corpus(
         raise InputError(f"--jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     pool = list(voices) if voices is not None else select_voices()
-    specs = plan_corpus(n, seed, pool, mix)
+    specs = plan_corpus(n, seed, pool, mix, vary_formants=vary_formants)
     mix_used = dict(DEFAULT_MIX if mix is None else mix)
     config = {"plan_version": PLAN_VERSION, "seed": seed, "voices": [v.id for v in pool], "mix": mix_used,
-              "format": fmt, "sample_rate": SAMPLE_RATE}  # fmt: skip
+              "format": fmt, "sample_rate": SAMPLE_RATE, "vary_formants": vary_formants}  # fmt: skip
     check_engines(sorted({s.voice.engine for s in specs}))
     check_config(out, config, overwrite)
     rels = [clip_relative_path(s.index, fmt) for s in specs]

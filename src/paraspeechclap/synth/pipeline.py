@@ -1,7 +1,7 @@
 """One clip: from a style + voice + sentence to synthesis parameters to a 16 kHz waveform.
 
 :func:`sample_params` turns label values into control values (the *ground truth* is the control,
-not a measurement): pitch in semitones relative to the voice's natural F0, a speaking-rate factor
+not a measurement): pitch in semitones relative to a reference F0 of the voice's gender, a speaking-rate factor
 relative to the voice's natural rate, a target active-speech level in dBFS, and the parameters of
 the voice-quality and clarity transforms. :func:`render` runs the chain
 
@@ -13,6 +13,7 @@ and depends only on the :class:`ClipSpec`, so a clip is reproducible from its ma
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,11 +26,18 @@ from .engines import Voice, get_engine
 
 SAMPLE_RATE = 16_000
 
-#: Control ranges per label value (uniform draws). Pitch: semitones from the voice's natural F0;
-#: rate: factor on the natural rate; level: active-speech RMS in dBFS.
+#: Control ranges per label value (uniform draws). Pitch: semitones from the reference F0 of the
+#: voice's gender (:data:`REFERENCE_F0_HZ`); rate: factor on the natural rate; level: active-speech
+#: RMS in dBFS.
 PITCH_SEMITONES: dict[str, tuple[float, float]] = {
     "deep": (-6.0, -4.0), "medium": (-1.0, 1.0), "high-pitched": (4.0, 6.0)
 }  # fmt: skip
+#: Typical adult speaking F0 per gender. Pitch labels are perceptual and gender-relative ("a deep
+#: female voice" is deep for a woman), so every voice is moved to the labelled register around
+#: this reference rather than shifted from its own F0: a voice that is naturally high (Kokoro's
+#: jf_tebukuro, 310 Hz) or low (eSpeak's david, 75 Hz) would otherwise keep its offset and make
+#: "medium" clips that any listener hears as high or deep.
+REFERENCE_F0_HZ: dict[str, float] = {"male": 115.0, "female": 210.0}
 RATE_FACTOR: dict[str, tuple[float, float]] = {"slow": (0.62, 0.72), "measured": (0.92, 1.08), "fast": (1.40, 1.60)}
 LEVEL_DBFS: dict[str, tuple[float, float]] = {"soft": (-36.5, -33.5), "normal": (-24.5, -21.5), "loud": (-14.0, -12.0)}
 QUALITY_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -77,29 +85,45 @@ def _uniform(rng: random.Random, lo_hi: tuple[float, float], digits: int = 3) ->
     return round(rng.uniform(*lo_hi), digits)
 
 
-def sample_params(labels: Mapping[str, str | None], voice: Voice, rng: random.Random) -> dict[str, Any]:
+def sample_params(labels: Mapping[str, str | None], voice: Voice, rng: random.Random,
+                  vary_formants: float = 0.0) -> dict[str, Any]:
     """Control values for a style (random within each value's range), JSON-serialisable.
 
     Args:
         labels: ``voice_quality``, ``loudness``, ``pitch_level`` (or None), ``speaking_rate``, ``clarity``.
         voice: the voice (eSpeak voices also get an intonation range).
         rng: source of randomness, consumed in a fixed order.
+        vary_formants: when > 0, the formants are scaled by a factor drawn log-uniformly in
+            ``[1 / (1 + v), 1 + v]`` (``formant_scale``): new vocal tracts from each voice, so a
+            model trained on few voices meets more speakers. 0 draws nothing (the clip's other
+            parameters are the same either way).
 
     Returns:
-        ``{"pitch_semitones", "rate", "level_dbfs", "quality": {...}, "clarity": {...}, "seed", ...}``.
+        ``{"pitch_semitones", "pitch_shift", "rate", "level_dbfs", "quality": {...}, "clarity": {...},
+        "seed", ...}``: ``pitch_semitones`` is the label's control (from the gender reference),
+        ``pitch_shift`` the shift applied to this voice.
     """
     pitch = labels.get("pitch_level")
     params: dict[str, Any] = {
-        "pitch_semitones": _uniform(rng, PITCH_SEMITONES[pitch]) if pitch else 0.0,
+        "pitch_semitones": _uniform(rng, PITCH_SEMITONES[pitch]) if pitch else 0.0,  # from the reference
         "rate": _uniform(rng, RATE_FACTOR[labels["speaking_rate"] or "measured"]),
         "level_dbfs": _uniform(rng, LEVEL_DBFS[labels["loudness"] or "normal"], 2),
         "quality": {k: _uniform(rng, r) for k, r in QUALITY_RANGES[labels["voice_quality"] or "modal"].items()},
         "clarity": {k: _uniform(rng, r) for k, r in CLARITY_RANGES[labels["clarity"] or "crisp"].items()},
         "seed": rng.getrandbits(31),
     }
+    # The shift actually applied to this voice (none for unlabelled pitch: whispers have no F0).
+    params["pitch_shift"] = round(params["pitch_semitones"] + reference_offset(voice), 3) if pitch else 0.0
     if voice.engine == "espeak":
         params["intonation"] = rng.randint(*INTONATION)
+    if vary_formants > 0:
+        params["formant_scale"] = round(math.exp(rng.uniform(-1.0, 1.0) * math.log1p(vary_formants)), 4)
     return params
+
+
+def reference_offset(voice: Voice) -> float:
+    """Semitones from ``voice``'s natural F0 to the reference F0 of its gender."""
+    return 12.0 * math.log2(REFERENCE_F0_HZ[voice.gender] / voice.f0_hz)
 
 
 def render(spec: ClipSpec) -> np.ndarray:
@@ -117,6 +141,7 @@ def render(spec: ClipSpec) -> np.ndarray:
     x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ").astype(np.float64) if sr != SAMPLE_RATE else audio
     x = effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
     seed = int(p["seed"])
-    x = world.restyle(x, SAMPLE_RATE, spec.voice.f0_hz, float(p["pitch_semitones"]), quality, p["quality"], seed)
+    x = world.restyle(x, SAMPLE_RATE, spec.voice.f0_hz, float(p["pitch_shift"]), quality, p["quality"], seed,
+                      float(p.get("formant_scale", 1.0)))
     x = effects.CLARITY_EFFECTS[clarity](x, SAMPLE_RATE, p["clarity"], np.random.default_rng(seed + 1))
     return effects.set_level(np.asarray(x, np.float64), SAMPLE_RATE, float(p["level_dbfs"]))

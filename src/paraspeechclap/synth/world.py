@@ -203,8 +203,27 @@ VOICE_QUALITIES: dict[str, QualityFn] = {
 }
 
 
+def warp_formants(params: WorldParams, scale: float) -> WorldParams:
+    """Scale every formant frequency by ``scale`` (a shorter or longer vocal tract; F0 stays).
+
+    The spectral envelope is resampled along frequency, ``sp'(f) = sp(f / scale)``, per frame;
+    above the top of the axis the last bin is held.
+    """
+    if scale == 1.0:
+        return params
+    freqs = _freq_axis(params)  # (K,)
+    src = np.clip(freqs / scale, 0.0, freqs[-1])
+    pos = src / freqs[-1] * (len(freqs) - 1)  # fractional source bin of every target bin
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(freqs) - 1)
+    w = (pos - lo)[None, :]
+    params.sp = params.sp[:, lo] * (1.0 - w) + params.sp[:, hi] * w  # (T, K)
+    return params
+
+
 def restyle(
-    x: np.ndarray, sr: int, f0_hz: float, semitones: float, quality: str, qp: Mapping[str, float], seed: int
+    x: np.ndarray, sr: int, f0_hz: float, semitones: float, quality: str, qp: Mapping[str, float], seed: int,
+    formant_scale: float = 1.0,
 ) -> np.ndarray:
     """Analyse ``x`` (S,), shift its pitch, apply a voice quality and resynthesise.
 
@@ -216,10 +235,11 @@ def restyle(
         quality: a key of :data:`VOICE_QUALITIES`.
         qp: parameters of the quality transform.
         seed: seeds the transform's randomness (jitter, shimmer).
+        formant_scale: factor on the formant frequencies (1 = the voice's own vocal tract).
 
     Returns:
         (S',) float32 waveform at ``sr`` (S' within one frame of S).
     """
-    params = shift_pitch(analyse(x, sr, f0_hz), semitones)
+    params = warp_formants(shift_pitch(analyse(x, sr, f0_hz), semitones), formant_scale)
     params = VOICE_QUALITIES[quality](params, qp, np.random.default_rng(seed))
     return synthesize(params)

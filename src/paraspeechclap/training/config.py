@@ -77,6 +77,7 @@ class SynthSourceConfig:
         exclude_voices: voice ids left out (e.g. held out for the dev set).
         mix: share of clips per engine (default: the synth module's mix).
         jobs: worker processes for generation.
+        vary_formants: random formant scaling per clip, up to this relative shift (speaker variety).
         cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/synth/<hash of the settings>``).
     """
 
@@ -87,6 +88,7 @@ class SynthSourceConfig:
     exclude_voices: list[str] = field(default_factory=list)
     mix: dict[str, float] | None = None
     jobs: int = 1
+    vary_formants: float = 0.0
     cache_dir: str | None = None
 
 
@@ -110,6 +112,8 @@ class SourceConfig:
             (from the intrinsic/situational tags by ``describe_tags``). Evaluation uses the
             canonical caption (first / ``rng=None``).
         max_items: keep only the first N rows (quick runs).
+        exclude: drop rows whose field has one of the listed values, e.g. ``{source: [emodb]}``
+            (leave-one-corpus-out training) or ``{speaker: [...]}``.
         name: label in logs (default: derived from the source).
     """
 
@@ -122,6 +126,7 @@ class SourceConfig:
     weight: float = 1.0
     captions: str = "manifest"
     max_items: int | None = None
+    exclude: dict[str, list[str]] = field(default_factory=dict)
     name: str | None = None
 
 

@@ -93,7 +93,10 @@ def synth_corpus_dir(cfg: SynthSourceConfig) -> Path:
     """Folder of a synthetic corpus: ``cache_dir`` or ``<cache>/synth/n<N>-s<seed>-<hash of the settings>``."""
     if cfg.cache_dir:
         return Path(str(expand_path(cfg.cache_dir, "synth.cache_dir")))
+    from ..synth.corpus import PLAN_VERSION
+
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("jobs", "cache_dir")}
+    settings["plan_version"] = PLAN_VERSION  # a new generator never reuses an old corpus
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return default_cache_root() / "synth" / f"n{cfg.n}-s{cfg.seed}-{digest}"
 
@@ -117,7 +120,8 @@ def ensure_synth_corpus(cfg: SynthSourceConfig) -> Path:
         voices = select_voices(cfg.engines, cfg.voices, cfg.exclude_voices)
         mix = cfg.mix if cfg.mix is not None else ({e: 1.0 for e in cfg.engines} if cfg.engines else None)
         logger.warning("generating a synthetic corpus of %d clips in %s (once)", cfg.n, out)
-        generate_corpus(out, cfg.n, seed=cfg.seed, jobs=cfg.jobs, voices=voices, mix=mix)
+        generate_corpus(out, cfg.n, seed=cfg.seed, jobs=cfg.jobs, voices=voices, mix=mix,
+                        vary_formants=cfg.vary_formants)
     distributed.barrier()
     return manifest
 
@@ -190,6 +194,9 @@ def load_source(src: SourceConfig) -> Source:
     manifest, name = SOURCE_KINDS[kind](src)
     if src.split_file:
         manifest = _apply_split_file(manifest, src)
+    if src.exclude:
+        drop = {k: {str(v) for v in vs} for k, vs in src.exclude.items()}
+        manifest = manifest.filter(lambda r: not any(str(r.get(k)) in vs for k, vs in drop.items()))
     if src.max_items is not None:
         manifest = manifest.select(range(min(src.max_items, len(manifest))))
     manifest, dropped = _validate_rows(manifest, src.captions)
