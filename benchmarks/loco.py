@@ -91,7 +91,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from paraspeechclap import load_model
-    from paraspeechclap.atomic import write_text_atomic
+    from paraspeechclap.atomic import atomic_write_text
 
     ensemble = not args.no_ensemble
     names = args.corpora.split(",") if args.corpora else corpora(args.min_clips)
@@ -103,7 +103,7 @@ def main() -> int:
         loco = load_model(str(final))
         results["corpora"][corpus] = {"loco": score(loco, corpus, ensemble),
                                       "shipped": score(shipped, corpus, ensemble)["test"]}
-        write_text_atomic(Path(args.out), json.dumps(results, indent=2))  # partial results survive a crash
+        atomic_write_text(Path(args.out), json.dumps(results, indent=2))  # partial results survive a crash
     print_table(results)
     print(f"\nwrote {args.out}")
     return 0

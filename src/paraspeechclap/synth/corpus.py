@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import InputError
 from . import effects
 from .engines import Voice, get_engine, select_voices
@@ -293,15 +294,7 @@ def check_config(out_dir: Path, config: dict[str, Any], overwrite: bool) -> None
                 f"{out_dir}: holds a corpus made with other settings ({CONFIG_NAME} differs); "
                 "use another --out or --overwrite"
             )
-    write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def generate_corpus(
@@ -353,7 +346,7 @@ def generate_corpus(
         generated += int(gen)
     seconds = time.perf_counter() - start
     manifest = out / MANIFEST_NAME
-    write_text_atomic(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     per_engine: dict[str, int] = {}
     for s in specs:
         per_engine[s.voice.engine] = per_engine.get(s.voice.engine, 0) + 1

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import InputError
-from .corpus import RenderTask, check_config, check_engines, run_tasks, stream, style_labels, write_text_atomic
+from .corpus import RenderTask, check_config, check_engines, run_tasks, stream, style_labels
 from .engines import Voice, select_voices
 from .grid import NEUTRAL, STYLE_ATTRIBUTES, allowed_values, plan_styles
 from .pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
@@ -311,10 +312,10 @@ def write_rerank_set(
             rows.append(_candidate_row(i, k, c, prompts[i], captions[i], rel[i, k], measured[c.spec.index]))
             hits += sum(c.matched.values())
             total += len(c.matched)
-    write_text_atomic(out / "candidates.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(out / "candidates.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     prompt_rows = [{"prompt_index": i, "labels": dict(p.labels), "text": texts[i], "text_description": captions[i]}
                    for i, p in enumerate(prompts)]  # fmt: skip
-    write_text_atomic(out / "prompts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prompt_rows))
+    atomic_write_text(out / "prompts.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prompt_rows))
     return {"out_dir": str(out), "prompts": len(prompts), "candidates": n_candidates, "clips": len(tasks),
             "generated": sum(gen for _, gen, _ in results),
             "match_rate": round(hits / total, 4) if total else None}  # fmt: skip
@@ -323,12 +324,12 @@ def write_rerank_set(
 def _write_text_files(out: Path, prompts: Sequence[Prompt], captions: list[str], texts: list[str], n: int) -> None:
     lines = lambda items: "".join(f"{x}\n" for x in items)
     first = out / "iter_1"
-    write_text_atomic(first / "input_descriptions.txt", lines(captions))
-    write_text_atomic(first / "input_texts.txt", lines(texts))
-    write_text_atomic(first / "input_genders.txt", lines(p.labels.get("gender", "") for p in prompts))
+    atomic_write_text(first / "input_descriptions.txt", lines(captions))
+    atomic_write_text(first / "input_texts.txt", lines(texts))
+    atomic_write_text(first / "input_genders.txt", lines(p.labels.get("gender", "") for p in prompts))
     for k in range(1, n + 1):
-        write_text_atomic(out / f"iter_{k}" / "output_transcriptions.txt", lines(texts))
-        write_text_atomic(out / f"iter_{k}" / "wer_per_example.txt", lines("0.0" for _ in texts))
+        atomic_write_text(out / f"iter_{k}" / "output_transcriptions.txt", lines(texts))
+        atomic_write_text(out / f"iter_{k}" / "wer_per_example.txt", lines("0.0" for _ in texts))
 
 
 def _candidate_row(i: int, k: int, c: Candidate, prompt: Prompt, caption: str, rel: str, measured: Mapping) -> dict:
