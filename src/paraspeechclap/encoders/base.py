@@ -113,6 +113,10 @@ class AudioEncoder(nn.Module):
         """JSON-serialisable description that :func:`create_audio_encoder` rebuilds this encoder from."""
         raise NotImplementedError
 
+    def cache_spec(self) -> dict[str, Any]:
+        """What determines :meth:`forward_frozen`'s output (the feature-cache key): the spec by default."""
+        return self.spec()
+
     def feed_forward_linears(self) -> list[str]:
         """Names (relative to ``self``) of the feed-forward ``nn.Linear`` layers that int8 dynamic
         quantisation may replace. Attention projections are excluded on purpose: some backbones

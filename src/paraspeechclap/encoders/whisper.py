@@ -22,6 +22,10 @@ Registered as ``"whisper"``. Spec options (all JSON):
   linear for the head.
 * ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
   normalisation; ``(dB + 30) / 20``, so -50..-10 dBFS maps to -1..1) to the pooled vector.
+* ``level_bins``: also encode the level as that many Gaussian bumps (centres evenly spaced over
+  :data:`LEVEL_BINS_DBFS`, width = spacing), computed in :meth:`forward_head` from the cached level.
+  One scalar is hard for a linear head to threshold twice (soft < normal < loud); bumps make each
+  level band linearly separable. 0 (default) = the scalar only; omitted from the spec when 0.
 * ``normalize``: waveform normalisation before the log-mel: ``"peak"`` (-1 dBFS), ``"rms"``
   (-23 dBFS active level) or ``"none"``. Normalisation removes loudness from the log-mel; the
   level input gives it back explicitly.
@@ -61,6 +65,8 @@ COMBINES = ("mix", "concat")
 #: (-50..-10 dBFS) land in -1..1, next to LayerNorm-scale hidden features.
 LEVEL_CENTER_DB = -30.0
 LEVEL_SCALE_DB = 20.0
+#: range of the level bumps' centres (``level_bins``), dBFS: from near-silent to near full scale.
+LEVEL_BINS_DBFS = (-50.0, -5.0)
 
 
 def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
@@ -103,6 +109,7 @@ class WhisperAudioEncoder(AudioEncoder):
         pitch_input: bool = False,
         normalize: str = "peak",
         sha256: str,
+        level_bins: int = 0,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -114,6 +121,10 @@ class WhisperAudioEncoder(AudioEncoder):
         self.variant, self.layers, self.pooling = variant, list(layers), pooling
         self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
         self.pitch_input = bool(pitch_input)
+        if level_bins < 0 or (level_bins and not level_input) or level_bins == 1:
+            raise ConfigError(f"audio encoder 'whisper': level_bins must be 0 or >= 2 and needs level_input, "
+                              f"got {level_bins}")
+        self.level_bins = int(level_bins)
         self.n_mels = int(base.config.num_mel_bins)
         self.max_mel_frames = 2 * int(base.config.max_source_positions)
         if combine not in COMBINES:
@@ -122,7 +133,7 @@ class WhisperAudioEncoder(AudioEncoder):
         self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
         n_out = len(self.layers) if combine == "concat" else 1
-        self.hidden_size = n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input)
+        self.hidden_size = n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input) + self.level_bins
         # softmax(0, ..., 0) = uniform mix; a single state or a concatenation needs no weights.
         mixed = len(self.layers) > 1 and combine == "mix"
         self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if mixed else None
@@ -255,13 +266,29 @@ class WhisperAudioEncoder(AudioEncoder):
         if self.standardize:  # each statistic (mean, std) of each layer separately: (B, L, S, D)
             stats = pooled.reshape(len(cached), n_layers, -1, int(self.base.config.d_model))
             pooled = F.layer_norm(stats, stats.shape[-1:]).reshape_as(pooled)
+        tail = cached[:, n_layers * self._width:]  # (B, [1 level] [+ 2 pitch])
+        if self.level_bins:
+            tail = torch.cat([tail, self._level_bumps(tail[:, :1])], dim=1)
         if self.combine == "concat":
-            return torch.cat([pooled.flatten(1), cached[:, n_layers * self._width:]], dim=1)
+            return torch.cat([pooled.flatten(1), tail], dim=1)
         if self.layer_logits is None:
             out = pooled[:, 0]
         else:  # pooling is per layer, so mixing pooled states equals pooling the mixed states for the mean
             out = torch.einsum("l,bld->bd", torch.softmax(self.layer_logits, 0).to(pooled.dtype), pooled)
-        return torch.cat([out, cached[:, n_layers * self._width:]], dim=1)
+        return torch.cat([out, tail], dim=1)
+
+    def _level_bumps(self, scaled_level: torch.Tensor) -> torch.Tensor:
+        """``(B, 1)`` scaled level -> ``(B, level_bins)`` Gaussian bumps over :data:`LEVEL_BINS_DBFS`."""
+        db = scaled_level * LEVEL_SCALE_DB + LEVEL_CENTER_DB
+        centres = torch.linspace(*LEVEL_BINS_DBFS, self.level_bins, dtype=db.dtype, device=db.device)
+        width = (LEVEL_BINS_DBFS[1] - LEVEL_BINS_DBFS[0]) / (self.level_bins - 1)
+        return torch.exp(-0.5 * ((db - centres) / width) ** 2)
+
+    def cache_spec(self) -> dict[str, Any]:
+        """The spec without ``level_bins``: it acts in :meth:`forward_head` only, so it never
+        changes what :meth:`forward_frozen` caches (``combine``/``standardize`` are head-only too
+        but stay in the key, as they always were, so existing caches stay valid)."""
+        return {k: v for k, v in self.spec().items() if k != "level_bins"}
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
         """Pool a padded batch: ``(B, n_mels, T)`` log-mels, ``(B,)`` lengths -> ``(B, hidden_size)``."""
@@ -286,6 +313,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "pitch_input": self.pitch_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
+            **({"level_bins": self.level_bins} if self.level_bins else {}),
         }
 
     def feed_forward_linears(self) -> list[str]:
@@ -303,6 +331,7 @@ def create_whisper_encoder(
     pitch_input: bool = False,
     normalize: str = "peak",
     sha256: str | None = None,
+    level_bins: int = 0,
     pretrained: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> WhisperAudioEncoder:
@@ -333,4 +362,5 @@ def create_whisper_encoder(
         pitch_input=pitch_input,
         normalize=normalize,
         sha256=expected,
+        level_bins=level_bins,
     )

@@ -60,7 +60,7 @@ def _short_hash(obj: Any) -> str:
 
 def backbone_key(encoder: AudioEncoder) -> str:
     """Hash of the backbone spec (what determines ``forward_frozen``'s output)."""
-    return _short_hash({"format": _FORMAT, "class": type(encoder).__name__, "spec": encoder.spec()})
+    return _short_hash({"format": _FORMAT, "class": type(encoder).__name__, "spec": encoder.cache_spec()})
 
 
 def augmentation_id(pipeline: ClipPipeline, seed: int, variant: int) -> str:
