@@ -76,8 +76,8 @@ def main() -> int:
         xtr, ytr = features(variant, "train")
         xte, yte = features(variant, args.split)
         n = xtr.shape[1]
-        combos = [([k], f"block {k + 1}") for k in range(n)] + [(list(range(4)), "blocks 1-4"),
-                                                                  (list(range(n)), f"blocks 1-{n}")]
+        spans = dict.fromkeys([4, n])  # blocks 1-4 (the default model's) and all blocks; once when n == 4
+        combos = [([k], f"block {k + 1}") for k in range(n)] + [(list(range(m)), f"blocks 1-{m}") for m in spans]
         for layers, name in combos:
             for stat in ("mean", "mean_std"):
                 uar = probe(select(xtr, layers, stat), ytr, select(xte, layers, stat), yte)
