@@ -28,8 +28,7 @@ def features(variant: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     from paraspeechclap.audio import load_audio
     from paraspeechclap.data.splits import load_shared_manifest
     from paraspeechclap.data.vocabulary import map_label
-    from paraspeechclap.encoders.whisper import create_whisper_encoder
-    from paraspeechclap.encoders.whisper import whisper_source
+    from paraspeechclap.encoders.whisper import create_whisper_encoder, whisper_source
 
     n_blocks = {"tiny.en": 4, "base": 6}[variant]
     assert whisper_source(variant)

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quality import REAL_SETS, evaluate  # noqa: E402  (a sibling benchmark script)
+from quality import REAL_SETS, evaluate
 
 
 def corpora(min_clips: int) -> list[str]:
