@@ -8,8 +8,9 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
   whispered-vs-voiced, voice quality, recording condition and gender; caption retrieval R@1/R@10.
 * ``real``: the shared real emotional speech, speakers of the split (``paraspeechclap.data.splits``):
   4-class (angry/happy/saddened/neutral) and 8-class emotion UAR, gender UAR.
-* ``real/<corpus>``: the same per corpus (the leave-one-corpus-out view; for models trained without
-  a corpus, pass them with ``--model`` and read that corpus's row).
+* ``real/<corpus>`` and ``synthetic/<engine>``: the same per corpus and per engine (UAR over the classes
+  present, ``k/K`` of them). These corpora were partly heard in training (other speakers); for
+  leave-one-corpus-out results run ``benchmarks/loco.py``.
 
     python benchmarks/quality.py --split test                 # the embedded default model
     python benchmarks/quality.py --model runs/lite/final --split dev --json out.json
