@@ -12,9 +12,7 @@ measured comparison behind the choice of the speech tower in ``configs/train/lit
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -83,7 +81,9 @@ def main() -> int:
                 rows.append({"variant": variant, "layers": name, "pooling": stat, "uar": uar})
                 print(f"{variant:8s} {name:11s} {stat:8s} 4-class emotion UAR ({args.split}) {uar:.3f}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        from paraspeechclap.atomic import atomic_write_json
+
+        atomic_write_json(args.json, rows)
     return 0
 
 

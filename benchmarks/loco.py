@@ -18,7 +18,6 @@ UAR here is over the classes present in the corpus (a corpus may lack some emoti
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -57,12 +56,17 @@ def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None
     return final
 
 
-def score(model: Any, corpus: str, ensemble: bool) -> dict[str, Any]:
-    """Emotion/gender on the corpus's test speakers (``test``) and on all of its clips (``all``)."""
+#: what ``score`` can report: the corpus's test speakers, or all of its clips (split None).
+SCOPES = {"test": "test", "all": None}
+
+
+def score(model: Any, corpus: str, ensemble: bool, scopes: tuple[str, ...] = ("test", "all")) -> dict[str, Any]:
+    """Emotion/gender on the corpus's clips of each scope (see :data:`SCOPES`)."""
     from paraspeechclap.data.splits import load_shared_manifest
 
     out = {}
-    for name, split in (("test", "test"), ("all", None)):
+    for name in scopes:
+        split = SCOPES[name]
         manifest = load_shared_manifest(split).filter(lambda r: r["source"] == corpus)
         out[name] = evaluate(model, manifest, REAL_SETS, ensemble, retrieval=False, prefix=name)[name]
     return out
@@ -91,7 +95,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from paraspeechclap import load_model
-    from paraspeechclap.atomic import atomic_write_text
+    from paraspeechclap.atomic import atomic_write_json
 
     ensemble = not args.no_ensemble
     names = args.corpora.split(",") if args.corpora else corpora(args.min_clips)
@@ -102,8 +106,8 @@ def main() -> int:
         final = train_without(corpus, args.config, Path(args.runs) / corpus, args.max_steps)
         loco = load_model(str(final))
         results["corpora"][corpus] = {"loco": score(loco, corpus, ensemble),
-                                      "shipped": score(shipped, corpus, ensemble)["test"]}
-        atomic_write_text(Path(args.out), json.dumps(results, indent=2))  # partial results survive a crash
+                                      "shipped": score(shipped, corpus, ensemble, ("test",))["test"]}
+        atomic_write_json(args.out, results)  # partial results survive a crash
     print_table(results)
     print(f"\nwrote {args.out}")
     return 0

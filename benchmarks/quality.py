@@ -19,9 +19,7 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 #: Voices held out of the default model's training (configs/train/lite.yaml).
@@ -143,8 +141,9 @@ def main() -> int:
           f"{'prompt ensemble' if ensemble else 'single prompt'}")
     print_table(results)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        from paraspeechclap.atomic import atomic_write_json
+
+        atomic_write_json(args.json, results)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -117,8 +116,10 @@ def main() -> int:
     print(f"(UAR change from clean; * = excepted) worst change {worst:+.3f}; "
           f"{'all within' if not failures else 'outside'} {TOLERANCE}: {', '.join(failures) or 'none'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": model.model_id, "split": args.split, "tables": tables,
-                                               "failures": failures}, indent=2))
+        from paraspeechclap.atomic import atomic_write_json
+
+        atomic_write_json(args.json, {"model": model.model_id, "split": args.split, "tables": tables,
+                                      "failures": failures})
     return 0
 
 

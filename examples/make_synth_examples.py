@@ -15,13 +15,12 @@ from pathlib import Path
 
 import soundfile as sf
 
-from paraspeechclap.atomic import atomic_write_text
+from paraspeechclap.atomic import atomic_write_json
 from paraspeechclap.synth.engines import find_voice
+from paraspeechclap.synth.grid import NEUTRAL
 from paraspeechclap.synth.pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
 
 HERE = Path(__file__).parent
-NEUTRAL = {"voice_quality": "modal", "loudness": "normal", "pitch_level": "medium", "speaking_rate": "measured",
-           "clarity": "crisp"}  # fmt: skip
 #: file stem -> (voice, the style's non-neutral labels, sentence)
 EXAMPLES = {
     "deep": ("espeak:en-us+david", {"pitch_level": "deep"}, "The bakery on the corner opens at six every morning."),
@@ -46,7 +45,7 @@ def main() -> None:
         labels[name] = {"voice": voice_id, "text": text, **{k: v for k, v in lab.items() if v is not None},
                         "gender": voice.gender}
         print(f"{name}: {voice_id}, {len(wav) / SAMPLE_RATE:.2f} s")
-    atomic_write_text(labels_path, json.dumps(labels, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_json(labels_path, labels, indent=1)
 
 
 if __name__ == "__main__":

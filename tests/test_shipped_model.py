@@ -42,11 +42,11 @@ def test_lite_loads_offline_from_the_package(lite):
 @pytest.mark.parametrize("set_name,field,clips", CHECKED, ids=[c[0] for c in CHECKED])
 def test_lite_predicts_the_known_styles_of_the_examples(lite, set_name, field, clips):
     from paraspeechclap.data.attributes import get_attribute_set
-    from paraspeechclap.evaluation.classification import class_embeddings
+    from paraspeechclap.evaluation.classification import embed_class_prompts
 
     aset = get_attribute_set(set_name)
     prompts = aset.prompts(ensemble=True)
-    classes = class_embeddings([lite.embed_text(prompts[c]) for c in aset.candidates])
+    classes = embed_class_prompts(lite, prompts, aset.candidates)
     scores = lite.embed_audio([str(EXAMPLES / c) for c in clips]) @ classes.T
     predicted = [aset.candidates[i] for i in scores.argmax(1)]
     gold = [aset.gold(LABELS[c]) for c in clips]
