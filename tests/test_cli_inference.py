@@ -39,6 +39,25 @@ def test_classify_json_is_ranked_best_first(tiny, tiny_dir, wav_files):
     assert r.returncode == 0 and "best" in r.stdout
 
 
+def test_classify_attribute_scores_each_class_by_its_prompt_ensemble(tiny, tiny_dir, wav_files):
+    from paraspeechclap.data.attributes import get_attribute_set
+
+    r = _cli("classify", *wav_files, "--attribute", "gender", "--model", str(tiny_dir), "--json")
+    assert r.returncode == 0, r.stderr
+    aset = get_attribute_set("gender")
+    prompts = aset.prompts(ensemble=True)
+    # Hand-written reference: mean of the normalised prompt embeddings, renormalised; cosine to the clip.
+    classes = []
+    for c in aset.candidates:
+        e = tiny.embed_text(list(prompts[c]))
+        e = (e / np.linalg.norm(e, axis=1, keepdims=True)).mean(0)
+        classes.append(e / np.linalg.norm(e))
+    sims = tiny.embed_audio(wav_files) @ np.stack(classes).T
+    for o, row in zip(json.loads(r.stdout), sims):
+        assert [x["label"] for x in o["ranking"]] == [aset.candidates[j] for j in np.argsort(-row, kind="stable")]
+        np.testing.assert_allclose([x["score"] for x in o["ranking"]], np.sort(row)[::-1], atol=2e-6)
+
+
 def test_embed_writes_npy_and_ids_with_skip_bad(tiny, tiny_dir, wav_files, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"junk")

@@ -301,10 +301,16 @@ class InferenceMixin:
             templates: a prompt ensemble; class embeddings are averaged over it (overrides ``template``).
         """
         cls = self.class_embeddings(candidates, template, templates)
-        sims = self.embed_audio(items, sample_rate, batch_size) @ cls.T  # (N, C)
-        cands = list(candidates)
+        return self.rank_classes(items, cls, candidates, sample_rate, batch_size)
+
+    def rank_classes(self, items: Sequence[AudioItem], class_embeddings: np.ndarray, labels: Sequence[str],
+                     sample_rate: int | None = None, batch_size: int = 16) -> list[list[tuple[str, float]]]:
+        """Per item, ``(label, score)`` pairs best first against ready ``(C, D)`` class embeddings
+        (e.g. an attribute set's prompt ensembles)."""
+        sims = self.embed_audio(items, sample_rate, batch_size) @ class_embeddings.T  # (N, C)
+        labels = list(labels)
         # stable sort: equal scores keep the candidate order (deterministic ties)
-        return [[(cands[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
+        return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
 
 
 def _check_candidates(candidates: Sequence[str]) -> list[str]:

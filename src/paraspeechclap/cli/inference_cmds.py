@@ -82,9 +82,7 @@ def _classify_attribute(model, args: argparse.Namespace) -> list[list[tuple[str,
     aset = get_attribute_set(args.attribute)
     prompts = aset.prompts(ensemble=True)
     classes = embed_class_prompts(model, prompts, aset.candidates)  # (C, D)
-    sims = model.embed_audio(args.audio, batch_size=args.batch_size) @ classes.T
-    labels = list(aset.candidates)
-    return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
+    return model.rank_classes(args.audio, classes, aset.candidates, batch_size=args.batch_size)
 
 
 def _items(args: argparse.Namespace) -> list[str]:
