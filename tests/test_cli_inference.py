@@ -10,7 +10,9 @@ import numpy as np
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "paraspeechclap", *args], capture_output=True, text=True)
+    # fp32 as the API fixtures are (the default "auto" is bf16 on CPUs that compute it natively)
+    precision = ["--precision", "fp32"] if "--model" in args else []
+    return subprocess.run([sys.executable, "-m", "paraspeechclap", *args, *precision], capture_output=True, text=True)
 
 
 def test_score_json_matches_the_api(tiny, tiny_dir, wav_files):

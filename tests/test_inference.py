@@ -7,6 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
+# the real function, bound before conftest patches it
+from paraspeechclap.inference import cpu_has_bf16 as _real_cpu_has_bf16
 from paraspeechclap.inference import split_windows
 from paraspeechclap.testing import tone
 
@@ -146,7 +148,7 @@ def test_precisions_are_close_to_fp32_and_int8_spares_attention(tiny_dir):
     from paraspeechclap import load_model
 
     wavs = [tone(1.0, 150), tone(0.7, 260, seed=1)]
-    ref = load_model(str(tiny_dir)).embed_audio(wavs)
+    ref = load_model(str(tiny_dir), precision="fp32").embed_audio(wavs)
     for precision in ("bf16", "int8"):
         m = load_model(str(tiny_dir), precision=precision)
         emb = m.embed_audio(wavs)
@@ -181,6 +183,22 @@ def test_prompt_ensemble_is_renormalised_mean_of_template_embeddings(tiny):
 def test_save_and_reload_round_trip(tiny, tiny_dir, wav_files):
     from paraspeechclap import load_model
 
-    m = load_model(str(tiny_dir))
+    m = load_model(str(tiny_dir), precision="fp32")
     np.testing.assert_array_equal(m.embed_audio(wav_files), tiny.embed_audio(wav_files))
     assert m.checksum and m.model_id == "tiny"
+
+
+def test_auto_precision_follows_the_hardware(tiny_dir, monkeypatch):
+    import paraspeechclap.inference as inf
+    from paraspeechclap import load_model
+
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    assert _real_cpu_has_bf16(flags.format("avx512_bf16")) and _real_cpu_has_bf16(flags.format("amx_bf16"))
+    assert not _real_cpu_has_bf16(flags.format("")) and not _real_cpu_has_bf16("")
+    assert inf.resolve_precision("int8", "cpu") == "int8"  # explicit choices are kept
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(inf, "cpu_has_bf16", lambda native=native: native)
+        assert inf.resolve_precision("auto", "cpu") == expected
+        m = load_model(str(tiny_dir))  # the default is auto
+        assert m.precision == expected
+        assert next(m.parameters()).dtype == (torch.bfloat16 if native else torch.float32)

@@ -52,7 +52,7 @@ def _no_leftovers(parent: Path, name: str) -> bool:
 class Fake:
     """A stand-in model with known scores per candidate path (and -inf for names in ``silent``)."""
 
-    model_id, checksum = "fake", "f" * 64
+    model_id, checksum, precision = "fake", "f" * 64, "fp32"
 
     def __init__(self, scores):
         self.scores = scores

@@ -190,7 +190,7 @@ def load_model(
     audio_encoder: str | None = None,
     text_encoder: str | None = None,
     device: str = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     pooling: str = "masked_mean",
 ) -> ParaSpeechCLAP:
     """Load a model by name or path, ready for inference (eval mode).
@@ -202,7 +202,8 @@ def load_model(
         audio_encoder / text_encoder: backbones of an official checkpoint: hub id, local directory
             or registry type.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        precision: ``"fp32"``, ``"bf16"`` or ``"int8"``.
+        precision: ``"auto"`` (bf16 where the device computes it natively, else fp32; the
+            resolved value is ``model.precision``), ``"fp32"``, ``"bf16"`` or ``"int8"``.
         pooling: speech pooling of official checkpoints (``"masked_mean"`` or the older ``"mean"``).
 
     Raises:

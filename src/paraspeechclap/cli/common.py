@@ -26,7 +26,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pooling", default="masked_mean", choices=["masked_mean", "mean"],
                    help="speech pooling of official checkpoints (mean = the older unmasked mean)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="default: fp32")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="auto (default): bf16 where the CPU/GPU computes it natively (AVX512-BF16, AMX, "
+                        "recent GPUs), else fp32; fp32 for exact reference numbers")
     g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
 
 

@@ -109,7 +109,7 @@ def run_embed(args: argparse.Namespace) -> int:
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, res.embeddings.astype(np.float32))
-    ids = {"model": model.model_id, "checksum": model.checksum, "dim": int(res.embeddings.shape[1]),
+    ids = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "dim": int(res.embeddings.shape[1]),
            "items": [items[i] for i in res.indices],
            "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors]}
     atomic_write_json(args.out[: -len(".npy")] + ".ids.json", ids)

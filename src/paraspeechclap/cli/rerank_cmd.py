@@ -139,7 +139,7 @@ def run_rerank(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     selections = best_of_n(model, rset.prompts, lists, wer, config, names, progress=True)
     empty = _check_selections(selections, args.skip_bad)
-    info = {"model": model.model_id, "checksum": model.checksum, "layout": rset.layout, "input": str(rset.root),
+    info = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "layout": rset.layout, "input": str(rset.root),
             "prompts": len(rset.prompts), "reward": config.as_dict(), "skip_bad": args.skip_bad,
             "problems": [p.as_dict() for p in rset.problems], "warnings": rset.warnings,
             "prompts_without_winner": empty}  # fmt: skip
