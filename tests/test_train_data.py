@@ -17,14 +17,21 @@ from paraspeechclap.encoders.base import AudioEncoder, PreparedAudio, lengths_to
 from paraspeechclap.errors import ConfigError
 from paraspeechclap.training.augment import (
     ClipPipeline,
+    band_limit,
     crop_prepared,
+    drop_clarity,
     loudness_from_level,
     make_pipeline,
     process_clip,
     relabel_loudness,
 )
 from paraspeechclap.training.config import AudioConfig, AugmentConfig, SourceConfig
-from paraspeechclap.training.data import TrainDataset, build_plan, collate_train, load_source
+from paraspeechclap.training.data import (
+    TrainDataset,
+    build_plan,
+    collate_train,
+    load_source,
+)
 from paraspeechclap.training.features import CacheRequest, build_feature_table
 
 SR = 16_000
@@ -129,6 +136,71 @@ def test_loudness_relabelling() -> None:
     assert row["loudness"] == "soft"  # the input row is not modified
     no_label = {"emotion": "angry", "intrinsic_tags": ["soft"]}
     assert relabel_loudness(no_label, -12.0, [-29.0, -18.0]) == no_label  # nothing states its loudness
+
+
+def _band_energy(wav: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(wav)) ** 2
+    freqs = np.fft.rfftfreq(len(wav), 1 / SR)
+    return float(spec[(freqs >= lo) & (freqs < hi)].sum())
+
+
+def test_band_limit_removes_the_top_band_and_keeps_the_rest() -> None:
+    t = np.arange(SR, dtype=np.float32) / SR
+    wav = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    out = band_limit(wav, 8000)
+    assert out.shape == wav.shape and out.dtype == np.float32
+    # 6 kHz lies above the 4 kHz Nyquist of an 8 kHz recording: gone; 1 kHz stays
+    assert _band_energy(out, 5000, 7000) < 1e-6 * _band_energy(wav, 5000, 7000)
+    assert _band_energy(out, 900, 1100) == pytest.approx(_band_energy(wav, 900, 1100), rel=0.02)
+
+
+def test_narrowband_variants_are_drawn_flagged_and_keyed() -> None:
+    t = np.arange(SR, dtype=np.float32) / SR
+    wav = (0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    always = ClipPipeline(None, False, None, (1.0, 8000))
+    clip = process_clip(wav, StubEncoder(), always, random.Random(0))
+    assert clip.narrowband and clip.randomized
+    assert float(clip.prepared.features.pow(2).mean()) < 1e-6  # the 6 kHz tone is filtered out
+    never = process_clip(wav, StubEncoder(), ClipPipeline(None, False, None, (0.0, 8000)), random.Random(0))
+    assert not never.narrowband and torch.equal(never.prepared.features, torch.from_numpy(wav))
+    # about half the draws at p = 0.5
+    half = ClipPipeline(None, False, None, (0.5, 8000))
+    hits = sum(process_clip(wav, StubEncoder(), half, random.Random(i)).narrowband for i in range(200))
+    assert 70 < hits < 130
+    # a pipeline without it keeps its old identity (cache ids) and its gain draws
+    assert "narrowband" not in ClipPipeline(None, False, (-6.0, 6.0)).describe()
+    assert ClipPipeline(None, False, None, (0.5, 8000)).describe()["narrowband"] == [0.5, 8000]
+    gains = [process_clip(wav, StubEncoder(), ClipPipeline(None, False, (-6.0, 6.0)), random.Random(3)).gain_db]
+    assert gains[0] == random.Random(3).uniform(-6.0, 6.0)
+
+
+def test_drop_clarity_removes_only_recording_labels() -> None:
+    row = {"clarity": "telephone", "intrinsic_tags": ["telephone", "deep", "slurred"], "gender": "male"}
+    assert drop_clarity(row) == {"clarity": None, "intrinsic_tags": ["deep", "slurred"], "gender": "male"}
+    assert row["clarity"] == "telephone"  # the input row is not modified
+    no_label = {"emotion": "angry", "intrinsic_tags": ["muffled"]}
+    assert drop_clarity(no_label) == no_label  # nothing states its recording condition
+
+
+def test_cached_narrowband_variants_drop_the_clarity_label(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    t = np.arange(SR, dtype=np.float32) / SR
+    sf.write(tmp_path / "a" / "c.wav", (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), SR)
+    row = {"source": "a", "relative_audio_path": "c.wav", "clarity": "telephone", "gender": "female",
+           "intrinsic_tags": ["telephone"]}
+    src = load_source(SourceConfig(manifest=str(_manifest(tmp_path, [row])), captions="describe"))
+    enc = StubEncoder()
+
+    def fetch(prob: float) -> Any:
+        pipe = ClipPipeline(None, False, None, (prob, 8000))
+        key = TrainDataset([src], [(0, 0)], enc, pipe, AugmentConfig(), seed=0).key(0)
+        table = build_feature_table([CacheRequest(key, src.manifest.audio_path(0))], enc, tmp_path / "c", pipe,
+                                    seed=0, variants=2, progress=False)
+        assert all(bool(e.get("narrowband")) == (prob == 1.0) for e in table.entries[key])
+        return TrainDataset([src], [(0, 0)], enc, pipe, AugmentConfig(), seed=0, features=table)[0]
+
+    assert fetch(1.0).row["clarity"] is None and fetch(1.0).tags == []
+    assert fetch(0.0).row["clarity"] == "telephone" and fetch(0.0).tags == ["telephone"]
 
 
 def test_plans() -> None:

@@ -371,3 +371,50 @@ def test_level_bins_are_gaussian_bumps_of_the_cached_level():
     assert create_audio_encoder(enc.spec(), pretrained=False).hidden_size == enc.hidden_size
     with pytest.raises(ConfigError, match="level_bins"):
         create_whisper_encoder("tiny.en", level_input=False, level_bins=4, pretrained=False)
+
+
+def test_pitch_bins_are_bumps_of_the_cached_log_f0_and_silent_without_f0():
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+    from paraspeechclap.training.features import backbone_key
+
+    kw = {"layers": [2], "pooling": "mean", "combine": "concat", "level_input": True, "pitch_input": True,
+          "pretrained": False}
+    enc = create_whisper_encoder("tiny.en", pitch_bins=3, **kw).eval()
+    assert enc.hidden_size == 384 + 1 + 2 + 3
+    cached = torch.randn(3, 387)
+    log_f0 = np.array([-1.0, np.log2(160.0 / 150.0), 0.0])  # 75 Hz, 160 Hz, no F0 (pitch_features gives 0)
+    cached[:, 385] = torch.from_numpy(log_f0).float()
+    out = enc.forward_head(cached)
+    torch.testing.assert_close(out[:, :387], cached)  # everything cached passes through
+    centres, width = np.array([-1.0, 0.05, 1.1]), 1.05  # hand-written: 3 centres over log2 -1.0..1.1
+    ref = np.exp(-0.5 * ((log_f0[:, None] - centres) / width) ** 2)
+    ref[2] = 0.0  # unvoiced: all bumps off
+    np.testing.assert_allclose(out[:, 387:].numpy(), ref, rtol=1e-5, atol=1e-6)
+    plain = create_whisper_encoder("tiny.en", **kw)
+    assert enc.spec() == {**plain.spec(), "pitch_bins": 3} and backbone_key(enc) == backbone_key(plain)
+    assert create_audio_encoder(enc.spec(), pretrained=False).hidden_size == enc.hidden_size
+    with pytest.raises(ConfigError, match="pitch_bins"):
+        create_whisper_encoder("tiny.en", pitch_input=False, pitch_bins=4, pretrained=False)
+
+
+def test_feature_dropout_drops_backbone_states_only_and_only_in_training():
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+    from paraspeechclap.training.features import backbone_key
+
+    kw = {"layers": [2], "pooling": "mean", "combine": "concat", "level_input": True, "pitch_input": True,
+          "pretrained": False}
+    enc = create_whisper_encoder("tiny.en", feature_dropout=0.5, **kw)
+    cached = torch.randn(64, 387) + 3.0  # no exact zeros before dropout
+    enc.train()
+    out = enc.forward_head(cached)
+    dropped = (out[:, :384] == 0).float().mean()
+    assert 0.45 < float(dropped) < 0.55  # about half the backbone features
+    kept = out[:, :384] != 0
+    torch.testing.assert_close(out[:, :384][kept], 2.0 * cached[:, :384][kept])  # inverted dropout scaling
+    torch.testing.assert_close(out[:, 384:], cached[:, 384:])  # level and pitch are never dropped
+    enc.eval()
+    torch.testing.assert_close(enc.forward_head(cached), cached)
+    plain = create_whisper_encoder("tiny.en", **kw)
+    assert enc.spec() == {**plain.spec(), "feature_dropout": 0.5} and backbone_key(enc) == backbone_key(plain)
+    with pytest.raises(ConfigError, match="feature_dropout"):
+        create_whisper_encoder("tiny.en", feature_dropout=1.0, pretrained=False)

@@ -26,6 +26,16 @@ Registered as ``"whisper"``. Spec options (all JSON):
   :data:`LEVEL_BINS_DBFS`, width = spacing), computed in :meth:`forward_head` from the cached level.
   One scalar is hard for a linear head to threshold twice (soft < normal < loud); bumps make each
   level band linearly separable. 0 (default) = the scalar only; omitted from the spec when 0.
+* ``pitch_bins``: also encode the median log-F0 of ``pitch_input`` as that many Gaussian bumps
+  (centres evenly spaced over :data:`PITCH_BINS_LOG2`, i.e. about 75-320 Hz, width = spacing), all
+  zero for clips without a measured F0 (whispers), in :meth:`forward_head`. A lone scalar among
+  thousands of backbone features is easy for the head to ignore; bumps make each pitch band a
+  feature of its own, which the head combines with the voice's gender cues. Needs ``pitch_input``;
+  omitted from the spec when 0.
+* ``feature_dropout``: dropout on the pooled backbone states (not on the level and pitch inputs)
+  while training, in :meth:`forward_head`. With it the head cannot lean on the backbone alone for
+  what an explicit input measures (e.g. pitch, which the backbone hears through voice-specific
+  timbre that does not transfer to unseen voices). Omitted from the spec when 0.
 * ``normalize``: waveform normalisation before the log-mel: ``"peak"`` (-1 dBFS), ``"rms"``
   (-23 dBFS active level) or ``"none"``. Normalisation removes loudness from the log-mel; the
   level input gives it back explicitly.
@@ -67,6 +77,20 @@ LEVEL_CENTER_DB = -30.0
 LEVEL_SCALE_DB = 20.0
 #: range of the level bumps' centres (``level_bins``), dBFS: from near-silent to near full scale.
 LEVEL_BINS_DBFS = (-50.0, -5.0)
+#: range of the pitch bumps' centres (``pitch_bins``) in log2(F0 / 150 Hz): 75-321 Hz, six
+#: semitones below a deep man's voice to six above a high woman's.
+PITCH_BINS_LOG2 = (-1.0, 1.1)
+#: head-only options: they act in :meth:`WhisperAudioEncoder.forward_head` on cached values, so they
+#: are left out of the feature-cache key (and out of the spec when 0, as older specs lack them).
+_HEAD_ONLY_OPTIONS = ("level_bins", "pitch_bins", "feature_dropout")
+
+
+def gaussian_bumps(x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tensor:
+    """``(B, 1)`` values -> ``(B, n)`` Gaussian bumps, centres evenly spaced over ``[lo, hi]``,
+    width = their spacing."""
+    centres = torch.linspace(lo, hi, n, dtype=x.dtype, device=x.device)
+    width = (hi - lo) / (n - 1)
+    return torch.exp(-0.5 * ((x - centres) / width) ** 2)
 
 
 def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
@@ -110,6 +134,8 @@ class WhisperAudioEncoder(AudioEncoder):
         normalize: str = "peak",
         sha256: str,
         level_bins: int = 0,
+        pitch_bins: int = 0,
+        feature_dropout: float = 0.0,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -125,6 +151,13 @@ class WhisperAudioEncoder(AudioEncoder):
             raise ConfigError(f"audio encoder 'whisper': level_bins must be 0 or >= 2 and needs level_input, "
                               f"got {level_bins}")
         self.level_bins = int(level_bins)
+        if pitch_bins < 0 or (pitch_bins and not pitch_input) or pitch_bins == 1:
+            raise ConfigError(f"audio encoder 'whisper': pitch_bins must be 0 or >= 2 and needs pitch_input, "
+                              f"got {pitch_bins}")
+        self.pitch_bins = int(pitch_bins)
+        if not 0.0 <= feature_dropout < 1.0:
+            raise ConfigError(f"audio encoder 'whisper': feature_dropout must be in [0, 1), got {feature_dropout}")
+        self.feature_dropout = float(feature_dropout)
         self.n_mels = int(base.config.num_mel_bins)
         self.max_mel_frames = 2 * int(base.config.max_source_positions)
         if combine not in COMBINES:
@@ -133,7 +166,8 @@ class WhisperAudioEncoder(AudioEncoder):
         self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
         n_out = len(self.layers) if combine == "concat" else 1
-        self.hidden_size = n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input) + self.level_bins
+        self.hidden_size = (n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input)
+                            + self.level_bins + self.pitch_bins)
         # softmax(0, ..., 0) = uniform mix; a single state or a concatenation needs no weights.
         mixed = len(self.layers) > 1 and combine == "mix"
         self.layer_logits = nn.Parameter(torch.zeros(len(self.layers))) if mixed else None
@@ -266,9 +300,14 @@ class WhisperAudioEncoder(AudioEncoder):
         if self.standardize:  # each statistic (mean, std) of each layer separately: (B, L, S, D)
             stats = pooled.reshape(len(cached), n_layers, -1, int(self.base.config.d_model))
             pooled = F.layer_norm(stats, stats.shape[-1:]).reshape_as(pooled)
+        pooled = F.dropout(pooled, p=self.feature_dropout, training=self.training)
         tail = cached[:, n_layers * self._width:]  # (B, [1 level] [+ 2 pitch])
         if self.level_bins:
             tail = torch.cat([tail, self._level_bumps(tail[:, :1])], dim=1)
+        if self.pitch_bins:
+            log_f0 = tail[:, int(self.level_input):int(self.level_input) + 1]
+            voiced = (log_f0 != 0).to(log_f0.dtype)  # pitch_features gives exactly 0 without an F0
+            tail = torch.cat([tail, gaussian_bumps(log_f0, *PITCH_BINS_LOG2, self.pitch_bins) * voiced], dim=1)
         if self.combine == "concat":
             return torch.cat([pooled.flatten(1), tail], dim=1)
         if self.layer_logits is None:
@@ -279,16 +318,13 @@ class WhisperAudioEncoder(AudioEncoder):
 
     def _level_bumps(self, scaled_level: torch.Tensor) -> torch.Tensor:
         """``(B, 1)`` scaled level -> ``(B, level_bins)`` Gaussian bumps over :data:`LEVEL_BINS_DBFS`."""
-        db = scaled_level * LEVEL_SCALE_DB + LEVEL_CENTER_DB
-        centres = torch.linspace(*LEVEL_BINS_DBFS, self.level_bins, dtype=db.dtype, device=db.device)
-        width = (LEVEL_BINS_DBFS[1] - LEVEL_BINS_DBFS[0]) / (self.level_bins - 1)
-        return torch.exp(-0.5 * ((db - centres) / width) ** 2)
+        return gaussian_bumps(scaled_level * LEVEL_SCALE_DB + LEVEL_CENTER_DB, *LEVEL_BINS_DBFS, self.level_bins)
 
     def cache_spec(self) -> dict[str, Any]:
-        """The spec without ``level_bins``: it acts in :meth:`forward_head` only, so it never
-        changes what :meth:`forward_frozen` caches (``combine``/``standardize`` are head-only too
-        but stay in the key, as they always were, so existing caches stay valid)."""
-        return {k: v for k, v in self.spec().items() if k != "level_bins"}
+        """The spec without ``level_bins``/``pitch_bins``: they act in :meth:`forward_head` only, so
+        they never change what :meth:`forward_frozen` caches (``combine``/``standardize`` are
+        head-only too but stay in the key, as they always were, so existing caches stay valid)."""
+        return {k: v for k, v in self.spec().items() if k not in _HEAD_ONLY_OPTIONS}
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
         """Pool a padded batch: ``(B, n_mels, T)`` log-mels, ``(B,)`` lengths -> ``(B, hidden_size)``."""
@@ -313,7 +349,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "pitch_input": self.pitch_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
-            **({"level_bins": self.level_bins} if self.level_bins else {}),
+            **{k: getattr(self, k) for k in _HEAD_ONLY_OPTIONS if getattr(self, k)},
         }
 
     def feed_forward_linears(self) -> list[str]:
@@ -332,6 +368,8 @@ def create_whisper_encoder(
     normalize: str = "peak",
     sha256: str | None = None,
     level_bins: int = 0,
+    pitch_bins: int = 0,
+    feature_dropout: float = 0.0,
     pretrained: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> WhisperAudioEncoder:
@@ -363,4 +401,6 @@ def create_whisper_encoder(
         normalize=normalize,
         sha256=expected,
         level_bins=level_bins,
+        pitch_bins=pitch_bins,
+        feature_dropout=feature_dropout,
     )

@@ -1,14 +1,20 @@
-"""Training-time clip processing: gain augmentation, the backbone's ``prepare``, random crop.
+"""Training-time clip processing: narrowband and gain augmentation, the backbone's ``prepare``, random crop.
 
-Order (as the official recipe for the crop): raw waveform -> random gain (optional) -> the
-backbone's ``prepare`` on the whole clip (per-utterance normalisation for WavLM, log-mel for
-Whisper, level measured on the raw waveform) -> random crop of the prepared input to
+Order (as the official recipe for the crop): raw waveform -> narrowband (optional) -> random gain
+(optional) -> the backbone's ``prepare`` on the whole clip (per-utterance normalisation for WavLM,
+log-mel for Whisper, level measured on the raw waveform) -> random crop of the prepared input to
 ``crop_seconds`` (zero-padded to that length when ``pad_to_crop``, as audtorch's ``RandomCrop`` does
 in the official code, so the padding counts as audio).
 
 A gain changes loudness, so with ``relabel_loudness`` the ``loudness`` label of a row is re-derived
 from the active level after the gain (:func:`loudness_from_level`): loudness is then learned from
 level while every other attribute sees level changes that do not change its label.
+
+Narrowband augmentation resamples a clip to a low rate (8 kHz: telephone and old corpora) and
+back with soxr, exactly what loading such a recording at 16 kHz gives, so the model hears the
+same emotion or voice with the top band missing. Such a clip no longer sounds like its recording
+label (a "crisp" clip is not crisp any more), so :func:`drop_clarity` removes that label and its
+tags; nothing else about the speaker changes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 
 from ..audio.features import active_level_dbfs
+from ..data.vocabulary import label_values
 from ..encoders.base import SAMPLE_RATE, AudioEncoder, PreparedAudio
 from .config import AudioConfig, AugmentConfig
 
@@ -39,21 +46,28 @@ class ClipPipeline:
             waveform backbones, frames for spectrogram ones); ``None`` = no crop.
         pad_to_crop: zero-pad shorter inputs to ``crop_positions``.
         gain_db: ``(low, high)`` uniform random gain in dB, or ``None``.
+        narrowband: ``(probability, rate_hz)``: band-limit a clip to ``rate_hz`` with that
+            probability, or ``None``.
     """
 
     crop_positions: int | None
     pad_to_crop: bool
     gain_db: tuple[float, float] | None
+    narrowband: tuple[float, int] | None = None
 
     @property
     def is_random(self) -> bool:
         """True when two passes over the same clip may give different inputs."""
-        return self.crop_positions is not None or self.gain_db is not None
+        return self.crop_positions is not None or self.gain_db is not None or self.narrowband is not None
 
     def describe(self) -> dict[str, Any]:
-        """JSON-friendly identity (part of the feature-cache key)."""
-        return {"crop_positions": self.crop_positions, "pad_to_crop": self.pad_to_crop,
-                "gain_db": list(self.gain_db) if self.gain_db else None}  # fmt: skip
+        """JSON-friendly identity (part of the feature-cache key; ``narrowband`` only when set, so
+        the ids of pipelines without it, hence their caches, stay as they were)."""
+        out = {"crop_positions": self.crop_positions, "pad_to_crop": self.pad_to_crop,
+               "gain_db": list(self.gain_db) if self.gain_db else None}  # fmt: skip
+        if self.narrowband is not None:
+            out["narrowband"] = list(self.narrowband)
+        return out
 
 
 def positions_per_sample(encoder: AudioEncoder) -> float:
@@ -73,7 +87,8 @@ def make_pipeline(audio: AudioConfig, augment: AugmentConfig, encoder: AudioEnco
     crop = None if audio.crop_seconds is None else round(audio.crop_seconds * SAMPLE_RATE * rate)
     crop = window if crop is None else min(crop, window)
     gain = tuple(augment.gain_db) if augment.gain_db is not None else None
-    return ClipPipeline(crop, audio.pad_to_crop and audio.crop_seconds is not None, gain)  # type: ignore[arg-type]
+    narrow = (float(augment.narrowband_prob), int(augment.narrowband_rate)) if augment.narrowband_prob > 0 else None
+    return ClipPipeline(crop, audio.pad_to_crop and audio.crop_seconds is not None, gain, narrow)  # type: ignore[arg-type]
 
 
 def crop_prepared(prepared: PreparedAudio, length: int | None, pad: bool, rng: random.Random) -> PreparedAudio:
@@ -104,18 +119,28 @@ def _crop(prepared: PreparedAudio, length: int | None, pad: bool, rng: random.Ra
 
 @dataclass
 class ProcessedClip:
-    """One processed clip: backbone input, the gain applied, the resulting level, and whether any
-    random choice (gain, window, crop start) shaped it (if not, every pass gives the same input)."""
+    """One processed clip: backbone input, the gain applied, the resulting level, whether it was
+    band-limited, and whether any random choice (narrowband, gain, window, crop start) shaped it (if
+    not, every pass gives the same input)."""
 
     prepared: PreparedAudio
     gain_db: float
     level_dbfs: float | None
     randomized: bool = True
+    narrowband: bool = False
+
+
+def band_limit(wav: np.ndarray, rate: int) -> np.ndarray:
+    """``(S,)`` 16 kHz -> ``rate`` -> 16 kHz (soxr): the clip as recorded at ``rate`` and loaded here."""
+    import soxr
+
+    low = soxr.resample(wav, SAMPLE_RATE, rate)
+    return soxr.resample(low, rate, SAMPLE_RATE)[: len(wav)].astype(np.float32)
 
 
 def process_clip(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeline, rng: random.Random,
                  measure_level: bool = False) -> ProcessedClip:
-    """Gain -> ``prepare`` -> crop one 16 kHz waveform (see module docstring).
+    """Narrowband -> gain -> ``prepare`` -> crop one 16 kHz waveform (see module docstring).
 
     Args:
         wav: ``(S,)`` float32 waveform; a clip longer than the encoder's ``window_samples`` is first
@@ -128,11 +153,16 @@ def process_clip(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeline,
     if windowed:  # longer than one backbone pass (e.g. Whisper's 30 s): a random window first
         start = rng.randrange(len(wav) - window + 1)
         wav = wav[start:start + window]
+    # drawn only when configured, so pipelines without it consume the generator as before
+    narrow = pipeline.narrowband is not None and rng.random() < pipeline.narrowband[0]
+    if narrow:
+        wav = band_limit(wav, pipeline.narrowband[1])  # type: ignore[index]
     if gain:
         wav = (wav * np.float32(10.0 ** (gain / 20.0))).astype(np.float32)
     level = active_level_dbfs(wav) if measure_level else None
     prepared, cropped = _crop(encoder.prepare(wav), pipeline.crop_positions, pipeline.pad_to_crop, rng)
-    return ProcessedClip(prepared, gain, level, pipeline.gain_db is not None or windowed or cropped)
+    randomized = pipeline.gain_db is not None or pipeline.narrowband is not None or windowed or cropped
+    return ProcessedClip(prepared, gain, level, randomized, narrow)
 
 
 def loudness_from_level(level_dbfs: float, thresholds: Sequence[float]) -> str:
@@ -156,4 +186,19 @@ def relabel_loudness(row: Mapping[str, Any], level_dbfs: float, thresholds: Sequ
     if new in _LOUDNESS_TAGS:
         tags.append(_LOUDNESS_TAGS[new])
     out["intrinsic_tags"] = tags
+    return out
+
+
+def drop_clarity(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` without its ``clarity`` label and the tags naming a recording condition.
+
+    For band-limited clips: their recording label no longer holds, and no other label depends on
+    the band.
+    """
+    out = dict(row)
+    if out.get("clarity") is None:
+        return out
+    out["clarity"] = None
+    recording = set(label_values("clarity"))  # crisp, muffled, reverberant, telephone
+    out["intrinsic_tags"] = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in recording]
     return out

@@ -190,11 +190,17 @@ class AugmentConfig:
         relabel_loudness: after the gain, re-derive the ``loudness`` label (and ``soft``/``loud``
             tags) of rows that have one from the new active level, so captions stay true.
         loudness_thresholds_dbfs: ``[soft_below, loud_above]`` active-level thresholds.
+        narrowband_prob: probability that a clip is band-limited (resampled to ``narrowband_rate``
+            and back), as a telephone or 8 kHz recording sounds once loaded; such a clip's
+            ``clarity`` (recording) label is dropped. 0 = off.
+        narrowband_rate: the low sample rate, Hz.
     """
 
     gain_db: list[float] | None = None
     relabel_loudness: bool = False
     loudness_thresholds_dbfs: list[float] = field(default_factory=lambda: [-29.0, -18.0])
+    narrowband_prob: float = 0.0
+    narrowband_rate: int = 8000
 
 
 @dataclass
@@ -605,6 +611,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     gain = cfg.augment.gain_db
     if gain is not None and (len(gain) != 2 or gain[0] > gain[1]):
         raise ConfigError(f"augment.gain_db: expected [low, high], got {gain}")
+    if not 0.0 <= cfg.augment.narrowband_prob <= 1.0:
+        raise ConfigError(f"augment.narrowband_prob: must be in [0, 1], got {cfg.augment.narrowband_prob}")
+    if not 1000 <= cfg.augment.narrowband_rate < 16000:
+        raise ConfigError(f"augment.narrowband_rate: must be in [1000, 16000) Hz, got {cfg.augment.narrowband_rate}")
     if len(cfg.augment.loudness_thresholds_dbfs) != 2:
         raise ConfigError("augment.loudness_thresholds_dbfs: expected [soft_below, loud_above]")
     if cfg.audio.crop_seconds is not None and cfg.audio.crop_seconds <= 0:

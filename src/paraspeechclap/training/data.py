@@ -36,7 +36,7 @@ from ..data.manifest import Manifest, load_manifest, pick_caption
 from ..encoders.base import AudioEncoder
 from ..errors import AudioError, ConfigError, InputError, ParaSpeechCLAPError
 from ..inference import collate_prepared
-from .augment import ClipPipeline, process_clip, relabel_loudness
+from .augment import ClipPipeline, drop_clarity, process_clip, relabel_loudness
 from .config import AugmentConfig, DataConfig, SourceConfig, SynthSourceConfig
 from .features import FeatureTable, default_cache_root
 
@@ -293,13 +293,15 @@ class TrainDataset(torch.utils.data.Dataset):
             if variants is None:
                 raise AudioError(self.features.bad.get(self.key(pos), f"{self.key(pos)}: not in the feature cache"))
             entry = variants[rng.randrange(len(variants))]
-            audio, level = entry["features"], entry.get("level_dbfs")
+            audio, level, narrow = entry["features"], entry.get("level_dbfs"), bool(entry.get("narrowband"))
         else:
             wav = load_audio(src.manifest.audio_path(i), min_samples=self.encoder.min_samples)
             clip = process_clip(wav, self.encoder, self.pipeline, rng, measure_level=relabel)
-            audio, level = clip.prepared, clip.level_dbfs
+            audio, level, narrow = clip.prepared, clip.level_dbfs, clip.narrowband
         if relabel and level is not None:
             row = relabel_loudness(row, level, self.augment.loudness_thresholds_dbfs)
+        if narrow:
+            row = drop_clarity(row)
         caption = CAPTIONERS[src.captions](row, rng)
         return TrainItem(audio, caption, [str(t) for t in row.get(self.tag_field) or []], pos, row=row)
 

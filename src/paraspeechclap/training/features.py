@@ -15,7 +15,7 @@ per fetch; ``K = 0`` is refused. Variant ``k`` of a clip is drawn from a generat
 ``(seed, file hash, k)``, so the cache content does not depend on the rank, the order or the run.
 
 Layout: ``<root>/<backbone hash>/<augmentation id>/<sha[:2]>/<sha>.pt`` (``torch.save`` of
-``{"features": (...) tensor, "level_dbfs": float | None}``), each written atomically; file hashes
+``{"features": (...) tensor, "level_dbfs": float | None[, "narrowband": True]}``), each written atomically; file hashes
 are remembered in ``<root>/file_hashes.json`` keyed by path, size and modification time.
 """
 
@@ -172,11 +172,15 @@ class FeatureTable:
 
 
 def _variant_inputs(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeline, digest: str, seed: int,
-                    variants: int) -> list[tuple[PreparedAudio, float | None]]:
+                    variants: int) -> list[tuple[PreparedAudio, dict[str, Any]]]:
+    """The ``variants`` processed inputs of a clip, each with the entry fields besides its features."""
     out = []
     for k in range(variants):
         clip = process_clip(wav, encoder, pipeline, random.Random(f"{seed}/{digest}/{k}"), measure_level=True)
-        out.append((clip.prepared, clip.level_dbfs))
+        meta: dict[str, Any] = {"level_dbfs": clip.level_dbfs}
+        if clip.narrowband:  # only when true: entries of pipelines without it stay as they were
+            meta["narrowband"] = True
+        out.append((clip.prepared, meta))
         if not clip.randomized:  # e.g. no gain and shorter than the crop: every variant is this one
             return out * variants
     return out
@@ -199,7 +203,7 @@ def _compute_clip(req: CacheRequest, digest: str, encoder: AudioEncoder, pipelin
     inputs = _variant_inputs(wav, encoder, pipeline, digest, seed, variants)
     distinct = list({id(p): p for p, _ in inputs}.values())  # identical variants are computed once
     feats = dict(zip((id(p) for p in distinct), frozen_features(encoder, distinct, batch_size)))
-    return [{"features": feats[id(p)], "level_dbfs": lvl} for p, lvl in inputs]
+    return [{"features": feats[id(p)], **meta} for p, meta in inputs]
 
 
 def build_feature_table(
