@@ -122,22 +122,24 @@ def main() -> int:
     ap.add_argument("--synth-n", type=int, default=None, help="synthetic clips (default: 240 dev, 400 test)")
     ap.add_argument("--no-ensemble", action="store_true", help="one prompt per class instead of the ensemble")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                    help="inference precision (default auto: bf16 where the CPU computes it natively)")
     ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args()
 
     from paraspeechclap import load_model
     from paraspeechclap.data.splits import load_shared_manifest
 
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     ensemble = not args.no_ensemble
     n = args.synth_n or (240 if args.split == "dev" else 400)
-    results: dict[str, Any] = {"model": model.model_id, "checksum": model.checksum, "split": args.split,
-                               "prompt_ensemble": ensemble, "sets": {}}
+    results: dict[str, Any] = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
+                               "split": args.split, "prompt_ensemble": ensemble, "sets": {}}
     results["sets"].update(evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS, ensemble,
                                     retrieval=True, group_by="engine"))
     results["sets"].update(evaluate(model, load_shared_manifest(args.split), REAL_SETS, ensemble, retrieval=False,
                                     group_by="source", prefix="real"))
-    print(f"model {results['model']} ({results['checksum'][:12]}), split {args.split}, "
+    print(f"model {results['model']} ({results['checksum'][:12]}, {model.precision}), split {args.split}, "
           f"{'prompt ensemble' if ensemble else 'single prompt'}")
     print_table(results)
     if args.json:

@@ -23,11 +23,12 @@ CHECKED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lite():
+@pytest.fixture(scope="module", params=["fp32", "bf16"])
+def lite(request):
+    """Both precisions "auto" may pick (bf16 where the CPU computes it natively)."""
     from paraspeechclap import load_model
 
-    return load_model()
+    return load_model(precision=request.param)
 
 
 def test_lite_loads_offline_from_the_package(lite):
