@@ -28,7 +28,7 @@ Registered as ``"whisper"``. Spec options (all JSON):
   level band linearly separable. 0 (default) = the scalar only; omitted from the spec when 0.
 * ``pitch_bins``: also encode the median log-F0 of ``pitch_input`` as that many Gaussian bumps
   (centres evenly spaced over :data:`PITCH_BINS_LOG2`, i.e. about 75-320 Hz, width = spacing), all
-  zero for clips without a measured F0 (whispers), in :meth:`forward_head`. A lone scalar among
+  zero for clips without a measured F0 (fewer than 3 voiced frames), in :meth:`forward_head`. A lone scalar among
   thousands of backbone features is easy for the head to ignore; bumps make each pitch band a
   feature of its own, which the head combines with the voice's gender cues. Needs ``pitch_input``;
   omitted from the spec when 0.
