@@ -28,10 +28,10 @@ Registered as ``"whisper"``. Spec options (all JSON):
   level band linearly separable. 0 (default) = the scalar only; omitted from the spec when 0.
 * ``pitch_bins``: also encode the median log-F0 of ``pitch_input`` as that many Gaussian bumps
   (centres evenly spaced over :data:`PITCH_BINS_LOG2`, i.e. about 75-320 Hz, width = spacing), all
-  zero for clips without a measured F0 (fewer than 3 voiced frames), in :meth:`forward_head`. A lone scalar among
-  thousands of backbone features is easy for the head to ignore; bumps make each pitch band a
-  feature of its own, which the head combines with the voice's gender cues. Needs ``pitch_input``;
-  omitted from the spec when 0.
+  zero for clips without a measured F0 (fewer than 3 voiced frames), in :meth:`forward_head`. A
+  lone scalar among thousands of backbone features is easy for the head to ignore; bumps make each
+  pitch band a feature of its own, which the head combines with the voice's gender cues. Needs
+  ``pitch_input``; omitted from the spec when 0.
 * ``feature_dropout``: dropout on the pooled backbone states (not on the level and pitch inputs)
   while training, in :meth:`forward_head`. With it the head cannot lean on the backbone alone for
   what an explicit input measures (e.g. pitch, which the backbone hears through voice-specific
@@ -93,6 +93,13 @@ def gaussian_bumps(x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tenso
     return torch.exp(-0.5 * ((x - centres) / width) ** 2)
 
 
+def _checked_bins(name: str, bins: int, input_name: str, input_on: bool) -> int:
+    """A ``*_bins`` option: 0 (off) or at least 2 bumps, and only with the input it encodes."""
+    if bins < 0 or bins == 1 or (bins and not input_on):
+        raise ConfigError(f"audio encoder 'whisper': {name} must be 0 or >= 2 and needs {input_name}, got {bins}")
+    return int(bins)
+
+
 def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
     items: list[LayerId] = list(default) if layers is None else [layers] if isinstance(layers, (int, str)) else list(layers)
     if not items:
@@ -147,14 +154,8 @@ class WhisperAudioEncoder(AudioEncoder):
         self.variant, self.layers, self.pooling = variant, list(layers), pooling
         self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
         self.pitch_input = bool(pitch_input)
-        if level_bins < 0 or (level_bins and not level_input) or level_bins == 1:
-            raise ConfigError(f"audio encoder 'whisper': level_bins must be 0 or >= 2 and needs level_input, "
-                              f"got {level_bins}")
-        self.level_bins = int(level_bins)
-        if pitch_bins < 0 or (pitch_bins and not pitch_input) or pitch_bins == 1:
-            raise ConfigError(f"audio encoder 'whisper': pitch_bins must be 0 or >= 2 and needs pitch_input, "
-                              f"got {pitch_bins}")
-        self.pitch_bins = int(pitch_bins)
+        self.level_bins = _checked_bins("level_bins", level_bins, "level_input", self.level_input)
+        self.pitch_bins = _checked_bins("pitch_bins", pitch_bins, "pitch_input", self.pitch_input)
         if not 0.0 <= feature_dropout < 1.0:
             raise ConfigError(f"audio encoder 'whisper': feature_dropout must be in [0, 1), got {feature_dropout}")
         self.feature_dropout = float(feature_dropout)
@@ -321,9 +322,10 @@ class WhisperAudioEncoder(AudioEncoder):
         return gaussian_bumps(scaled_level * LEVEL_SCALE_DB + LEVEL_CENTER_DB, *LEVEL_BINS_DBFS, self.level_bins)
 
     def cache_spec(self) -> dict[str, Any]:
-        """The spec without ``level_bins``/``pitch_bins``: they act in :meth:`forward_head` only, so
-        they never change what :meth:`forward_frozen` caches (``combine``/``standardize`` are
-        head-only too but stay in the key, as they always were, so existing caches stay valid)."""
+        """The spec without the head-only options (``level_bins``, ``pitch_bins``,
+        ``feature_dropout``): they act in :meth:`forward_head` only, so they never change what
+        :meth:`forward_frozen` caches (``combine``/``standardize`` are head-only too but stay in
+        the key, as they always were, so existing caches stay valid)."""
         return {k: v for k, v in self.spec().items() if k not in _HEAD_ONLY_OPTIONS}
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
