@@ -8,6 +8,9 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
   whispered-vs-voiced, voice quality, recording condition and gender; caption retrieval R@1/R@10.
 * ``real``: the shared real emotional speech, speakers of the split (``paraspeechclap.data.splits``):
   4-class (angry/happy/saddened/neutral) and 8-class emotion UAR, gender UAR.
+* ``real_repitched``: clips of the same real speakers moved by WORLD to a controlled pitch level
+  relative to their gender's reference F0 (:mod:`paraspeechclap.synth.repitch`, the labels of the
+  synthetic corpus): pitch level and gender UAR on natural voices, per gender too.
 * ``real/<corpus>`` and ``synthetic/<engine>``: the same per corpus and per engine (UAR over the classes
   present, ``k/K`` of them). These corpora were partly heard in training (other speakers); for
   leave-one-corpus-out results run ``benchmarks/loco.py``.
@@ -25,6 +28,7 @@ from typing import Any
 #: Voices held out of the default model's training (configs/train/lite.yaml).
 DEV_VOICES = ["espeak:en-us+m7", "espeak:en-us+f4"]
 TEST_VOICES = ["espeak:en-gb-scotland+m2", "espeak:en-us+linda", "espeak:en-us+david", "espeak:en-us+grandma"]
+REPITCH_SETS = ["pitch_level", "gender"]
 SYNTH_SETS = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording", "gender"]
 REAL_SETS = ["emotion", "emotion8", "gender"]
 MIN_GROUP = 8  # smaller groups (a corpus with a clip or two in the split) get no line of their own
@@ -46,6 +50,17 @@ def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
     if not (out / "manifest.jsonl").is_file():
         generate_corpus(out, n, seed=seed, jobs=jobs, voices=voices, mix=mix)
     return load_manifest(out / "manifest.jsonl")
+
+
+def repitched_manifest(split: str, n: int, jobs: int) -> Any:
+    """Re-pitch (once, cached) ``n`` clips of the shared real data's ``split`` and load their manifest."""
+    from paraspeechclap.data.manifest import load_manifest
+    from paraspeechclap.data.splits import load_shared_manifest
+    from paraspeechclap.training.config import RepitchConfig
+    from paraspeechclap.training.data import ensure_repitched
+
+    cfg = RepitchConfig(n=n, seed=1 if split == "dev" else 2, jobs=jobs)
+    return load_manifest(ensure_repitched(load_shared_manifest(split), cfg))
 
 
 def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool,
@@ -139,6 +154,8 @@ def main() -> int:
                                     retrieval=True, group_by="engine"))
     results["sets"].update(evaluate(model, load_shared_manifest(args.split), REAL_SETS, ensemble, retrieval=False,
                                     group_by="source", prefix="real"))
+    results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs), REPITCH_SETS, ensemble,
+                                    retrieval=False, group_by="gender", prefix="real_repitched"))
     print(f"model {results['model']} ({results['checksum'][:12]}, {model.precision}), split {args.split}, "
           f"{'prompt ensemble' if ensemble else 'single prompt'}")
     print_table(results)

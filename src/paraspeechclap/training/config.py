@@ -93,6 +93,27 @@ class SynthSourceConfig:
 
 
 @dataclass
+class RepitchConfig:
+    """Derive a pitch-level corpus from a source's clips (:mod:`paraspeechclap.synth.repitch`).
+
+    The source's rows (after ``split``, ``exclude`` and ``max_items``) are re-pitched by WORLD to
+    balanced pitch levels relative to their gender's reference F0; the derived clips replace the
+    source's rows (emotion labels dropped; gender, speaker, language kept).
+
+    Attributes:
+        n: number of derived clips.
+        seed: plan seed.
+        jobs: worker processes for rendering.
+        cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/repitch/<hash>``).
+    """
+
+    n: int = 1000
+    seed: int = 0
+    jobs: int = 1
+    cache_dir: str | None = None
+
+
+@dataclass
 class SourceConfig:
     """One data source. Exactly one of ``manifest``, ``hf_dataset``, ``synth`` is set.
 
@@ -112,6 +133,7 @@ class SourceConfig:
             (from the intrinsic/situational tags by ``describe_tags``). Evaluation uses the
             canonical caption (first / ``rng=None``).
         max_items: keep only the first N rows (quick runs).
+        repitch: replace the rows by re-pitched versions with pitch-level labels (see :class:`RepitchConfig`).
         exclude: drop rows whose field has one of the listed values, e.g. ``{source: [emodb]}``
             (leave-one-corpus-out training) or ``{speaker: [...]}``.
         name: label in logs (default: derived from the source).
@@ -128,6 +150,7 @@ class SourceConfig:
     max_items: int | None = None
     exclude: dict[str, list[str]] = field(default_factory=dict)
     name: str | None = None
+    repitch: RepitchConfig | None = None
 
 
 @dataclass
@@ -632,6 +655,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"data source #{i}: captions {src.captions!r} is not one of manifest, describe, tags")
         if src.weight < 0:
             raise ConfigError(f"data source #{i}: weight must be >= 0, got {src.weight}")
+        if src.repitch is not None and src.repitch.n < 1:
+            raise ConfigError(f"data source #{i}: repitch.n must be >= 1, got {src.repitch.n}")
     return cfg
 
 

@@ -37,7 +37,13 @@ from ..encoders.base import AudioEncoder
 from ..errors import AudioError, ConfigError, InputError, ParaSpeechCLAPError
 from ..inference import collate_prepared
 from .augment import ClipPipeline, drop_clarity, process_clip, relabel_loudness
-from .config import AugmentConfig, DataConfig, SourceConfig, SynthSourceConfig
+from .config import (
+    AugmentConfig,
+    DataConfig,
+    RepitchConfig,
+    SourceConfig,
+    SynthSourceConfig,
+)
 from .features import FeatureTable, default_cache_root
 
 logger = logging.getLogger(__name__)
@@ -126,6 +132,22 @@ def ensure_synth_corpus(cfg: SynthSourceConfig) -> Path:
     return manifest
 
 
+def ensure_repitched(manifest: Manifest, cfg: RepitchConfig) -> Path:
+    """Derive (once, cached) the re-pitched corpus of ``manifest``'s rows; main rank renders, others wait."""
+    from ..synth.repitch import MANIFEST_NAME, corpus_key, generate_repitched
+
+    keys = [manifest.key(i) for i in range(len(manifest))]
+    n_key = f"n{cfg.n}-s{cfg.seed}-{corpus_key(keys, cfg.n, cfg.seed)}"
+    out = Path(str(expand_path(cfg.cache_dir, "repitch.cache_dir"))) if cfg.cache_dir else (
+        default_cache_root() / "repitch" / n_key)
+    if distributed.is_main() and not (out / MANIFEST_NAME).is_file():
+        logger.warning("re-pitching %d clips of %s into %s (once)", cfg.n, manifest.name, out)
+        generate_repitched(out, [manifest[i] for i in range(len(manifest))],
+                           [str(manifest.audio_path(i)) for i in range(len(manifest))], keys, cfg.n, cfg.seed, cfg.jobs)
+    distributed.barrier()
+    return out / MANIFEST_NAME
+
+
 def expand_path(value: str | None, what: str) -> str | None:
     """``~`` and ``$VAR``/``${VAR}`` expanded; an unset variable is a :class:`ConfigError`."""
     if value is None:
@@ -199,6 +221,8 @@ def load_source(src: SourceConfig) -> Source:
         manifest = manifest.filter(lambda r: not any(str(r.get(k)) in vs for k, vs in drop.items()))
     if src.max_items is not None:
         manifest = manifest.select(range(min(src.max_items, len(manifest))))
+    if src.repitch is not None:
+        manifest, name = load_manifest(ensure_repitched(manifest, src.repitch)), f"repitch({name}, n={src.repitch.n})"
     manifest, dropped = _validate_rows(manifest, src.captions)
     if dropped:
         first = next(iter(dropped.items()))

@@ -1,0 +1,120 @@
+"""Re-pitched real recordings (paraspeechclap.synth.repitch): the plan's labels and targets, the
+rendered clip's F0 (measured independently of the pitch tracker the module uses), the derived
+manifest and the ``repitch`` block of a training data source."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from paraspeechclap.synth.pipeline import PITCH_SEMITONES, REFERENCE_F0_HZ
+from paraspeechclap.synth.repitch import MAX_SHIFT, plan_repitch, reach
+from paraspeechclap.testing import tone
+
+needs_world = pytest.mark.skipif(
+    not all(__import__("importlib").util.find_spec(m) for m in ("pyworld", "scipy")), reason="needs the [synth] extra"
+)
+
+
+def test_reach_is_the_level_range_within_max_shift_of_the_clip() -> None:
+    lo, hi = PITCH_SEMITONES["deep"]
+    assert reach("deep", 0.0) == (lo, hi)
+    assert reach("deep", hi + MAX_SHIFT - 0.5) == (hi - 0.5, hi)  # only the top half-semitone is in reach
+    assert reach("deep", hi + MAX_SHIFT + 0.5) is None  # too high to come down to deep
+    assert reach("high-pitched", -20.0) is None
+
+
+def test_plan_balances_levels_and_keeps_every_target_in_range_and_reach(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n_clips = 40
+    genders = ["male", "female", None, "unknown"] * (n_clips // 4)
+    owns = [float(v) for v in rng.uniform(-12, 14, n_clips)]
+    owns[0] = None  # unvoiced
+    tasks = plan_repitch([f"c{i}.flac" for i in range(n_clips)], genders, owns, 90, seed=3, out_dir=tmp_path)
+    counts = collections.Counter(t.level for t in tasks)
+    assert set(counts) == set(PITCH_SEMITONES) and max(counts.values()) - min(counts.values()) <= 1
+    for t in tasks:
+        i = int(Path(t.source_path).stem[1:])
+        assert genders[i] in REFERENCE_F0_HZ and i != 0
+        lo, hi = PITCH_SEMITONES[t.level]
+        assert lo <= t.semitones <= hi
+        assert abs(t.semitones - t.own) <= MAX_SHIFT + 1e-6
+    assert plan_repitch([f"c{i}.flac" for i in range(n_clips)], genders, owns, 90, 3, tmp_path) == tasks
+    with pytest.raises(ValueError, match="reach every pitch level"):
+        plan_repitch(["a.flac"], ["male"], [20.0], 3, 0, tmp_path)
+
+
+def _autocorr_f0(x: np.ndarray, sr: int = 16_000) -> float:
+    """Median F0 of 50 ms frames by the plain autocorrelation peak in 60-400 Hz (independent reference)."""
+    f0s = []
+    for start in range(0, len(x) - 800, 400):
+        frame = x[start:start + 800] - x[start:start + 800].mean()
+        ac = np.correlate(frame, frame, "full")[len(frame) - 1:]
+        lo, hi = sr // 400, sr // 60
+        f0s.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(f0s))
+
+
+@needs_world
+def test_rendered_clip_has_the_target_f0_and_keeps_its_level(tmp_path: Path) -> None:
+    from paraspeechclap.synth.effects import active_level_db
+    from paraspeechclap.synth.repitch import RepitchTask, render_task
+
+    src = tmp_path / "src.flac"
+    x = tone(2.0, 300.0, amp=0.2)  # a female voice at 300 Hz: +6.2 st from the 210 Hz reference
+    sf.write(src, x, 16_000)
+    own = 12 * math.log2(300.0 / REFERENCE_F0_HZ["female"])
+    task = RepitchTask(0, str(src), str(tmp_path / "out.flac"), "female", own, "deep", -5.0, 1)
+    labels = render_task(task)
+    assert labels is not None and labels["pitch_level"] == "deep"
+    y, sr = sf.read(tmp_path / "out.flac")
+    target_hz = REFERENCE_F0_HZ["female"] * 2 ** (-5.0 / 12)  # 157 Hz
+    assert abs(12 * math.log2(_autocorr_f0(y, sr) / target_hz)) < 0.7
+    assert active_level_db(y, sr) == pytest.approx(active_level_db(x.astype(np.float64), 16_000), abs=1.0)
+
+
+@needs_world
+def test_derived_source_is_built_once_from_the_filtered_rows_without_emotion(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraspeechclap.training.config import RepitchConfig, SourceConfig
+    from paraspeechclap.training.data import load_source
+
+    monkeypatch.setenv("PARASPEECHCLAP_CACHE", str(tmp_path / "cache"))
+    audio = tmp_path / "corpus" / "c"
+    audio.mkdir(parents=True)
+    rows = []
+    for i, (g, f0) in enumerate([("male", 110.0), ("female", 220.0), ("male", 150.0), ("female", 180.0)]):
+        sf.write(audio / f"{i}.flac", tone(1.0, f0, amp=0.2, seed=i), 16_000)
+        rows.append({"source": "c", "relative_audio_path": f"{i}.flac", "gender": g, "emotion": "angry",
+                     "speaker": f"s{i % 2}", "text_description": "x"})
+    man = tmp_path / "corpus" / "manifest.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = SourceConfig(manifest=str(man), exclude={"speaker": ["s1"]}, captions="describe",
+                       repitch=RepitchConfig(n=6, seed=0))
+    src = load_source(cfg)
+    got = [src.manifest[i] for i in range(len(src.manifest))]
+    assert 4 <= len(got) <= 6  # a render that misses its F0 target is dropped, not mislabelled
+    assert {r["origin"] for r in got} <= {"c/0.flac", "c/2.flac"}  # the source's filters apply first
+    assert all(r["pitch_level"] in PITCH_SEMITONES and "emotion" not in r and r["gender"] for r in got)
+    assert all(src.manifest.audio_path(i).is_file() for i in range(len(got)))
+    files = sorted((tmp_path / "cache" / "repitch").rglob("*.flac"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = load_source(cfg)  # cached: same rows, nothing rendered again
+    assert [again.manifest[i] for i in range(len(again.manifest))] == got
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_repitch_needs_a_positive_n() -> None:
+    from paraspeechclap.errors import ConfigError
+    from paraspeechclap.training.config import load_config
+
+    with pytest.raises(ConfigError, match="repitch.n"):
+        load_config(data={"model": {"audio_encoder": {"type": "tiny-wavlm"}, "text_encoder": {"type": "tiny-bert"}},
+                          "train": {"output_dir": "out", "max_steps": 3},
+                          "data": {"train": [{"manifest": "m.jsonl", "repitch": {"n": 0}}]}})
