@@ -103,6 +103,8 @@ def test_derived_source_is_built_once_from_the_filtered_rows_without_emotion(tmp
     assert {r["origin"] for r in got} <= {"c/0.flac", "c/2.flac"}  # the source's filters apply first
     assert all(r["pitch_level"] in PITCH_SEMITONES and "emotion" not in r and r["gender"] for r in got)
     assert all(src.manifest.audio_path(i).is_file() for i in range(len(got)))
+    corpus_dir = src.manifest.audio_path(0).parents[2].name  # <cache>/repitch/<corpus>/repitch/000/x.flac
+    assert len({r["id"] for r in got}) == len(got) and all(corpus_dir in r["id"] for r in got)
     files = sorted((tmp_path / "cache" / "repitch").rglob("*.flac"))
     mtimes = [f.stat().st_mtime_ns for f in files]
     again = load_source(cfg)  # cached: same rows, nothing rendered again

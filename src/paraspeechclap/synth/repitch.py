@@ -212,7 +212,7 @@ def generate_repitched(out_dir: str | Path, rows: Sequence[dict[str, Any]], path
             "source": SOURCE, "relative_audio_path": str(Path(task.out_path).relative_to(out / SOURCE)),
             "speaker": row.get("speaker"), "gender": task.gender, "language": row.get("language"),
             "pitch_level": labels["pitch_level"], "duration": measured["duration"], "origin": key,
-            "repitch": labels["repitch"], "id": f"{SOURCE}_{task.index:06d}",
+            "repitch": labels["repitch"], "id": f"{SOURCE}_{out.name}_{task.index:06d}",  # unique across corpora
         })  # fmt: skip
     manifest = out / MANIFEST_NAME
     atomic_write_text(manifest, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
