@@ -155,7 +155,8 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     result = {
         "settings": {k: getattr(args, k) for k in ("prompts", "candidates", "p_match", "voices", "seed")},
-        "data_dir": str(data), "model": {"id": model.model_id, "checksum": model.checksum, "load_s": round(load_s, 2)},
+        "data_dir": str(data), "model": {"id": model.model_id, "checksum": model.checksum,
+                                            "precision": model.precision, "load_s": round(load_s, 2)},
         "tag_recall": choosers(recall, chosen, rng), "field_match": choosers(match, chosen, rng),
         "rerank_all_s": round(rerank_s, 2), "issues": sum(len(s.issues) for s in sels),
         "speed": speed(model, data, 10, args.speed_reps, args.batch_size),

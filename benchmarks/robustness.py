@@ -118,7 +118,8 @@ def main() -> int:
     if args.json:
         from paraspeechclap.atomic import atomic_write_json
 
-        atomic_write_json(args.json, {"model": model.model_id, "split": args.split, "tables": tables,
+        atomic_write_json(args.json, {"model": model.model_id, "checksum": model.checksum,
+                                      "precision": model.precision, "split": args.split, "tables": tables,
                                       "failures": failures})
     return 0
 
