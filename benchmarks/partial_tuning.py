@@ -74,7 +74,6 @@ class Probe:
 
         torch.manual_seed(seed)
         self.blocks = torch.nn.ModuleList(copy.deepcopy(blocks))
-        self.k = len(blocks)
         self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(N_BLOCKS * 1024, len(CLASSES)))
 
     def logits(self, pooled: Any, x_in: Any, train: bool) -> Any:
@@ -93,7 +92,7 @@ class Probe:
 
     def parameters(self, lr_head: float, lr_block: float) -> list[dict[str, Any]]:
         groups = [{"params": list(self.head.parameters()), "lr": lr_head}]
-        return groups + ([{"params": list(self.blocks.parameters()), "lr": lr_block}] if self.k else [])
+        return groups + ([{"params": list(self.blocks.parameters()), "lr": lr_block}] if len(self.blocks) else [])
 
 
 def run(data: dict[str, Any], blocks: list[Any], epochs: int, seed: int, lr_head: float,

@@ -69,13 +69,18 @@ def frame_f0(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(voiced, f0, 0.0), best
 
 
+def median_f0(f0: np.ndarray) -> float | None:
+    """Median of the voiced frames of a :func:`frame_f0` track in Hz; None when fewer than 3 are voiced."""
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if len(voiced) >= 3 else None
+
+
 def pitch_features(wav: np.ndarray) -> np.ndarray:
     """``[median log2(F0 / 150 Hz) over voiced frames, voiced fraction of active frames]`` (float32).
 
     The median is 0 when fewer than 3 frames are voiced (whispered or very short speech).
     """
     f0, _ = frame_f0(wav)
-    voiced = f0[f0 > 0]
-    frac = float(len(voiced)) / max(1, len(f0))
-    median = float(np.log2(np.median(voiced) / F0_REFERENCE_HZ)) if len(voiced) >= 3 else 0.0
-    return np.array([median, frac], dtype=np.float32)
+    frac = float((f0 > 0).sum()) / max(1, len(f0))
+    med = median_f0(f0)
+    return np.array([np.log2(med / F0_REFERENCE_HZ) if med is not None else 0.0, frac], dtype=np.float32)

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,32 +212,39 @@ def warm_up(engines: Sequence[str]) -> None:
         get_engine(name)
 
 
-def run_tasks(tasks: Sequence[RenderTask], jobs: int = 1, desc: str = "synth") -> Iterator[tuple[int, bool, dict]]:
-    """Run render tasks in ``jobs`` processes (spawned: engines hold global C state), in order.
-
-    Yields:
-        ``(index, generated, measured)`` per task, in task order, while a tqdm bar runs on stderr.
-    """
+def process_map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int = 1, desc: str = "synth",
+                initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> Iterator[Any]:
+    """``fn`` over ``items`` in ``jobs`` spawned processes (in this one when ``jobs <= 1``), in order,
+    while a tqdm bar runs on stderr. Spawned, not forked: engines and WORLD hold global C state."""
     from tqdm import tqdm
 
-    engines = sorted({t.spec.voice.engine for t in tasks})
-    check_engines(engines)
-    bar = tqdm(total=len(tasks), desc=desc, unit="clip", disable=None)
+    bar = tqdm(total=len(items), desc=desc, unit="clip", disable=None)
     try:
-        if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                yield run_task(task)
+        if jobs <= 1 or len(items) <= 1:
+            for item in items:
+                yield fn(item)
                 bar.update(1)
             return
-        prepare_engines(engines)  # before the workers: they must not race to build model files
         ctx = multiprocessing.get_context("spawn")
-        chunk = max(1, min(8, len(tasks) // (jobs * 8)))
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=warm_up, initargs=(engines,)) as pool:
-            for result in pool.map(run_task, tasks, chunksize=chunk):
+        chunk = max(1, min(8, len(items) // (jobs * 8)))
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
+            for result in pool.map(fn, items, chunksize=chunk):
                 yield result
                 bar.update(1)
     finally:
         bar.close()
+
+
+def run_tasks(tasks: Sequence[RenderTask], jobs: int = 1, desc: str = "synth") -> Iterator[tuple[int, bool, dict]]:
+    """Run render tasks in ``jobs`` processes (:func:`process_map`), in order.
+
+    Yields:
+        ``(index, generated, measured)`` per task, in task order.
+    """
+    engines = sorted({t.spec.voice.engine for t in tasks})
+    check_engines(engines)
+    prepare_engines(engines)  # before any worker starts: workers must not race to build model files
+    yield from process_map(run_task, tasks, jobs, desc, initializer=warm_up, initargs=(engines,))
 
 
 def check_engines(engines: Iterable[str]) -> None:

@@ -373,11 +373,10 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def prepare_engines(names: Sequence[str]) -> None:
-    """Run each engine's one-time on-disk setup (:meth:`Engine.prepare`) in this process."""
+    """Run each engine's one-time on-disk setup (:meth:`Engine.prepare`) in this process; the
+    engines' packages must be installed (``corpus.check_engines`` checks that first)."""
     for name in names:
-        cls = engine_class(name)
-        require_modules(name, cls.modules)
-        cls.prepare()
+        engine_class(name).prepare()
 
 
 def get_engine(name: str) -> Engine:

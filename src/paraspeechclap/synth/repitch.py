@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import random
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .corpus import MANIFEST_NAME, measure_file, process_map, write_audio_atomic
 from .pipeline import PITCH_SEMITONES, REFERENCE_F0_HZ, SAMPLE_RATE
 
 #: bump when the labelling or the rendering changes (a new version never reuses an old corpus).
@@ -42,7 +41,6 @@ MAX_SHIFT = 10.0
 MAX_ERROR = 1.5
 #: source name of the derived rows (``<audio_root>/repitch/<relative_audio_path>``).
 SOURCE = "repitch"
-MANIFEST_NAME = "manifest.jsonl"
 
 
 @dataclass(frozen=True)
@@ -105,11 +103,10 @@ def plan_repitch(paths: Sequence[str], genders: Sequence[str | None], owns: Sequ
 
 def median_semitones(x: np.ndarray, gender: str) -> float | None:
     """Median F0 of ``x`` (S,) over voiced frames, in semitones from ``gender``'s reference; None if unvoiced."""
-    from ..audio.pitch import frame_f0
+    from ..audio.pitch import frame_f0, median_f0
 
-    f0 = frame_f0(x)[0]
-    voiced = f0[f0 > 0]
-    return 12.0 * math.log2(float(np.median(voiced)) / REFERENCE_F0_HZ[gender]) if len(voiced) >= 3 else None
+    med = median_f0(frame_f0(x)[0])
+    return 12.0 * math.log2(med / REFERENCE_F0_HZ[gender]) if med is not None else None
 
 
 def source_semitones(path: str, gender: str | None) -> float | None:
@@ -130,7 +127,6 @@ def render_task(task: RepitchTask) -> dict[str, Any] | None:
     median F0 misses the target by more than :data:`MAX_ERROR` semitones."""
     from ..audio.io import load_audio
     from . import effects, world
-    from .corpus import write_audio_atomic
 
     out = Path(task.out_path)
     if out.exists():
@@ -148,32 +144,6 @@ def render_task(task: RepitchTask) -> dict[str, Any] | None:
     return {"pitch_level": task.level, "repitch": {"semitones": task.semitones,
                                                    "shift": round(task.semitones - task.own, 3),
                                                    "measured": round(got, 3)}}
-
-
-def _warm_up() -> None:
-    from .world import import_pyworld
-
-    import_pyworld()
-
-
-def _run(tasks: Sequence[RepitchTask], jobs: int) -> Iterator[dict[str, Any] | None]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(tasks), desc="repitch", unit="clip", disable=None)
-    try:
-        if jobs <= 1:
-            results: Iterator[dict[str, Any] | None] = map(render_task, tasks)
-            for r in results:
-                bar.update(1)
-                yield r
-            return
-        ctx = multiprocessing.get_context("spawn")  # WORLD and torch do not mix with fork
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm_up) as pool:
-            for r in pool.map(render_task, tasks, chunksize=max(1, min(8, len(tasks) // (jobs * 8)))):
-                bar.update(1)
-                yield r
-    finally:
-        bar.close()
 
 
 def corpus_key(origin_keys: Sequence[str], n: int, seed: int) -> str:
@@ -195,7 +165,7 @@ def generate_repitched(out_dir: str | Path, rows: Sequence[dict[str, Any]], path
         the manifest path.
     """
     from ..atomic import atomic_write_text
-    from .corpus import measure_file
+    from .world import import_pyworld
 
     out = Path(out_dir)
     genders = [r.get("gender") for r in rows]
@@ -203,7 +173,7 @@ def generate_repitched(out_dir: str | Path, rows: Sequence[dict[str, Any]], path
     tasks = plan_repitch(paths, genders, owns, n, seed, out)
     by_path = {str(p): (r, k) for p, r, k in zip(paths, rows, origin_keys)}
     lines = []
-    for task, labels in zip(tasks, _run(tasks, jobs)):
+    for task, labels in zip(tasks, process_map(render_task, tasks, jobs, "repitch", initializer=import_pyworld)):
         if labels is None:
             continue
         row, key = by_path[task.source_path]
