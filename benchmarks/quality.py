@@ -11,6 +11,9 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
 * ``real_repitched``: clips of the same real speakers moved by WORLD to a controlled pitch level
   relative to their gender's reference F0 (:mod:`paraspeechclap.synth.repitch`, the labels of the
   synthetic corpus): pitch level and gender UAR on natural voices, per gender too.
+* ``real_retimed``: neutral clips of the same real speakers re-pitched and also re-timed by WORLD
+  to a speaking-rate level relative to their own tempo (``speaking_rate`` in the repitch config):
+  speaking rate (and pitch level) UAR on natural voices.
 * ``real/<corpus>`` and ``synthetic/<engine>``: the same per corpus and per engine (UAR over the classes
   present, ``k/K`` of them). These corpora were partly heard in training (other speakers); for
   leave-one-corpus-out results run ``benchmarks/loco.py``.
@@ -29,6 +32,7 @@ from typing import Any
 DEV_VOICES = ["espeak:en-us+m7", "espeak:en-us+f4"]
 TEST_VOICES = ["espeak:en-gb-scotland+m2", "espeak:en-us+linda", "espeak:en-us+david", "espeak:en-us+grandma"]
 REPITCH_SETS = ["pitch_level", "gender"]
+RETIME_SETS = ["speaking_rate", "pitch_level"]
 SYNTH_SETS = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording", "gender"]
 REAL_SETS = ["emotion", "emotion8", "gender"]
 MIN_GROUP = 8  # smaller groups (a corpus with a clip or two in the split) get no line of their own
@@ -52,15 +56,19 @@ def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
     return load_manifest(out / "manifest.jsonl")
 
 
-def repitched_manifest(split: str, n: int, jobs: int) -> Any:
-    """Re-pitch (once, cached) ``n`` clips of the shared real data's ``split`` and load their manifest."""
+def repitched_manifest(split: str, n: int, jobs: int, speaking_rate: bool = False) -> Any:
+    """Re-pitch (once, cached) ``n`` clips of the shared real data's ``split`` and load their manifest;
+    with ``speaking_rate``, neutral clips only, re-timed too."""
     from paraspeechclap.data.manifest import load_manifest
     from paraspeechclap.data.splits import load_shared_manifest
     from paraspeechclap.training.config import RepitchConfig
     from paraspeechclap.training.data import ensure_repitched
 
-    cfg = RepitchConfig(n=n, seed=1 if split == "dev" else 2, jobs=jobs)
-    return load_manifest(ensure_repitched(load_shared_manifest(split), cfg))
+    cfg = RepitchConfig(n=n, seed=1 if split == "dev" else 2, jobs=jobs, speaking_rate=speaking_rate)
+    manifest = load_shared_manifest(split)
+    if speaking_rate:
+        manifest = manifest.filter(lambda r: r.get("emotion") == "neutral")
+    return load_manifest(ensure_repitched(manifest, cfg))
 
 
 def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool,
@@ -156,6 +164,8 @@ def main() -> int:
                                     group_by="source", prefix="real"))
     results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs), REPITCH_SETS, ensemble,
                                     retrieval=False, group_by="gender", prefix="real_repitched"))
+    results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs, speaking_rate=True),
+                                    RETIME_SETS, ensemble, retrieval=False, prefix="real_retimed"))
     print(f"model {results['model']} ({results['checksum'][:12]}, {model.precision}), split {args.split}, "
           f"{'prompt ensemble' if ensemble else 'single prompt'}")
     print_table(results)

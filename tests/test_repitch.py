@@ -120,3 +120,83 @@ def test_repitch_needs_a_positive_n() -> None:
         load_config(data={"model": {"audio_encoder": {"type": "tiny-wavlm"}, "text_encoder": {"type": "tiny-bert"}},
                           "train": {"output_dir": "out", "max_steps": 3},
                           "data": {"train": [{"manifest": "m.jsonl", "repitch": {"n": 0}}]}})
+
+
+def _syllables(seconds: float, f0: float, syllable_hz: float) -> np.ndarray:
+    """A harmonic tone switched on and off ``syllable_hz`` times a second: a stand-in with a tempo."""
+    x = tone(seconds, f0, amp=0.3).astype(np.float64)
+    t = np.arange(len(x)) / 16_000
+    return x * (np.sin(2 * np.pi * syllable_hz * t) > 0)
+
+
+def _syllable_rate(x: np.ndarray, sr: int = 16_000) -> float:
+    """Dominant frequency (Hz) of the 10 ms RMS envelope between 1 and 20 Hz (independent reference)."""
+    env = np.sqrt(np.mean(x[: len(x) // 160 * 160].reshape(-1, 160) ** 2, axis=1))
+    spec = np.abs(np.fft.rfft((env - env.mean()) * np.hanning(len(env)), n=8192))
+    freqs = np.fft.rfftfreq(8192, 0.01)
+    band = (freqs >= 1.0) & (freqs <= 20.0)
+    return float(freqs[band][np.argmax(spec[band])])
+
+
+@needs_world
+@pytest.mark.parametrize("rate", [0.67, 1.5])
+def test_change_tempo_scales_duration_and_syllable_rate_and_keeps_f0(rate: float) -> None:
+    from paraspeechclap.synth import world
+
+    x = _syllables(3.0, 150.0, 4.0)
+    y = world.restyle(x, 16_000, 150.0, 0.0, "modal", {}, 0, rate=rate)
+    assert len(y) / 16_000 == pytest.approx(3.0 / rate, abs=0.02)
+    assert _syllable_rate(y) == pytest.approx(4.0 * rate, rel=0.06)
+    from paraspeechclap.audio.pitch import frame_f0, median_f0
+
+    assert abs(12 * math.log2(median_f0(frame_f0(y)[0]) / 150.0)) < 0.3  # pitch untouched
+    same = world.restyle(x, 16_000, 150.0, 0.0, "modal", {}, 0, rate=1.0)
+    assert abs(len(same) - len(x)) <= 160 and _syllable_rate(same) == pytest.approx(4.0, rel=0.06)
+
+
+def test_rate_plan_adds_balanced_rate_levels_without_changing_the_pitch_plan(tmp_path: Path) -> None:
+    from paraspeechclap.synth.pipeline import RATE_FACTOR
+    from paraspeechclap.synth.repitch import corpus_key
+
+    rng = np.random.default_rng(1)
+    paths = [f"c{i}.flac" for i in range(30)]
+    genders = ["male", "female"] * 15
+    owns = [float(v) for v in rng.uniform(-6, 6, 30)]
+    plain = plan_repitch(paths, genders, owns, 60, seed=2, out_dir=tmp_path)
+    timed = plan_repitch(paths, genders, owns, 60, seed=2, out_dir=tmp_path, speaking_rate=True)
+    assert [(t.source_path, t.level, t.semitones) for t in timed] == [(t.source_path, t.level, t.semitones)
+                                                                     for t in plain]
+    assert all(t.rate_level is None and t.rate == 1.0 for t in plain)
+    counts = collections.Counter(t.rate_level for t in timed)
+    assert set(counts) == set(RATE_FACTOR) and max(counts.values()) - min(counts.values()) <= 1
+    assert all(RATE_FACTOR[t.rate_level][0] <= t.rate <= RATE_FACTOR[t.rate_level][1] for t in timed)
+    assert corpus_key(paths, 60, 2) != corpus_key(paths, 60, 2, speaking_rate=True)
+
+
+@needs_world
+def test_retimed_source_keeps_only_included_rows_and_labels_their_rate(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraspeechclap.synth.pipeline import RATE_FACTOR
+    from paraspeechclap.training.config import RepitchConfig, SourceConfig
+    from paraspeechclap.training.data import load_source
+
+    monkeypatch.setenv("PARASPEECHCLAP_CACHE", str(tmp_path / "cache"))
+    audio = tmp_path / "corpus" / "c"
+    audio.mkdir(parents=True)
+    rows = []
+    for i, emotion in enumerate(["neutral", "angry", "neutral", "sad"]):
+        sf.write(audio / f"{i}.flac", _syllables(2.0, 120.0 + 10 * i, 4.0).astype(np.float32), 16_000)
+        rows.append({"source": "c", "relative_audio_path": f"{i}.flac", "gender": "male", "emotion": emotion,
+                     "speaker": f"s{i}", "text_description": "x"})
+    man = tmp_path / "corpus" / "manifest.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src = load_source(SourceConfig(manifest=str(man), include={"emotion": ["neutral"]}, captions="describe",
+                                   repitch=RepitchConfig(n=6, seed=0, speaking_rate=True)))
+    got = [src.manifest[i] for i in range(len(src.manifest))]
+    assert 4 <= len(got) <= 6 and {r["origin"] for r in got} <= {"c/0.flac", "c/2.flac"}
+    for i, r in enumerate(got):
+        lo, hi = RATE_FACTOR[r["speaking_rate"]]
+        assert lo <= r["repitch"]["rate"] <= hi
+        assert r["duration"] == pytest.approx(2.0 / r["repitch"]["rate"], abs=0.03)
+        y, _ = sf.read(src.manifest.audio_path(i))
+        assert _syllable_rate(y) == pytest.approx(4.0 * r["repitch"]["rate"], rel=0.08)

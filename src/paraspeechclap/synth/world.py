@@ -221,9 +221,34 @@ def warp_formants(params: WorldParams, scale: float) -> WorldParams:
     return params
 
 
+def change_tempo(params: WorldParams, rate: float) -> WorldParams:
+    """Speak ``rate`` times faster (``rate`` < 1: slower); pitch and formants stay.
+
+    Output frame ``j`` reads the input at time ``j * rate`` frames: the envelope and aperiodicity
+    are interpolated linearly between the two nearest frames, F0 likewise where both are voiced;
+    voicing itself comes from the nearest frame (interpolating across a voicing edge would invent
+    F0 values halfway to 0). An amplitude envelope is dropped (nothing here sets one before this).
+    """
+    if rate == 1.0:
+        return params
+    n_in = len(params.f0)
+    pos = np.arange(max(1, round(n_in / rate))) * rate  # (T',) fractional input frame
+    lo = np.minimum(np.floor(pos).astype(int), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w = np.clip(pos - lo, 0.0, 1.0)
+    nearest = np.where(w < 0.5, lo, hi)
+    both = (params.f0[lo] > 0) & (params.f0[hi] > 0)
+    f0 = np.where(both, params.f0[lo] * (1.0 - w) + params.f0[hi] * w, params.f0[nearest])
+    wk = w[:, None]
+    params.f0, params.am = f0, None
+    params.sp = params.sp[lo] * (1.0 - wk) + params.sp[hi] * wk
+    params.ap = params.ap[lo] * (1.0 - wk) + params.ap[hi] * wk
+    return params
+
+
 def restyle(
     x: np.ndarray, sr: int, f0_hz: float, semitones: float, quality: str, qp: Mapping[str, float], seed: int,
-    formant_scale: float = 1.0,
+    formant_scale: float = 1.0, rate: float = 1.0,
 ) -> np.ndarray:
     """Analyse ``x`` (S,), shift its pitch, apply a voice quality and resynthesise.
 
@@ -236,10 +261,12 @@ def restyle(
         qp: parameters of the quality transform.
         seed: seeds the transform's randomness (jitter, shimmer).
         formant_scale: factor on the formant frequencies (1 = the voice's own vocal tract).
+        rate: tempo factor (:func:`change_tempo`; 1 = the clip's own tempo).
 
     Returns:
-        (S',) float32 waveform at ``sr`` (S' within one frame of S).
+        (S',) float32 waveform at ``sr`` (S' within one frame of S / rate).
     """
     params = warp_formants(shift_pitch(analyse(x, sr, f0_hz), semitones), formant_scale)
+    params = change_tempo(params, rate)
     params = VOICE_QUALITIES[quality](params, qp, np.random.default_rng(seed))
     return synthesize(params)

@@ -105,12 +105,16 @@ class RepitchConfig:
         seed: plan seed.
         jobs: worker processes for rendering.
         cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/repitch/<hash>``).
+        speaking_rate: also re-time each clip to a balanced speaking-rate level, relative to the
+            clip's own tempo, and label it (use on clips at an ordinary rate, e.g.
+            ``include: {emotion: [neutral]}``).
     """
 
     n: int = 1000
     seed: int = 0
     jobs: int = 1
     cache_dir: str | None = None
+    speaking_rate: bool = False
 
 
 @dataclass
@@ -136,6 +140,8 @@ class SourceConfig:
         repitch: replace the rows by re-pitched versions with pitch-level labels (see :class:`RepitchConfig`).
         exclude: drop rows whose field has one of the listed values, e.g. ``{source: [emodb]}``
             (leave-one-corpus-out training) or ``{speaker: [...]}``.
+        include: keep only rows whose field has one of the listed values (every field listed must
+            match), e.g. ``{emotion: [neutral]}``; applied with ``exclude``, before ``max_items``.
         name: label in logs (default: derived from the source).
     """
 
@@ -149,6 +155,7 @@ class SourceConfig:
     captions: str = "manifest"
     max_items: int | None = None
     exclude: dict[str, list[str]] = field(default_factory=dict)
+    include: dict[str, list[str]] = field(default_factory=dict)
     name: str | None = None
     repitch: RepitchConfig | None = None
 

@@ -137,13 +137,14 @@ def ensure_repitched(manifest: Manifest, cfg: RepitchConfig) -> Path:
     from ..synth.repitch import MANIFEST_NAME, corpus_key, generate_repitched
 
     keys = [manifest.key(i) for i in range(len(manifest))]
-    n_key = f"n{cfg.n}-s{cfg.seed}-{corpus_key(keys, cfg.n, cfg.seed)}"
+    n_key = f"n{cfg.n}-s{cfg.seed}-{corpus_key(keys, cfg.n, cfg.seed, cfg.speaking_rate)}"
     out = Path(str(expand_path(cfg.cache_dir, "repitch.cache_dir"))) if cfg.cache_dir else (
         default_cache_root() / "repitch" / n_key)
     if distributed.is_main() and not (out / MANIFEST_NAME).is_file():
         logger.warning("re-pitching %d clips of %s into %s (once)", cfg.n, manifest.name, out)
         generate_repitched(out, [manifest[i] for i in range(len(manifest))],
-                           [str(manifest.audio_path(i)) for i in range(len(manifest))], keys, cfg.n, cfg.seed, cfg.jobs)
+                           [str(manifest.audio_path(i)) for i in range(len(manifest))], keys, cfg.n, cfg.seed, cfg.jobs,
+                           cfg.speaking_rate)
     distributed.barrier()
     return out / MANIFEST_NAME
 
@@ -219,6 +220,9 @@ def load_source(src: SourceConfig) -> Source:
     if src.exclude:
         drop = {k: {str(v) for v in vs} for k, vs in src.exclude.items()}
         manifest = manifest.filter(lambda r: not any(str(r.get(k)) in vs for k, vs in drop.items()))
+    if src.include:
+        keep = {k: {str(v) for v in vs} for k, vs in src.include.items()}
+        manifest = manifest.filter(lambda r: all(str(r.get(k)) in vs for k, vs in keep.items()))
     if src.max_items is not None:
         manifest = manifest.select(range(min(src.max_items, len(manifest))))
     if src.repitch is not None:
