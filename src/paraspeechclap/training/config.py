@@ -96,7 +96,7 @@ class SynthSourceConfig:
 class RepitchConfig:
     """Derive a pitch-level corpus from a source's clips (:mod:`paraspeechclap.synth.repitch`).
 
-    The source's rows (after ``split``, ``exclude`` and ``max_items``) are re-pitched by WORLD to
+    The source's rows (after ``split``, ``exclude``, ``include`` and ``max_items``) are re-pitched by WORLD to
     balanced pitch levels relative to their gender's reference F0; the derived clips replace the
     source's rows (emotion labels dropped; gender, speaker, language kept).
 
