@@ -79,6 +79,18 @@ def test_rendered_clip_has_the_target_f0_and_keeps_its_level(tmp_path: Path) -> 
     assert active_level_db(y, sr) == pytest.approx(active_level_db(x.astype(np.float64), 16_000), abs=1.0)
 
 
+def _write_corpus(root: Path, clips: list[tuple[np.ndarray, dict]]) -> Path:
+    """16 kHz clips as ``<root>/c/<i>.flac`` and a manifest of source ``c`` with each clip's fields."""
+    (root / "c").mkdir(parents=True)
+    rows = []
+    for i, (wav, fields) in enumerate(clips):
+        sf.write(root / "c" / f"{i}.flac", wav, 16_000)
+        rows.append({"source": "c", "relative_audio_path": f"{i}.flac", "text_description": "x", **fields})
+    man = root / "manifest.jsonl"
+    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return man
+
+
 @needs_world
 def test_derived_source_is_built_once_from_the_filtered_rows_without_emotion(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,15 +98,9 @@ def test_derived_source_is_built_once_from_the_filtered_rows_without_emotion(tmp
     from paraspeechclap.training.data import load_source
 
     monkeypatch.setenv("PARASPEECHCLAP_CACHE", str(tmp_path / "cache"))
-    audio = tmp_path / "corpus" / "c"
-    audio.mkdir(parents=True)
-    rows = []
-    for i, (g, f0) in enumerate([("male", 110.0), ("female", 220.0), ("male", 150.0), ("female", 180.0)]):
-        sf.write(audio / f"{i}.flac", tone(1.0, f0, amp=0.2, seed=i), 16_000)
-        rows.append({"source": "c", "relative_audio_path": f"{i}.flac", "gender": g, "emotion": "angry",
-                     "speaker": f"s{i % 2}", "text_description": "x"})
-    man = tmp_path / "corpus" / "manifest.jsonl"
-    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = [(tone(1.0, f0, amp=0.2, seed=i), {"gender": g, "emotion": "angry", "speaker": f"s{i % 2}"})
+             for i, (g, f0) in enumerate([("male", 110.0), ("female", 220.0), ("male", 150.0), ("female", 180.0)])]
+    man = _write_corpus(tmp_path / "corpus", clips)
     cfg = SourceConfig(manifest=str(man), exclude={"speaker": ["s1"]}, captions="describe",
                        repitch=RepitchConfig(n=6, seed=0))
     src = load_source(cfg)
@@ -181,15 +187,10 @@ def test_retimed_source_keeps_only_included_rows_and_labels_their_rate(tmp_path:
     from paraspeechclap.training.data import load_source
 
     monkeypatch.setenv("PARASPEECHCLAP_CACHE", str(tmp_path / "cache"))
-    audio = tmp_path / "corpus" / "c"
-    audio.mkdir(parents=True)
-    rows = []
-    for i, emotion in enumerate(["neutral", "angry", "neutral", "sad"]):
-        sf.write(audio / f"{i}.flac", _syllables(2.0, 120.0 + 10 * i, 4.0).astype(np.float32), 16_000)
-        rows.append({"source": "c", "relative_audio_path": f"{i}.flac", "gender": "male", "emotion": emotion,
-                     "speaker": f"s{i}", "text_description": "x"})
-    man = tmp_path / "corpus" / "manifest.jsonl"
-    man.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = [(_syllables(2.0, 120.0 + 10 * i, 4.0).astype(np.float32), {"gender": "male", "emotion": emotion,
+                                                                        "speaker": f"s{i}"})
+             for i, emotion in enumerate(["neutral", "angry", "neutral", "sad"])]
+    man = _write_corpus(tmp_path / "corpus", clips)
     src = load_source(SourceConfig(manifest=str(man), include={"emotion": ["neutral"]}, captions="describe",
                                    repitch=RepitchConfig(n=6, seed=0, speaking_rate=True)))
     got = [src.manifest[i] for i in range(len(src.manifest))]

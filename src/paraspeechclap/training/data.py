@@ -207,6 +207,15 @@ def _validate_rows(manifest: Manifest, captions: str) -> tuple[Manifest, dict[st
     return (manifest if len(keep) == len(manifest) else manifest.select(keep)), dropped
 
 
+def _filter_fields(manifest: Manifest, exclude: dict[str, list[str]], include: dict[str, list[str]]) -> Manifest:
+    """Rows with no field value listed in ``exclude`` and, for every field of ``include``, a listed value
+    (values compared as strings)."""
+    drop = {k: {str(v) for v in vs} for k, vs in exclude.items()}
+    keep = {k: {str(v) for v in vs} for k, vs in include.items()}
+    return manifest.filter(lambda r: not any(str(r.get(k)) in vs for k, vs in drop.items())
+                           and all(str(r.get(k)) in vs for k, vs in keep.items()))
+
+
 def load_source(src: SourceConfig) -> Source:
     """Load one source's rows (split filter, ``max_items``, caption validation).
 
@@ -217,12 +226,8 @@ def load_source(src: SourceConfig) -> Source:
     manifest, name = SOURCE_KINDS[kind](src)
     if src.split_file:
         manifest = _apply_split_file(manifest, src)
-    if src.exclude:
-        drop = {k: {str(v) for v in vs} for k, vs in src.exclude.items()}
-        manifest = manifest.filter(lambda r: not any(str(r.get(k)) in vs for k, vs in drop.items()))
-    if src.include:
-        keep = {k: {str(v) for v in vs} for k, vs in src.include.items()}
-        manifest = manifest.filter(lambda r: all(str(r.get(k)) in vs for k, vs in keep.items()))
+    if src.exclude or src.include:
+        manifest = _filter_fields(manifest, src.exclude, src.include)
     if src.max_items is not None:
         manifest = manifest.select(range(min(src.max_items, len(manifest))))
     if src.repitch is not None:
