@@ -201,3 +201,24 @@ def test_retimed_source_keeps_only_included_rows_and_labels_their_rate(tmp_path:
         assert r["duration"] == pytest.approx(2.0 / r["repitch"]["rate"], abs=0.03)
         y, _ = sf.read(src.manifest.audio_path(i))
         assert _syllable_rate(y) == pytest.approx(4.0 * r["repitch"]["rate"], rel=0.08)
+
+
+def test_semitones_to_counts_from_the_median_of_the_voiced_frames() -> None:
+    from paraspeechclap.synth.world import WorldParams, semitones_to
+
+    params = WorldParams(np.array([0.0, 100.0, 90.0, 110.0, 0.0, 100.0]), np.ones((6, 3)), np.zeros((6, 3)), 16_000)
+    assert semitones_to(params, 200.0) == pytest.approx(12.0)  # median of 90, 100, 100, 110 is 100 Hz
+    unvoiced = WorldParams(np.zeros(4), np.ones((4, 3)), np.zeros((4, 3)), 16_000)
+    assert semitones_to(unvoiced, 200.0) == 0.0
+
+
+@needs_world
+def test_restyle_to_a_target_lands_the_median_f0_whatever_the_voice_table_says() -> None:
+    from paraspeechclap.audio.pitch import frame_f0, median_f0
+    from paraspeechclap.synth import world
+
+    x = _syllables(2.0, 150.0, 4.0)
+    # the nominal F0 (only the analysis range) is off by 20 %: the clip's own F0 still lands on 2 semitones above
+    # the target, as its own analysis is what is shifted
+    y = world.restyle(x, 16_000, 125.0, 2.0, "modal", {}, 0, target_f0_hz=200.0)
+    assert 12 * math.log2(median_f0(frame_f0(y)[0]) / 200.0) == pytest.approx(2.0, abs=0.3)

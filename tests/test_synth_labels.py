@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 pytest.importorskip("scipy")
 
-from paraspeechclap.synth.engines import find_voice
+from paraspeechclap.synth.engines import engine_class, find_voice
 from paraspeechclap.synth.pipeline import (
     PITCH_SEMITONES,
     REFERENCE_F0_HZ,
@@ -86,20 +86,19 @@ def test_pitch_levels_order_f0_for_the_same_voice_and_text(voice_id: str) -> Non
 
 
 @pytest.mark.parametrize("level", ["deep", "medium", "high-pitched"])
-def test_pitch_level_is_relative_to_the_gender_reference_not_to_the_voice(level: str) -> None:
-    # Natural F0 of these voices: 75, 105, 225 and 175 Hz. Whatever the voice, a level lands in the
-    # same register of its gender: within 2 semitones of the label's range around the reference.
+@pytest.mark.parametrize(
+    "voice_id", ["espeak:en-us+david", "espeak:en-us+m7", "espeak:en-us+linda", "espeak:en-us+f1", "piper:joe",
+                 "kokoro:jm_kumo", "kokoro:jf_tebukuro"])  # fmt: skip
+def test_pitch_level_lands_in_its_range_around_the_gender_reference(voice_id: str, level: str) -> None:
+    # Natural F0 of these voices: 75, 105, 225, 175, ~90 (irregular phonation: WORLD's DIO tracks it
+    # near 160), 92 and 310 Hz. Whatever the voice, a level's clip lands in the same register of its
+    # gender, the label's own range around the reference, within 1 semitone of measuring slack.
+    voice = find_voice(voice_id)
+    for module in engine_class(voice.engine).modules:
+        pytest.importorskip(module)
     lo, hi = PITCH_SEMITONES[level]
-    for voice_id in ("espeak:en-us+david", "espeak:en-us+m7", "espeak:en-us+linda", "espeak:en-us+f1"):
-        ref = REFERENCE_F0_HZ[find_voice(voice_id).gender]
-        st = 12 * np.log2(median_f0(clip(voice_id, pitch_level=level)) / ref)
-        assert lo - 2 < st < hi + 2, (voice_id, level, st)
-
-
-def test_pitch_levels_on_the_neural_piper_voice() -> None:
-    pytest.importorskip("piper")
-    deep, high = (median_f0(clip("piper:joe", pitch_level=p)) for p in ("deep", "high-pitched"))
-    assert high / deep > 1.4, (deep, high)
+    st = 12 * np.log2(median_f0(clip(voice_id, pitch_level=level)) / REFERENCE_F0_HZ[voice.gender])
+    assert lo - 1 < st < hi + 1, (voice_id, level, st)
 
 
 def test_female_voices_are_higher_than_male_voices() -> None:

@@ -40,7 +40,8 @@ SOURCE = "synth"
 MANIFEST_NAME = "manifest.jsonl"
 CONFIG_NAME = "synth_config.json"
 #: Bumped whenever the plan or the rendering changes, so a resumed folder never mixes versions.
-PLAN_VERSION = 3  # 3: pitch levels relative to a gender reference F0; formant variation
+PLAN_VERSION = 4  # 3: pitch levels relative to a gender reference F0; formant variation. 4: each clip's
+# own median F0 is moved to its level (was: the voice table's F0 by a fixed shift)
 #: Default share of clips per engine. CPU per clip (benchmarks/synth.py): eSpeak ~0.12 s, Piper
 #: ~0.4 s, Kokoro ~2.5 s, so Kokoro gets a small share to keep the mix well above 5 clips/s on 2
 #: cores; all three engines stay in the mix.

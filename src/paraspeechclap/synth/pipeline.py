@@ -99,9 +99,9 @@ def sample_params(labels: Mapping[str, str | None], voice: Voice, rng: random.Ra
             parameters are the same either way).
 
     Returns:
-        ``{"pitch_semitones", "pitch_shift", "rate", "level_dbfs", "quality": {...}, "clarity": {...},
-        "seed", ...}``: ``pitch_semitones`` is the label's control (from the gender reference),
-        ``pitch_shift`` the shift applied to this voice.
+        ``{"pitch_semitones", "rate", "level_dbfs", "quality": {...}, "clarity": {...}, "seed", ...}``:
+        ``pitch_semitones`` is the label's control, the clip's median F0 in semitones from the
+        reference F0 of the voice's gender (0 and no shift when the pitch is unlabelled).
     """
     pitch = labels.get("pitch_level")
     params: dict[str, Any] = {
@@ -112,18 +112,11 @@ def sample_params(labels: Mapping[str, str | None], voice: Voice, rng: random.Ra
         "clarity": {k: _uniform(rng, r) for k, r in CLARITY_RANGES[labels["clarity"] or "crisp"].items()},
         "seed": rng.getrandbits(31),
     }
-    # The shift actually applied to this voice (none for unlabelled pitch: whispers have no F0).
-    params["pitch_shift"] = round(params["pitch_semitones"] + reference_offset(voice), 3) if pitch else 0.0
     if voice.engine == "espeak":
         params["intonation"] = rng.randint(*INTONATION)
     if vary_formants > 0:
         params["formant_scale"] = round(math.exp(rng.uniform(-1.0, 1.0) * math.log1p(vary_formants)), 4)
     return params
-
-
-def reference_offset(voice: Voice) -> float:
-    """Semitones from ``voice``'s natural F0 to the reference F0 of its gender."""
-    return 12.0 * math.log2(REFERENCE_F0_HZ[voice.gender] / voice.f0_hz)
 
 
 def render(spec: ClipSpec) -> np.ndarray:
@@ -141,7 +134,11 @@ def render(spec: ClipSpec) -> np.ndarray:
     x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ").astype(np.float64) if sr != SAMPLE_RATE else audio
     x = effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
     seed = int(p["seed"])
-    x = world.restyle(x, SAMPLE_RATE, spec.voice.f0_hz, float(p["pitch_shift"]), quality, p["quality"], seed,
-                      float(p.get("formant_scale", 1.0)))
+    # Each clip's own median F0 is moved to the label's F0 (not the voice's nominal F0 by a fixed
+    # shift): sentences differ in register, and some voices are tracked at another F0 than the
+    # voice table's; either way the clip would miss its label. Unlabelled pitch: no shift.
+    target = REFERENCE_F0_HZ[spec.voice.gender] if spec.labels.get("pitch_level") else None
+    x = world.restyle(x, SAMPLE_RATE, spec.voice.f0_hz, float(p["pitch_semitones"]), quality, p["quality"], seed,
+                      float(p.get("formant_scale", 1.0)), target_f0_hz=target)
     x = effects.CLARITY_EFFECTS[clarity](x, SAMPLE_RATE, p["clarity"], np.random.default_rng(seed + 1))
     return effects.set_level(np.asarray(x, np.float64), SAMPLE_RATE, float(p["level_dbfs"]))

@@ -117,6 +117,18 @@ def shift_pitch(params: WorldParams, semitones: float) -> WorldParams:
     return params
 
 
+def semitones_to(params: WorldParams, target_hz: float) -> float:
+    """Semitones from the median F0 of the voiced frames of ``params`` to ``target_hz`` (0 if none is voiced).
+
+    The clip's own analysis is what gets resynthesised, so shifting by this lands its median F0
+    on the target whatever the voice's nominal F0: a voice whose phonation DIO tracks at another
+    F0 than the voice table's (Piper's joe: ~90 Hz by autocorrelation, ~160 Hz by DIO) would
+    otherwise miss the target by that ratio.
+    """
+    voiced = params.f0[params.f0 > 0]
+    return float(12.0 * np.log2(target_hz / np.median(voiced))) if voiced.size else 0.0
+
+
 def _freq_axis(params: WorldParams) -> np.ndarray:
     return np.linspace(0.0, params.sample_rate / 2.0, params.sp.shape[1])  # (K,)
 
@@ -248,7 +260,7 @@ def change_tempo(params: WorldParams, rate: float) -> WorldParams:
 
 def restyle(
     x: np.ndarray, sr: int, f0_hz: float, semitones: float, quality: str, qp: Mapping[str, float], seed: int,
-    formant_scale: float = 1.0, rate: float = 1.0,
+    formant_scale: float = 1.0, rate: float = 1.0, target_f0_hz: float | None = None,
 ) -> np.ndarray:
     """Analyse ``x`` (S,), shift its pitch, apply a voice quality and resynthesise.
 
@@ -262,11 +274,16 @@ def restyle(
         seed: seeds the transform's randomness (jitter, shimmer).
         formant_scale: factor on the formant frequencies (1 = the voice's own vocal tract).
         rate: tempo factor (:func:`change_tempo`; 1 = the clip's own tempo).
+        target_f0_hz: when given, ``semitones`` counts from this F0 instead of the clip's own: the
+            analysed median F0 is moved to ``target_f0_hz * 2 ** (semitones / 12)``.
 
     Returns:
         (S',) float32 waveform at ``sr`` (S' within one frame of S / rate).
     """
-    params = warp_formants(shift_pitch(analyse(x, sr, f0_hz), semitones), formant_scale)
+    params = analyse(x, sr, f0_hz)
+    if target_f0_hz is not None:
+        semitones += semitones_to(params, target_f0_hz)
+    params = warp_formants(shift_pitch(params, semitones), formant_scale)
     params = change_tempo(params, rate)
     params = VOICE_QUALITIES[quality](params, qp, np.random.default_rng(seed))
     return synthesize(params)
