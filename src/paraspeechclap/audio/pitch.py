@@ -75,12 +75,37 @@ def median_f0(f0: np.ndarray) -> float | None:
     return float(np.median(voiced)) if len(voiced) >= 3 else None
 
 
-def pitch_features(wav: np.ndarray) -> np.ndarray:
-    """``[median log2(F0 / 150 Hz) over voiced frames, voiced fraction of active frames]`` (float32).
+def trimmed_mean_f0(f0: np.ndarray, half_width_octaves: float = 0.5) -> float | None:
+    """Geometric mean of the voiced frames within ``half_width_octaves`` of their median, in Hz;
+    None when fewer than 3 are voiced.
 
-    The median is 0 when fewer than 3 frames are voiced (whispered or very short speech).
+    Creaky and rough stretches (and reverberant tails) give frames an octave or so below the
+    modal F0; when they are many, the plain median drifts toward them. Averaging the frames
+    near the median in log-F0 keeps the register a listener hears. Measured against the
+    synthesis targets (benchmarks/pitch_estimators.py): clips more than 2.5 semitones off fall from 8.7 % to
+    5.7 % of synthetic train clips and from 7.8 % to 2.6 % of dev clips.
+    """
+    voiced = f0[f0 > 0]
+    if len(voiced) < 3:
+        return None
+    log_f0 = np.log2(voiced)
+    centre = np.median(log_f0)
+    near = log_f0[np.abs(log_f0 - centre) <= half_width_octaves]
+    # an even count split far apart can leave no frame near the median (between the two halves)
+    return float(2.0 ** (near.mean() if near.size else centre))
+
+
+#: How :func:`pitch_features` summarises a clip's F0 track (``pitch_statistic`` of the Whisper encoder).
+PITCH_STATISTICS = {"median": median_f0, "trimmed_mean": trimmed_mean_f0}
+
+
+def pitch_features(wav: np.ndarray, statistic: str = "median") -> np.ndarray:
+    """``[log2(F0 / 150 Hz), voiced fraction of active frames]`` (float32), F0 summarised over the
+    voiced frames by ``statistic`` (a key of :data:`PITCH_STATISTICS`).
+
+    The log-F0 is 0 when fewer than 3 frames are voiced (whispered or very short speech).
     """
     f0, _ = frame_f0(wav)
     frac = float((f0 > 0).sum()) / max(1, len(f0))
-    med = median_f0(f0)
-    return np.array([np.log2(med / F0_REFERENCE_HZ) if med is not None else 0.0, frac], dtype=np.float32)
+    hz = PITCH_STATISTICS[statistic](f0)
+    return np.array([np.log2(hz / F0_REFERENCE_HZ) if hz is not None else 0.0, frac], dtype=np.float32)

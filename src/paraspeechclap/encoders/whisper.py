@@ -20,6 +20,10 @@ Registered as ``"whisper"``. Spec options (all JSON):
   :func:`paraspeechclap.audio.pitch.pitch_features` (after the level, if both are on): "deep" and
   "high-pitched" are relative to what is typical for a voice, which an explicit F0 makes nearly
   linear for the head.
+* ``pitch_statistic``: how ``pitch_input`` summarises the clip's F0 track: ``"median"`` (default)
+  or ``"trimmed_mean"`` (geometric mean of the frames within half an octave of the median; creaky
+  stretches pull it down less). Omitted from the spec when ``"median"``, so earlier models and
+  caches keep their meaning.
 * ``level_input``: append the active-speech level (dBFS of the raw waveform, measured before any
   normalisation; ``(dB + 30) / 20``, so -50..-10 dBFS maps to -1..1) to the pooled vector.
 * ``level_bins``: also encode the level as that many Gaussian bumps (centres evenly spaced over
@@ -59,7 +63,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..audio.features import N_FFT, NORMALIZERS, active_level_dbfs, log_mel_spectrogram
-from ..audio.pitch import pitch_features
+from ..audio.pitch import PITCH_STATISTICS, pitch_features
 from ..errors import AudioError, ConfigError, InputError
 from .base import SAMPLE_RATE, AudioEncoder, PreparedAudio, lengths_to_mask, masked_mean
 from .ct2 import build_whisper_encoder, load_whisper_encoder, whisper_source
@@ -143,6 +147,7 @@ class WhisperAudioEncoder(AudioEncoder):
         level_bins: int = 0,
         pitch_bins: int = 0,
         feature_dropout: float = 0.0,
+        pitch_statistic: str = "median",
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -154,6 +159,10 @@ class WhisperAudioEncoder(AudioEncoder):
         self.variant, self.layers, self.pooling = variant, list(layers), pooling
         self.level_input, self.normalize, self.sha256 = bool(level_input), normalize, sha256
         self.pitch_input = bool(pitch_input)
+        if pitch_statistic not in PITCH_STATISTICS:
+            raise ConfigError(f"audio encoder 'whisper': unknown pitch_statistic {pitch_statistic!r}; "
+                              f"choose from {tuple(PITCH_STATISTICS)}")
+        self.pitch_statistic = pitch_statistic
         self.level_bins = _checked_bins("level_bins", level_bins, "level_input", self.level_input)
         self.pitch_bins = _checked_bins("pitch_bins", pitch_bins, "pitch_input", self.pitch_input)
         if not 0.0 <= feature_dropout < 1.0:
@@ -204,7 +213,7 @@ class WhisperAudioEncoder(AudioEncoder):
         if self.level_input:  # measured on the raw waveform: normalisation would erase it
             extras["level_dbfs"] = torch.tensor([active_level_dbfs(wav)], dtype=torch.float32)
         if self.pitch_input:
-            extras["pitch"] = torch.from_numpy(pitch_features(wav))
+            extras["pitch"] = torch.from_numpy(pitch_features(wav, self.pitch_statistic))
         mel = log_mel_spectrogram(NORMALIZERS[self.normalize](wav), self.n_mels)
         return PreparedAudio(features=mel, extras=extras)
 
@@ -351,6 +360,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "pitch_input": self.pitch_input,
             "normalize": self.normalize,
             "sha256": self.sha256,
+            **({"pitch_statistic": self.pitch_statistic} if self.pitch_statistic != "median" else {}),
             **{k: getattr(self, k) for k in _HEAD_ONLY_OPTIONS if getattr(self, k)},
         }
 
@@ -372,6 +382,7 @@ def create_whisper_encoder(
     level_bins: int = 0,
     pitch_bins: int = 0,
     feature_dropout: float = 0.0,
+    pitch_statistic: str = "median",
     pretrained: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> WhisperAudioEncoder:
@@ -405,4 +416,5 @@ def create_whisper_encoder(
         level_bins=level_bins,
         pitch_bins=pitch_bins,
         feature_dropout=feature_dropout,
+        pitch_statistic=pitch_statistic,
     )
