@@ -349,6 +349,22 @@ def test_unreadable_clips_are_reported_not_cached(tmp_path: Path) -> None:
     assert set(table.entries) == {"good"} and set(table.bad) == {"bad", "gone"}
 
 
+def test_non_finite_features_are_reported_not_cached(tmp_path: Path) -> None:
+    clips = _write_clips(tmp_path / "audio", 2)
+    sf.write(clips[1], np.random.default_rng(1).uniform(-0.9, 0.9, SR).astype(np.float32), SR)
+
+    class NanOnLoud(StubEncoder):  # e.g. a pitch summary of an empty set of frames, on loud clips only
+        def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+            out = super().forward(features, lengths)
+            return torch.where(out[:, 1:2] > 0.2, torch.nan, out)  # mean square: 0.08 (good), 0.27 (loud)
+
+    reqs = [CacheRequest("good", str(clips[0])), CacheRequest("loud", str(clips[1]))]
+    table = build_feature_table(reqs, NanOnLoud(), tmp_path / "c", None, seed=0, variants=1, progress=False)
+    assert set(table.entries) == {"good"} and "NaN" in table.bad["loud"]
+    again = build_feature_table(reqs, NanOnLoud(), tmp_path / "c", None, seed=0, variants=1, progress=False)
+    assert again.computed == 0 and "loud" in again.bad  # "good" came from the cache; "loud" was tried again
+
+
 def test_dataset_relabels_loudness_after_the_gain(tmp_path: Path) -> None:
     from paraspeechclap.training.toy import tone_clip
 

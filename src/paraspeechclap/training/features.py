@@ -293,6 +293,10 @@ def _fill_missing(requests: Sequence[CacheRequest], digests: dict[str, str], sto
         except AudioError as exc:
             table.bad[req.key] = str(exc)
             continue
+        if not all(bool(torch.isfinite(e["features"]).all()) for e in entries):
+            # never cache a NaN: it would poison every later run that reads the entry
+            table.bad[req.key] = f"{req.path}: features contain NaN or infinite values (not cached)"
+            continue
         for aug_id, entry in zip(aug_ids, entries):
             store.save(digests[req.key], aug_id, entry)
         table.computed += 1
