@@ -55,16 +55,34 @@ def file_checksum(path: str | os.PathLike) -> str:
 
 
 # -- own format ------------------------------------------------------------------------------------
-def save_pretrained(model: ParaSpeechCLAP, directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically)."""
-    from safetensors.torch import save_file
+def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes whose header lists its keys in sorted order.
 
+    The library writes the metadata from a hash map, whose order changes from process to process,
+    so the same weights would get a different file checksum (the model's identity) on every save.
+    The tensor offsets count from the end of the header, so re-serialising it keeps them valid.
+    """
+    import json
+    import struct
+
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format's padding: spaces, to an 8-byte boundary
+    return struct.pack("<Q", len(header)) + header + data[8 + n :]
+
+
+def save_pretrained(model: ParaSpeechCLAP, directory: str | os.PathLike) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically; the
+    weights byte-identical for identical tensors, see :func:`canonical_safetensors`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.stored_state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "paraspeechclap": model.config.name})
+        Path(tmp).write_bytes(canonical_safetensors(tensors, {"format": "pt", "paraspeechclap": model.config.name}))
     atomic_write_json(directory / CONFIG_FILE, model.config.to_dict())
     return directory
 
