@@ -62,7 +62,6 @@ def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, 
     so the same weights would get a different file checksum (the model's identity) on every save.
     The tensor offsets count from the end of the header, so re-serialising it keeps them valid.
     """
-    import json
     import struct
 
     from safetensors.torch import save
