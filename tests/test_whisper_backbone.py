@@ -334,6 +334,38 @@ def test_mean_std_pooling_and_the_frozen_head_split():
             torch.testing.assert_close(out[i, :-1], ref, atol=2e-4, rtol=1e-3)
 
 
+def test_mean_std_delta_pooling_matches_a_hand_written_reference():
+    """Per layer: mean, std, then the RMS change between frames 1 and 2 apart, over the item's own
+    frames only: a padded batch gives each item what it gets alone."""
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+
+    enc = create_whisper_encoder("tiny.en", layers=[1, 3], pooling="mean_std_delta", combine="concat",
+                                 level_input=False).eval()
+    assert enc.hidden_size == 2 * 4 * 384
+    rng = np.random.default_rng(11)
+    wavs = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 9000, 16000)]
+    preps = [enc.prepare(w) for w in wavs]
+    longest = max(p.length for p in preps)
+    feats = torch.stack([torch.nn.functional.pad(p.features, (0, longest - p.length)) for p in preps])
+    with torch.no_grad():
+        cached = enc.forward_frozen(feats, torch.tensor([p.length for p in preps]))
+        for i, p in enumerate(preps):
+            states, _ = enc.hidden_states(p.features[None], torch.tensor([p.length]))
+            ref = []
+            for h in states:
+                h = h[0].double()  # (T, D), this item's frames only
+                ref += [h.mean(0), h.var(0, unbiased=False).add(1e-6).sqrt()]
+                ref += [(h[k:] - h[:-k]).pow(2).mean(0).add(1e-6).sqrt() for k in (1, 2)]
+            torch.testing.assert_close(cached[i].double(), torch.cat(ref), atol=3e-4, rtol=1e-3)
+    # masked_delta_rms alone: frames past an item's end never enter a pair; one frame gives ~0.
+    from paraspeechclap.encoders.whisper import masked_delta_rms
+
+    h = torch.tensor([[[0.0], [3.0], [3.0], [99.0]], [[5.0], [99.0], [99.0], [99.0]]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    got = masked_delta_rms(h, mask, 1)[:, 0]
+    torch.testing.assert_close(got, torch.tensor([((9.0 + 0.0) / 2 + 1e-6) ** 0.5, 1e-3]))
+
+
 def test_concat_and_standardize_in_the_head():
     """concat keeps every layer's statistics; standardize layer-normalises each statistic of each layer."""
     from paraspeechclap.encoders.whisper import create_whisper_encoder

@@ -11,8 +11,13 @@ Registered as ``"whisper"``. Spec options (all JSON):
   Several states are combined (``combine``) by a learned softmax-weighted sum (``"mix"``, weights
   start uniform) or by concatenation (``"concat"``: the projection then learns its own map of each
   layer, which probes better for emotion on the shared dev split).
-* ``pooling``: ``"mean"`` over the valid frames of each item, or ``"mean_std"``: mean and standard
-  deviation over the valid frames, concatenated (the spread carries prosody: monotony, arousal).
+* ``pooling``: ``"mean"`` over the valid frames of each item, ``"mean_std"``: mean and standard
+  deviation over the valid frames, concatenated (the spread carries prosody: monotony, arousal), or
+  ``"mean_std_delta"``: those two plus the root-mean-square change of each dimension between frames
+  1 and 2 apart (:data:`DELTA_LAGS`, 20 and 40 ms). Mean and spread are blind to the order of the
+  frames, so they hear speaking rate only through what fast speech sounds like in one voice; how
+  fast the states change is the tempo itself (a probe trained without Piper classified Piper's
+  rate 0.86-0.88 with it, 0.82-0.83 without: docs/backbones_whisper.md).
 * ``standardize``: layer-normalise (no affine) each pooled statistic of each layer before it is
   combined: Whisper's hidden states have a few huge dimensions that otherwise dominate the
   projection's input and stall the first training steps of a frozen-backbone head.
@@ -73,7 +78,10 @@ if TYPE_CHECKING:
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 LayerId = int | str
-POOLINGS = ("mean", "mean_std")
+#: pooling -> the statistics it concatenates per layer (each ``D`` wide).
+POOLINGS: dict[str, int] = {"mean": 1, "mean_std": 2, "mean_std_delta": 4}
+#: frame lags of the ``mean_std_delta`` change statistics (frames are 20 ms apart).
+DELTA_LAGS = (1, 2)
 COMBINES = ("mix", "concat")
 #: the level feature is ``(dBFS - LEVEL_CENTER_DB) / LEVEL_SCALE_DB``: typical speech levels
 #: (-50..-10 dBFS) land in -1..1, next to LayerNorm-scale hidden features.
@@ -95,6 +103,23 @@ def gaussian_bumps(x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tenso
     centres = torch.linspace(lo, hi, n, dtype=x.dtype, device=x.device)
     width = (hi - lo) / (n - 1)
     return torch.exp(-0.5 * ((x - centres) / width) ** 2)
+
+
+def masked_delta_rms(hidden: torch.Tensor, frame_mask: torch.Tensor, lag: int) -> torch.Tensor:
+    """Root-mean-square change of each dimension between frames ``lag`` apart.
+
+    Args:
+        hidden: ``(B, T, D)`` states.
+        frame_mask: ``(B, T)``, 1 for valid frames.
+        lag: frame distance, >= 1.
+
+    Returns:
+        ``(B, D)`` over the pairs whose two frames are both valid (about 0 for an item with
+        ``lag`` frames or fewer).
+    """
+    pairs = frame_mask[:, lag:] * frame_mask[:, :-lag]  # (B, T - lag)
+    change = (hidden[:, lag:] - hidden[:, :-lag]) ** 2
+    return (masked_mean(change, pairs) + 1e-6).sqrt()
 
 
 def _checked_bins(name: str, bins: int, input_name: str, input_on: bool) -> int:
@@ -151,7 +176,7 @@ class WhisperAudioEncoder(AudioEncoder):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ConfigError(f"audio encoder 'whisper': unknown pooling {pooling!r}; choose from {POOLINGS}")
+            raise ConfigError(f"audio encoder 'whisper': unknown pooling {pooling!r}; choose from {tuple(POOLINGS)}")
         if normalize not in NORMALIZERS:
             choices = tuple(NORMALIZERS)
             raise ConfigError(f"audio encoder 'whisper': unknown normalize {normalize!r}; choose from {choices}")
@@ -174,7 +199,7 @@ class WhisperAudioEncoder(AudioEncoder):
             raise ConfigError(f"audio encoder 'whisper': unknown combine {combine!r}; choose from {COMBINES}")
         self.combine = combine
         self.standardize = bool(standardize)
-        self._width = int(base.config.d_model) * (2 if pooling == "mean_std" else 1)
+        self._width = int(base.config.d_model) * POOLINGS[pooling]
         n_out = len(self.layers) if combine == "concat" else 1
         self.hidden_size = (n_out * self._width + int(self.level_input) + 2 * int(self.pitch_input)
                             + self.level_bins + self.pitch_bins)
@@ -278,8 +303,8 @@ class WhisperAudioEncoder(AudioEncoder):
             pitch: ``(B, 2)`` pitch features; required when ``pitch_input`` is on.
 
         Returns:
-            ``(B, L * P [+ 1] [+ 2])``: ``L`` pooled states of width ``P`` (``D``, or ``2D`` for
-            ``mean_std``), flattened, then the scaled level and the pitch features if enabled.
+            ``(B, L * P [+ 1] [+ 2])``: ``L`` pooled states of width ``P`` (``D`` times the
+            statistics of :data:`POOLINGS`), flattened, then the scaled level and the pitch features if enabled.
         """
         states, frame_mask = self.hidden_states(features, lengths)
         pooled = torch.stack([self._pool(h, frame_mask) for h in states], dim=1)  # (B, L, P)
@@ -299,8 +324,10 @@ class WhisperAudioEncoder(AudioEncoder):
         mean = masked_mean(h, frame_mask)
         if self.pooling == "mean":
             return mean
-        var = masked_mean((h - mean[:, None]) ** 2, frame_mask)
-        return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
+        stats = [mean, (masked_mean((h - mean[:, None]) ** 2, frame_mask) + 1e-6).sqrt()]
+        if self.pooling == "mean_std_delta":
+            stats += [masked_delta_rms(h, frame_mask, lag) for lag in DELTA_LAGS]
+        return torch.cat(stats, dim=-1)
 
     def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
         """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states
