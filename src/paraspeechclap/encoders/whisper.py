@@ -17,7 +17,7 @@ Registered as ``"whisper"``. Spec options (all JSON):
   1 and 2 apart (:data:`DELTA_LAGS`, 20 and 40 ms). Mean and spread are blind to the order of the
   frames, so they hear speaking rate only through what fast speech sounds like in one voice; how
   fast the states change is the tempo itself (a probe trained without Piper classified Piper's
-  rate 0.86-0.88 with it, 0.82-0.83 without: docs/backbones_whisper.md).
+  rate 0.86-0.88 with it, 0.82-0.83 without; the default model does not use it: MODEL_CARD.md).
 * ``standardize``: layer-normalise (no affine) each pooled statistic of each layer before it is
   combined: Whisper's hidden states have a few huge dimensions that otherwise dominate the
   projection's input and stall the first training steps of a frozen-backbone head.
