@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import SYNTH_SETS, evaluate, print_table
+from quality import SYNTH_SETS, evaluate, model_fields, report
 
 
 def engine_manifest(config: str, engine: str) -> Any:
@@ -61,15 +61,8 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sets = evaluate(model, rows, SYNTH_SETS, ensemble=True, retrieval=False, prefix=f"heldout/{args.engine}")
-    results = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
-               "engine": args.engine, "sets": sets}
-    print(f"model {results['model']} ({results['checksum'][:12]}, {model.precision}), "
-          f"{len(rows)} {args.engine} clips of {args.config}'s synthetic corpus")
-    print_table(results)
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, results)
+    results = {**model_fields(model), "engine": args.engine, "sets": sets}
+    report(model, results, f"{len(rows)} {args.engine} clips of {args.config}'s synthetic corpus", args.json)
     return 0
 
 

@@ -138,6 +138,21 @@ def print_table(results: dict[str, Any]) -> None:
                       f"{k:>4d}/{val['classes']:<3d}")
 
 
+def model_fields(model: Any) -> dict[str, Any]:
+    """What identifies the scored model in a results file."""
+    return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision}
+
+
+def report(model: Any, results: dict[str, Any], context: str, json_path: str | None) -> None:
+    """Print the model line (with ``context``) and :func:`print_table`; write ``results`` as JSON when asked."""
+    print(f"model {model.model_id} ({model.checksum[:12]}, {model.precision}), {context}")
+    print_table(results)
+    if json_path:
+        from paraspeechclap.atomic import atomic_write_json
+
+        atomic_write_json(json_path, results)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model to evaluate (default: the embedded default model)")
@@ -156,8 +171,7 @@ def main() -> int:
     model = load_model(args.model, precision=args.precision)
     ensemble = not args.no_ensemble
     n = args.synth_n or (240 if args.split == "dev" else 400)
-    results: dict[str, Any] = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
-                               "split": args.split, "prompt_ensemble": ensemble, "sets": {}}
+    results: dict[str, Any] = {**model_fields(model), "split": args.split, "prompt_ensemble": ensemble, "sets": {}}
     results["sets"].update(evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS, ensemble,
                                     retrieval=True, group_by="engine"))
     results["sets"].update(evaluate(model, load_shared_manifest(args.split), REAL_SETS, ensemble, retrieval=False,
@@ -166,13 +180,7 @@ def main() -> int:
                                     retrieval=False, group_by="gender", prefix="real_repitched"))
     results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs, speaking_rate=True),
                                     RETIME_SETS, ensemble, retrieval=False, prefix="real_retimed"))
-    print(f"model {results['model']} ({results['checksum'][:12]}, {model.precision}), split {args.split}, "
-          f"{'prompt ensemble' if ensemble else 'single prompt'}")
-    print_table(results)
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, results)
+    report(model, results, f"split {args.split}, {'prompt ensemble' if ensemble else 'single prompt'}", args.json)
     return 0
 
 
