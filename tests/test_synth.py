@@ -375,3 +375,43 @@ def test_kokoro_prepare_assembles_the_model_once_in_the_cache(tmp_path: Path, mo
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     mtime = path.stat().st_mtime_ns
     assert ENGINES["kokoro"].prepare() == path and path.stat().st_mtime_ns == mtime  # not rebuilt
+
+
+# ---------------------------------------------------------------------------------------------
+# Flite (a system program, not a wheel)
+
+needs_flite = pytest.mark.skipif(not ENGINES["flite"].available(), reason="needs the flite program (apt-get install flite)")
+
+
+@needs_flite
+def test_flite_rate_scales_the_duration_and_output_is_deterministic() -> None:
+    import numpy as np
+
+    from paraspeechclap.synth.engines import get_engine
+
+    engine, text = get_engine("flite"), "Look at all the stars tonight, they are so bright."
+    for voice in ENGINES["flite"].voices:
+        slow, sr = engine.synthesize(text, voice, 0.67, {})
+        fast, sr_fast = engine.synthesize(text, voice, 1.5, {})
+        assert sr == sr_fast == 16000 and slow.dtype == np.float32 and slow.ndim == 1
+        assert np.abs(fast).max() > 0.05, voice.id  # speech, not silence
+        assert 1.8 < len(slow) / len(fast) < 2.7, voice.id  # 1.5 / 0.67 = 2.24, minus fixed silences
+        assert np.array_equal(fast, engine.synthesize(text, voice, 1.5, {})[0]), voice.id
+
+
+@needs_flite
+@needs_extra
+def test_flite_corpus_rows_name_the_engine_and_voice(tmp_path: Path) -> None:
+    assert main(["synth", "--out", str(tmp_path), "--n", "4", "--engines", "flite", "--jobs", "1"]) == 0
+    rows = _read(tmp_path / "manifest.jsonl")
+    assert len(rows) == 4 and {r["engine"] for r in rows} == {"flite"}
+    assert {r["speaker"] for r in rows} <= {v.id for v in ENGINES["flite"].voices}
+
+
+def test_missing_flite_program_is_a_one_line_error_naming_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraspeechclap.synth import corpus, engines
+
+    monkeypatch.setattr(engines.shutil, "which", lambda name: None)
+    with pytest.raises(ModelError, match=r"apt-get install flite") as err:
+        corpus.check_engines(["flite"])
+    assert "\n" not in str(err.value)

@@ -36,15 +36,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "synth",
         help="generate a labelled synthetic style-speech corpus (needs the [synth] extra)",
         description="Synthesise N clips with controlled pitch, rate, loudness, voice quality, clarity and "
-        "gender (eSpeak NG, Piper, Kokoro + WORLD + effects), 16 kHz FLAC + manifest.jsonl. Needs "
-        "`pip install 'paraspeechclap[synth]'`.",
+        "gender (eSpeak NG, Piper, Kokoro, Flite + WORLD + effects), 16 kHz FLAC + manifest.jsonl. Needs "
+        "`pip install 'paraspeechclap[synth]'` (and, for Flite, the flite program).",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (audio root of the manifest)")
     p.add_argument("--n", type=int, default=100, metavar="N", help="number of clips (default 100)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="plan seed (default 0)")
     p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="J",
                    help="worker processes (default: all cores); output does not depend on it")
-    p.add_argument("--engines", type=_csv, metavar="E,..", help="engines to use (default: all: espeak,piper,kokoro)")
+    p.add_argument("--engines", type=_csv, metavar="E,..", help="engines to use: espeak, piper, kokoro, flite (default: all; the built-in mix "
+                   "gives Flite no clips unless --mix names it)")
     p.add_argument("--voices", type=_csv, metavar="V,..", help="only these voices (engine:name or name)")
     p.add_argument("--exclude-voices", type=_csv, default=[], metavar="V,..", help="voices to leave out (held out)")
     p.add_argument("--mix", metavar="E=W,..",

