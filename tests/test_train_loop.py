@@ -133,3 +133,28 @@ def test_bad_items_are_skipped_counted_and_limited(toy, tmp_path: Path, capsys) 
     assert summary["bad_items"] == 3 and summary["steps"] == 7  # 27 rows / batch 4, every row visited once
     assert main(_args(toy, tmp_path / "strict", *base, "data.max_bad_items=1")) == 2
     assert "data.max_bad_items=1" in capsys.readouterr().err
+
+
+def test_features_seed_fixes_the_cached_variants_across_training_seeds(toy, tmp_path: Path, monkeypatch) -> None:
+    # features.seed (default: train.seed) seeds the cached augmented variants and is part of their
+    # cache key: runs that differ only in train.seed share the cache when it is fixed.
+    from paraspeechclap.training import loop
+
+    seen: list[tuple[int, int]] = []
+    real = loop.build_feature_table
+
+    def spy(reqs, encoder, root, pipeline, **kwargs):
+        table = real(reqs, encoder, root, pipeline, **kwargs)
+        if pipeline is not None:  # the training clips (dev clips have no augmentation)
+            seen.append((kwargs["seed"], table.computed))
+        return table
+
+    monkeypatch.setattr(loop, "build_feature_table", spy)
+    common = ["model.audio_trainable=[]", "features.cache=true", "features.variants=2", "augment.gain_db=[-6.0,6.0]",
+              f"features.cache_dir={tmp_path / 'features'}", "train.max_steps=2", "eval.every_steps=null"]
+    for i, extra in enumerate((["train.seed=1", "features.seed=7"], ["train.seed=2", "features.seed=7"],
+                               ["train.seed=2"])):
+        assert main(_args(toy, tmp_path / f"run{i}", *common, *extra)) == 0
+    assert [s for s, _ in seen] == [7, 7, 2]
+    computed = [c for _, c in seen]
+    assert computed[0] == 24 and computed[1] == 0 and computed[2] == 24, computed

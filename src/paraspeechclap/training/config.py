@@ -244,6 +244,9 @@ class FeaturesConfig:
             one is drawn per fetch. Must be >= 1 (0 would silently drop the augmentation).
         batch_size: clips per backbone pass while filling the cache.
         text_cache: cache the frozen text backbone's outputs per caption string (in memory).
+        seed: seed of the cached augmented variants (default: ``train.seed``). It is part of the
+            cache key, so fixing it lets runs that differ only in ``train.seed`` (the heads'
+            initialisation and the data order) share one cache instead of recomputing every clip.
     """
 
     cache: bool = False
@@ -251,6 +254,7 @@ class FeaturesConfig:
     variants: int = 4
     batch_size: int = 16
     text_cache: bool = True
+    seed: int | None = None
 
 
 @dataclass

@@ -189,8 +189,9 @@ class Trainer:
                 seen.add(key)
                 reqs.append(CacheRequest(key, str(self.sources[s].manifest.audio_path(i))))
         f = self.cfg.features
+        seed = self.cfg.train.seed if f.seed is None else f.seed
         table = build_feature_table(reqs, self.model.audio_branch, self._cache_root(), self.pipeline,
-                                    seed=self.cfg.train.seed, variants=f.variants, batch_size=f.batch_size,
+                                    seed=seed, variants=f.variants, batch_size=f.batch_size,
                                     progress=self.cfg.train.progress)  # fmt: skip
         self.state.bad.update(table.bad)
         self._check_bad()
