@@ -277,7 +277,7 @@ class PiperEngine(Engine):
 _FLITE_VOICES: dict[str, tuple[str, float]] = {
     "kal16": ("male", 89.7), "awb": ("male", 131.5), "rms": ("male", 101.5), "slt": ("female", 171.8),
 }
-FLITE_HINT = "install the flite program (Debian/Ubuntu: apt-get install flite)"
+FLITE_HINT = "apt-get install flite (Debian/Ubuntu; elsewhere, the system's flite package)"
 
 
 class FliteEngine(Engine):
