@@ -44,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="plan seed (default 0)")
     p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="J",
                    help="worker processes (default: all cores); output does not depend on it")
-    p.add_argument("--engines", type=_csv, metavar="E,..", help="engines to use: espeak, piper, kokoro, flite (default: all; the built-in mix "
-                   "gives Flite no clips unless --mix names it)")
+    p.add_argument("--engines", type=_csv, metavar="E,..",
+                   help="engines to use: espeak, piper, kokoro, flite (default: all; the built-in mix gives "
+                   "Flite no clips unless --mix names it)")
     p.add_argument("--voices", type=_csv, metavar="V,..", help="only these voices (engine:name or name)")
     p.add_argument("--exclude-voices", type=_csv, default=[], metavar="V,..", help="voices to leave out (held out)")
     p.add_argument("--mix", metavar="E=W,..",

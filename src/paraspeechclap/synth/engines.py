@@ -307,7 +307,8 @@ class FliteEngine(Engine):
 
         with tempfile.TemporaryDirectory(prefix="paraspeechclap-flite-") as tmp:
             path = os.path.join(tmp, "out.wav")
-            cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1.0 / rate:.4f}", "-t", text, "-o", path]
+            stretch = f"duration_stretch={1.0 / rate:.4f}"
+            cmd = ["flite", "-voice", voice.name, "--setf", stretch, "-t", text, "-o", path]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0 or not os.path.isfile(path):
                 raise ModelError(f"flite failed for voice {voice.name!r}: {done.stderr.strip()[-200:]}")
