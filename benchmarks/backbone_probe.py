@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
 
 CLASSES = ["angry", "happy", "saddened", "neutral"]
 
@@ -66,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="tiny.en,base")
     ap.add_argument("--split", choices=["dev", "test"], default="dev")
-    ap.add_argument("--json", default=None)
+    add_json_arg(ap, "backbone_probe_{split}.json")
     args = ap.parse_args()
     rows = []
     for variant in args.variants.split(","):
@@ -80,10 +84,7 @@ def main() -> int:
                 uar = probe(select(xtr, layers, stat), ytr, select(xte, layers, stat), yte)
                 rows.append({"variant": variant, "layers": name, "pooling": stat, "uar": uar})
                 print(f"{variant:8s} {name:11s} {stat:8s} 4-class emotion UAR ({args.split}) {uar:.3f}", flush=True)
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, rows)
+    write_results(json_path(args), {"split": args.split, "rows": rows})
     return 0
 
 

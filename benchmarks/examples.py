@@ -5,7 +5,7 @@ labels for ``thorsten_*``). For every attribute set that gives a clip a gold lab
 the top candidate of the set's prompt ensemble; a wrong one is listed with the cosine margin by which
 the predicted class beat the known one.
 
-    python benchmarks/examples.py [--model M] [--precision P] [--json out.json]
+    python benchmarks/examples.py [--model M] [--precision P]      # results/examples_fp32.json
 
 ``tests/test_shipped_model.py`` pins the predictions the shipped model must keep; this script prints
 the whole table, errors included (the model card quotes it).
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import model_fields
+from common import add_json_arg, json_path, model_fields, write_results  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SETS = ["emotion", "emotion8", "gender", "pitch_level", "speaking_rate", "loudness", "voice_quality", "whisper"]
@@ -50,8 +50,8 @@ def predictions(model: Any, labels: dict[str, dict[str, Any]]) -> list[dict[str,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model to evaluate (default: the embedded default model)")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
-    ap.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "examples_{precision}.json")
     args = ap.parse_args()
 
     from paraspeechclap import load_model
@@ -64,10 +64,8 @@ def main() -> int:
     for r in rows:
         if r["gold"] != r["predicted"]:
             print(f"  {r['clip']:28s} {r['set']:14s} {r['gold']:>10s} -> {r['predicted']:10s} margin {r['margin']:.3f}")
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, {**model_fields(model), "right": right, "total": len(rows), "rows": rows})
+    write_results(json_path(args, precision=model.precision),
+                  {**model_fields(model), "right": right, "total": len(rows), "rows": rows})
     return 0
 
 

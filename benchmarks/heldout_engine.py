@@ -7,7 +7,7 @@ removed from the synthetic corpus, then score that engine's clips, which the run
 
     paraspeechclap train --config configs/train/lite.yaml --set 'data.train.0.exclude={engine: [piper]}' \\
         --set train.output_dir=runs/no_piper
-    python benchmarks/heldout_engine.py --model runs/no_piper/final --engine piper [--json out.json]
+    python benchmarks/heldout_engine.py --model runs/no_piper/final --engine piper   # results/heldout_engine_piper.json
 
 The clips are those of the config's first synthetic training source (generated once and cached, as
 training does). Scoring a model that did train on the engine measures nothing held out.
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import SYNTH_SETS, evaluate, model_fields, report
+from common import add_json_arg, json_path, model_fields  # noqa: E402
+from quality import SYNTH_SETS, evaluate, report  # noqa: E402
 
 
 def engine_manifest(config: str, engine: str) -> Any:
@@ -47,8 +48,8 @@ def main() -> int:
     ap.add_argument("--model", required=True, help="a model trained without --engine")
     ap.add_argument("--engine", default="piper")
     ap.add_argument("--config", default="configs/train/lite.yaml", help="the recipe whose corpus to score")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
-    ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "heldout_engine_{engine}.json")
     args = ap.parse_args()
 
     from paraspeechclap import load_model
@@ -62,7 +63,7 @@ def main() -> int:
         return 2
     sets = evaluate(model, rows, SYNTH_SETS, ensemble=True, retrieval=False, prefix=f"heldout/{args.engine}")
     results = {**model_fields(model), "engine": args.engine, "sets": sets}
-    report(model, results, f"{len(rows)} {args.engine} clips of {args.config}'s synthetic corpus", args.json)
+    report(model, results, f"{len(rows)} {args.engine} clips of {args.config}'s synthetic corpus", json_path(args))
     return 0
 
 

@@ -7,8 +7,16 @@ each precision's embeddings to fp32. Each (model, precision) runs in a fresh pro
 peak memory (max RSS) is its own; a 10-minute file is embedded to show that windowing bounds memory.
 Model load time is measured in a fresh interpreter, imports included.
 
+"batched" passes ``batch_size=8``; the encoder may still run fewer clips per forward pass
+(``max_batch_positions``: 20 s of padded audio for the HF waveform encoders, so 30 s clips of
+WavLM-Large go one at a time); each row records the batch sizes that actually ran (``batches``).
+``--repeats N`` keeps the best of N timings; ``--max-batch-seconds`` overrides the encoder's budget
+(0: none), and ``PARASPEECHCLAP_REUSE_MEMORY=0`` turns off the reuse of freed memory in HF audio
+encoders (glibc's default behaviour), for before/after comparisons.
+
     python benchmarks/inference.py                       # all models
-    python benchmarks/inference.py --models tiny,offline --threads 2 --out benchmarks/results/inference.json
+    python benchmarks/inference.py --models offline --threads 2      # -> benchmarks/results/inference.json
+    python benchmarks/inference.py --models wavlm-large --json benchmarks/results/inference_wavlm.json
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
 
 MODELS = {
     # name -> (how to build it, clips per timing run at 5 s, at 30 s)
@@ -64,12 +75,20 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
-def worker(name: str, precision: str, long_minutes: float) -> dict:
+def worker(name: str, precision: str, long_minutes: float, repeats: int = 1,
+           max_batch_seconds: float | None = None) -> dict:
     """Runs in its own process: timings for one model and precision (+ its fp32 reference)."""
     import numpy as np
 
+    from paraspeechclap.encoders.base import REUSE_MEMORY_ENV
+
     model = build(name, precision)
     ref = build(name, "fp32") if precision != "fp32" else model
+    enc = model.audio_branch
+    if max_batch_seconds is not None:
+        enc.max_batch_positions = int(max_batch_seconds * 16000) or None
+    batch_sizes: list[int] = []
+    enc.register_forward_pre_hook(lambda _m, args: batch_sizes.append(int(args[0].shape[0])))
     _, n5, n30 = MODELS[name]
     rows = []
     for seconds, n in ((5.0, n5), (30.0, n30)):
@@ -80,13 +99,18 @@ def worker(name: str, precision: str, long_minutes: float) -> dict:
 
             def run():
                 nonlocal emb
+                batch_sizes.clear()
                 emb = model.embed_audio(clips, batch_size=bs) if bs > 1 else np.concatenate(
                     [model.embed_audio([c]) for c in clips])
 
-            dt = _time(run)
+            dt = min(_time(run) for _ in range(max(1, repeats)))
+            batches = list(batch_sizes)
             cos = float((emb[:2] * ref.embed_audio(clips[:2], batch_size=2)).sum(1).mean())
             rows.append({"model": name, "precision": precision, "clip_s": seconds, "mode": mode, "clips": n,
-                         "clips_per_s": n / dt, "rtf_x": n * seconds / dt, "cos_to_fp32": cos})
+                         "clips_per_s": n / dt, "rtf_x": n * seconds / dt, "cos_to_fp32": cos,
+                         "batch_size": bs, "batches": batches, "repeats": max(1, repeats),
+                         "max_batch_positions": enc.max_batch_positions,
+                         "reuse_memory": os.environ.get(REUSE_MEMORY_ENV, "").strip() != "0"})
     del ref
     if precision != "fp32" or long_minutes <= 0:  # the long file shows windowing; once per model is enough
         return {"rows": rows, "long": None}
@@ -112,21 +136,27 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16,int8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--long-minutes", type=float, default=10.0)
-    ap.add_argument("--out", default="benchmarks/results/inference.json")
+    ap.add_argument("--repeats", type=int, default=1, help="time each mode N times and keep the best")
+    ap.add_argument("--max-batch-seconds", type=float, default=None,
+                    help="override the encoder's padded audio per forward pass (0: no limit)")
+    add_json_arg(ap, "inference.json")
     ap.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.long_minutes)))
+        print(json.dumps(worker(*args.worker, args.long_minutes, args.repeats, args.max_batch_seconds)))
         return
-    results = {"threads": args.threads, "cpu": _cpu(), "torch": torch.__version__, "rows": [], "long": [], "load_s": {}}
+    results = {"threads": args.threads, "torch": torch.__version__, "rows": [], "long": [], "load_s": {},
+               "repeats": args.repeats, "max_batch_seconds": args.max_batch_seconds}
     for name in args.models.split(","):
         results["load_s"][name] = load_time(name)
         for precision in args.precisions.split(","):
+            extra = [] if args.max_batch_seconds is None else ["--max-batch-seconds", str(args.max_batch_seconds)]
             out = subprocess.run([sys.executable, __file__, "--worker", name, precision, "--threads",
-                                  str(args.threads), "--long-minutes", str(args.long_minutes)],
+                                  str(args.threads), "--long-minutes", str(args.long_minutes),
+                                  "--repeats", str(args.repeats), *extra],
                                  check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             res = json.loads(out.stdout.strip().splitlines()[-1])
             results["rows"] += res["rows"]
@@ -134,15 +164,14 @@ def main() -> None:
                 results["long"].append(res["long"])
             _print_rows(res)
     _summary(results)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(json_path(args), results)
 
 
 def _print_rows(res: dict) -> None:
     for r in res["rows"]:
         print(f"{r['model']:12s} {r['precision']:5s} {r['clip_s']:4.0f}s {r['mode']:14s} "
-              f"{r['clips_per_s']:8.2f} clips/s  {r['rtf_x']:8.1f}x real time  cos {r['cos_to_fp32']:.5f}", flush=True)
+              f"{r['clips_per_s']:8.2f} clips/s  {r['rtf_x']:8.1f}x real time  cos {r['cos_to_fp32']:.5f}  "
+              f"batches {r['batches']}", flush=True)
     lg = res["long"]
     if not lg:
         return
@@ -163,16 +192,6 @@ def _summary(results: dict) -> None:
             print(f"{name}: fastest 5 s path = {best['precision']} {best['mode']} at {best['clips_per_s']:.2f} clips/s, "
                   f"{best['clips_per_s'] / base[0]['clips_per_s']:.2f}x the official fp32 one-at-a-time path "
                   f"(cos {best['cos_to_fp32']:.5f})")
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

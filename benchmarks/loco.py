@@ -9,7 +9,7 @@ comparison with the shipped model, scored here too) and on all of its clips (non
 Features are cached, so each run trains the heads only (a few minutes on 2 cores).
 
     python benchmarks/loco.py                                   # every corpus with >= 100 clips
-    python benchmarks/loco.py --corpora emodb,savee --max-steps 1000 --out benchmarks/results/loco.json
+    python benchmarks/loco.py --corpora emodb,savee --max-steps 1000 --json /tmp/loco.json
 
 UAR here is over the classes present in the corpus (a corpus may lack some emotions); the
 ``classes`` column says how many of the candidates occur.
@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quality import REAL_SETS, evaluate
+from common import add_json_arg, json_path, write_results  # noqa: E402
+from quality import REAL_SETS, evaluate  # noqa: E402
 
 
 def corpora(min_clips: int) -> list[str]:
@@ -91,25 +92,25 @@ def main() -> int:
     ap.add_argument("--runs", default="runs/loco", help="where the per-corpus models go")
     ap.add_argument("--shipped", default=None, help="in-corpus model to compare with (default: the embedded one)")
     ap.add_argument("--no-ensemble", action="store_true")
-    ap.add_argument("--out", default="benchmarks/results/loco.json")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "loco.json")
     args = ap.parse_args()
 
     from paraspeechclap import load_model
-    from paraspeechclap.atomic import atomic_write_json
 
     ensemble = not args.no_ensemble
     names = args.corpora.split(",") if args.corpora else corpora(args.min_clips)
-    shipped = load_model(args.shipped)
+    shipped = load_model(args.shipped, precision=args.precision)
     results: dict[str, Any] = {"config": args.config, "max_steps": args.max_steps, "shipped": shipped.model_id,
-                               "shipped_checksum": shipped.checksum, "prompt_ensemble": ensemble, "corpora": {}}
+                               "shipped_checksum": shipped.checksum, "precision": shipped.precision,
+                               "prompt_ensemble": ensemble, "corpora": {}}
     for corpus in names:
         final = train_without(corpus, args.config, Path(args.runs) / corpus, args.max_steps)
-        loco = load_model(str(final))
+        loco = load_model(str(final), precision=args.precision)
         results["corpora"][corpus] = {"loco": score(loco, corpus, ensemble),
                                       "shipped": score(shipped, corpus, ensemble, ("test",))["test"]}
-        atomic_write_json(args.out, results)  # partial results survive a crash
+        write_results(json_path(args), results)  # partial results survive a crash
     print_table(results)
-    print(f"\nwrote {args.out}")
     return 0
 
 

@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from pathlib import Path
 import time
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
 
 CLASSES = ["angry", "happy", "saddened", "neutral"]
 N_BLOCKS = 4  # blocks 1-4 of Whisper base: the default model's
@@ -136,12 +140,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def write_json(args: argparse.Namespace, seeds: list[int], cache_s: dict[str, float],
                results: list[dict[str, Any]]) -> None:
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, {"split": args.split, "epochs": args.epochs, "seeds": seeds,
-                                      "lr_head": args.lr_head, "lr_block": args.lr_block, "cache_seconds": cache_s,
-                                      "runs": results, "summary": summarise(results)})
+    write_results(json_path(args), {"split": args.split, "epochs": args.epochs, "seeds": seeds,
+                                    "tune": args.tune, "lr_head": args.lr_head, "lr_block": args.lr_block,
+                                    "cache_seconds": cache_s, "runs": results, "summary": summarise(results)})
 
 
 def main() -> int:
@@ -153,7 +154,7 @@ def main() -> int:
     ap.add_argument("--lr-head", type=float, default=1e-3)
     ap.add_argument("--lr-block", type=float, default=3e-5)
     ap.add_argument("--max-clips", type=int, default=None, help="first N clips of each split (smoke runs)")
-    ap.add_argument("--json", default=None, metavar="OUT")
+    add_json_arg(ap, "partial_tuning_{split}_tune{tune}_e{epochs}.json")
     args = ap.parse_args()
 
     import torch

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import synthetic_manifest
+from common import add_json_arg, json_path, write_results  # noqa: E402
+from quality import SYNTH_N, synthetic_manifest  # noqa: E402
 
 OFF_SEMITONES = 2.5
 
@@ -68,23 +69,20 @@ def main() -> int:
     ap.add_argument("--manifest", default=None, help="a synthetic corpus manifest (default: quality.py's dev clips)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N rows")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+    add_json_arg(ap, "pitch_estimators.json")
     args = ap.parse_args()
 
     from paraspeechclap.data.manifest import load_manifest
 
-    manifest = load_manifest(args.manifest) if args.manifest else synthetic_manifest("dev", 240, args.jobs)
+    manifest = load_manifest(args.manifest) if args.manifest else synthetic_manifest("dev", SYNTH_N["dev"], args.jobs)
     results = summarise(clip_errors(manifest, args.limit))
     print(f"{'statistic':14s} {'group':12s} {'clips':>6s} {'>2.5 st':>8s} {'q1':>6s} {'median':>7s} {'q3':>6s}")
     for name, groups in results.items():
         for group, r in groups.items():
             print(f"{name:14s} {group:12s} {r['clips']:6d} {r['off']:8.3f} {r['q1']:6.2f} {r['median']:7.2f} "
                   f"{r['q3']:6.2f}")
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, {"manifest": str(args.manifest or "quality dev"), "limit": args.limit,
-                                      "off_semitones": OFF_SEMITONES, "results": results})
+    write_results(json_path(args), {"manifest": str(args.manifest or "quality dev"), "limit": args.limit,
+                                    "off_semitones": OFF_SEMITONES, "results": results})
     return 0
 
 

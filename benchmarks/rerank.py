@@ -3,8 +3,9 @@
 Data: the style-prompted mode of ``paraspeechclap.synth`` writes ``--prompts`` random prompts
 x ``--candidates`` candidates in the official best-of-N layout; each prompted attribute (gender
 included) is realised as prompted with probability ``--p-match`` (0.5), so each candidate's true
-tags are known. The voices default to the four held out of the default model's training corpus
-(``configs/train/lite.yaml``); pass ``--voices`` to match another model's held-out set.
+tags are known. The voices default to the default model's held-out test voices
+(:data:`paraspeechclap.synth.engines.HELD_OUT_VOICES`), speaking the test sentences, which no training
+corpus speaks; pass ``--voices`` to match another model's held-out set.
 
 Tag recall of a candidate = the share of the prompt's style tags (``labels_to_tags`` of the
 prompted labels: pitch, rate, loudness, voice quality, clarity; gender is not a tag) that the
@@ -21,7 +22,7 @@ interval over prompts is given for ``reranker - random``.
 Speed: N = 10 candidates of 5 s (speech from the set, tiled to 5 s) reranked against a fresh prompt,
 embedding and text encoding included, model loading excluded; median over ``--speed-reps`` runs.
 
-    python benchmarks/rerank.py --model runs/lite/best                 # 200 prompts x 10 (default)
+    python benchmarks/rerank.py                     # the default model, 200 prompts x 10 -> results/rerank_fp32.json
     python benchmarks/rerank.py --model /tmp/tiny --prompts 10 --candidates 4   # smoke test
 """
 
@@ -30,14 +31,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from paraspeechclap.atomic import atomic_write_json
 from paraspeechclap.cli.common import print_table
 from paraspeechclap.data.vocabulary import labels_to_tags
 from paraspeechclap.pretrained import load_model
@@ -45,26 +44,27 @@ from paraspeechclap.reranking import StyleScorer, best_of_n, load_official
 from paraspeechclap.synth.corpus import PLAN_VERSION
 from paraspeechclap.synth.engines import select_voices
 from paraspeechclap.synth.prompted import random_prompts, write_rerank_set
+from paraspeechclap.training.features import default_cache_root
 
-HELD_OUT_VOICES = "espeak:en-us+m7,espeak:en-us+f4,espeak:en-gb-scotland+m2,espeak:en-us+linda"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
+
+#: the candidates' sentence pool: no training corpus speaks these
+SENTENCES = "test"
 CHOOSERS = ("first", "random", "reranker", "oracle")
 SPEED_SECONDS = 5.0
-
-
-def _cache_root() -> Path:
-    env = os.environ.get("PARASPEECHCLAP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "paraspeechclap"
 
 
 def make_data(args: argparse.Namespace) -> Path:
     """Synthesise (or reuse) the candidate set; returns its folder."""
     voices = select_voices(voices=[v for v in args.voices.split(",") if v])
     key = json.dumps([args.prompts, args.candidates, args.p_match, args.seed, sorted(v.id for v in voices),
-                      PLAN_VERSION])  # a new generator version never reuses old candidates
-    out = Path(args.data_dir) if args.data_dir else _cache_root() / "rerank_bench" / hashlib.sha256(key.encode()).hexdigest()[:12]
+                      PLAN_VERSION, SENTENCES])  # a new generator version never reuses old candidates
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    out = Path(args.data_dir) if args.data_dir else default_cache_root() / "rerank_bench" / digest
     t0 = time.perf_counter()
     summary = write_rerank_set(out, random_prompts(args.prompts, args.seed), args.candidates, args.p_match, args.seed,
-                               args.jobs, voices)  # fmt: skip
+                               args.jobs, voices, sentences=SENTENCES)  # fmt: skip
     print(f"data: {out} ({summary['generated']} clips generated in {time.perf_counter() - t0:.1f} s, "
           f"prompted fields realised: {summary['match_rate']})", file=sys.stderr)
     return out
@@ -132,19 +132,21 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--p-match", type=float, default=0.5)
-    ap.add_argument("--voices", default=HELD_OUT_VOICES, help="voices of the candidates (default: held-out set)")
+    ap.add_argument("--voices", default="held-out:test",
+                    help="voices of the candidates (default: held-out:test, the default model's held-out test voices)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--data-dir", help="where the candidates go (default: a cache folder keyed by the settings)")
     ap.add_argument("--model", default=None, help="model name or directory (default: the embedded default)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--speed-reps", type=int, default=5)
-    ap.add_argument("--out", default="benchmarks/results/rerank.json")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "rerank_{precision}.json")
     args = ap.parse_args()
 
     data = make_data(args)
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     load_s = time.perf_counter() - t0
     rset = load_official(data)
     t0 = time.perf_counter()
@@ -154,7 +156,8 @@ def main() -> int:
     recall, match = truth(data, len(rset.prompts), args.candidates)
     rng = np.random.default_rng(args.seed)
     result = {
-        "settings": {k: getattr(args, k) for k in ("prompts", "candidates", "p_match", "voices", "seed")},
+        "settings": {**{k: getattr(args, k) for k in ("prompts", "candidates", "p_match", "voices", "seed")},
+                     "sentences": SENTENCES},
         "data_dir": str(data), "model": {"id": model.model_id, "checksum": model.checksum,
                                             "precision": model.precision, "load_s": round(load_s, 2)},
         "tag_recall": choosers(recall, chosen, rng), "field_match": choosers(match, chosen, rng),
@@ -173,8 +176,7 @@ def main() -> int:
     sp = result["speed"]
     print(f"speed: {sp['candidates']} candidates x {sp['seconds_each']:.0f} s reranked in {sp['median_s']:.3f} s "
           f"(median of {sp['reps']}, {sp['threads']} threads, model loading excluded: {load_s:.1f} s)")
-    atomic_write_json(args.out, result)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_results(json_path(args, precision=model.precision), result)
     return 0
 
 

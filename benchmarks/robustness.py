@@ -7,7 +7,7 @@ channels differ in gain), encoded as MP3, and re-levelled by -20 dB (not for lou
 level). Target: every UAR within 0.05 of the clean one (the recording-condition set is excepted for 8 kHz
 and MP3, which change what it measures).
 
-    python benchmarks/robustness.py --split dev [--model M] [--json out.json]
+    python benchmarks/robustness.py --split dev [--model M]      # results/robustness_dev_fp32.json
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import REAL_SETS, SYNTH_SETS, synthetic_manifest  # noqa: E402
+from common import add_json_arg, attribute_scores, json_path, model_fields, write_results  # noqa: E402
+from quality import REAL_SETS, SYNTH_N, SYNTH_SETS, synthetic_manifest  # noqa: E402
 
 Perturb = Callable[[np.ndarray], tuple[np.ndarray, int]]
 TOLERANCE = 0.05
@@ -61,26 +62,28 @@ EXCEPTED = {("recording", "8 kHz"), ("recording", "mp3"), ("loudness", "-20 dB")
 
 
 def uars(model: Any, rows: list[dict], audio: np.ndarray, sets: list[str]) -> dict[str, float]:
-    from paraspeechclap.training.evaluate import classification_scores
-
+    """UAR over the classes present (what ``quality.py`` reports) of each set with gold labels."""
     out = {}
     for name in sets:
-        m = classification_scores(audio, rows, model, name, ensemble=True)
+        m = attribute_scores(model, audio, rows, name)
         if m:
-            out[name] = m[f"val/{name}/uar"]
+            out[name] = m["uar_present"]
     return out
 
 
 def run_set(model: Any, manifest: Any, sets: list[str]) -> dict[str, dict[str, float]]:
+    """Clean and perturbed UARs. Every version is embedded in the same batches (16 clips, input order)
+    as ``quality.py`` embeds the clean files, so the clean row equals its numbers in any precision."""
     from paraspeechclap.audio import load_audio
 
     rows = [manifest[i] for i in range(len(manifest))]
     clean = [load_audio(str(manifest.audio_path(i))) for i in range(len(manifest))]
-    results = {"clean": uars(model, rows, model.embed_audio(clean), sets)}
+    results = {"clean": uars(model, rows, model.embed_audio(clean, batch_size=16), sets)}
     for name, fn in PERTURBATIONS.items():
         pairs = [fn(x) for x in clean]
-        emb = np.concatenate([model.embed_audio([a], sample_rate=sr) for a, sr in pairs])
-        results[name] = uars(model, rows, emb, sets)
+        (rate,) = {sr for _, sr in pairs}
+        results[name] = uars(model, rows, model.embed_audio([a for a, _ in pairs], sample_rate=rate, batch_size=16),
+                             sets)
         print(f"  {name}: done", file=sys.stderr, flush=True)
     return results
 
@@ -89,14 +92,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--split", choices=["dev", "test"], default="dev")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "robustness_{split}_{precision}.json")
     args = ap.parse_args()
     from paraspeechclap import load_model
     from paraspeechclap.data.splits import load_shared_manifest
 
-    model = load_model(args.model)
-    n = 240 if args.split == "dev" else 400
-    tables = {"synthetic": run_set(model, synthetic_manifest(args.split, n, 2), SYNTH_SETS),
+    model = load_model(args.model, precision=args.precision)
+    tables = {"synthetic": run_set(model, synthetic_manifest(args.split, SYNTH_N[args.split], 2), SYNTH_SETS),
               "real": run_set(model, load_shared_manifest(args.split), REAL_SETS)}
     worst, failures = 0.0, []
     print(f"{'set':10s} {'attribute':14s} {'clean':>6s} " + " ".join(f"{p:>9s}" for p in PERTURBATIONS))
@@ -115,12 +118,9 @@ def main() -> int:
             print(f"{set_name:10s} {attr:14s} {clean:6.3f} " + " ".join(cells))
     print(f"(UAR change from clean; * = excepted) worst change {worst:+.3f}; "
           f"{'all within' if not failures else 'outside'} {TOLERANCE}: {', '.join(failures) or 'none'}")
-    if args.json:
-        from paraspeechclap.atomic import atomic_write_json
-
-        atomic_write_json(args.json, {"model": model.model_id, "checksum": model.checksum,
-                                      "precision": model.precision, "split": args.split, "tables": tables,
-                                      "failures": failures})
+    write_results(json_path(args, precision=model.precision),
+                  {**model_fields(model), "split": args.split, "tables": tables, "worst": worst,
+                   "tolerance": TOLERANCE, "excepted": sorted(f"{a}/{p}" for a, p in EXCEPTED), "failures": failures})
     return 0
 
 

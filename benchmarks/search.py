@@ -8,13 +8,14 @@ backend and (when installed) FAISS ``IndexFlatIP``; building the FAISS index (a 
 embeddings, done once per ``paraspeechclap search`` call) is reported separately from query latency.
 
     python benchmarks/search.py                                   # 10k and 100k clips, D=768
-    python benchmarks/search.py --sizes 10000 --dim 512 --out benchmarks/results/search.json
+    python benchmarks/search.py                 # -> benchmarks/results/search.json
+    python benchmarks/search.py --sizes 10000 --dim 512 --json /tmp/search.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import os
 import shutil
 import statistics
@@ -22,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
 
 import numpy as np
 
@@ -117,7 +121,7 @@ def main() -> None:
                     help="size of each synthetic file for the build (hashing cost scales with it)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--out", default="benchmarks/results/search.json")
+    add_json_arg(ap, "search.json")
     args = ap.parse_args()
 
     backends = ["numpy"] + (["faiss"] if _faiss_available() else [])
@@ -150,9 +154,7 @@ def main() -> None:
 
     result = {"embedding": "excluded (synthetic vectors)", "hash_mb_per_s": hash_mb_s, "build": builds,
               "query": queries, "threads": os.cpu_count()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(json_path(args), result)
 
 
 if __name__ == "__main__":

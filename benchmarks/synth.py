@@ -12,7 +12,7 @@ loading, rendering, FLAC writing and the manifest included). Two numbers per run
 Target (the synth task): the default mix reaches >= 5 clips/s with ``--jobs 2`` on 2 cores.
 
     python benchmarks/synth.py                         # per engine + default mix, --jobs 2
-    python benchmarks/synth.py --mix-clips 200 --jobs 2 --out benchmarks/results/synth.json
+    python benchmarks/synth.py --mix-clips 200 --jobs 2      # -> benchmarks/results/synth.json
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ import json
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from paraspeechclap.synth import DEFAULT_MIX, ENGINES, generate_corpus, select_voices
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
 
 TARGET_CLIPS_PER_S = 5.0
 
@@ -64,7 +68,7 @@ def main() -> None:
     ap.add_argument("--engine-clips", default="espeak=80,piper=30,kokoro=8", help="clips per engine run")
     ap.add_argument("--engines", default=",".join(ENGINES), help="engines to time alone")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="benchmarks/results/synth.json")
+    add_json_arg(ap, "synth.json")
     args = ap.parse_args()
 
     counts = {k: int(v) for k, v in (p.split("=") for p in args.engine_clips.split(","))}
@@ -85,11 +89,7 @@ def main() -> None:
     mix = runs[-1]
     print(f"default mix {DEFAULT_MIX}: {mix['clips_per_s']} clips/s wall, {mix['cpu_bound_clips_per_s']} clips/s "
           f"CPU-bound on {args.jobs} cores (target >= {TARGET_CLIPS_PER_S} with --jobs 2)")  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"default_mix": DEFAULT_MIX, "cpu_count": os.cpu_count(), "runs": runs}, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_results(json_path(args), {"default_mix": DEFAULT_MIX, "cpu_count": os.cpu_count(), "runs": runs})
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ Modes:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, add_json_arg, json_path, write_results  # noqa: E402
+
 MODES: dict[str, tuple[str, list[str]]] = {
     "tiny/full": ("tiny.yaml", []),
     "tiny/cached": ("tiny.yaml", ["model.audio_trainable=[]", "features.cache=true"]),
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--clips", type=int, default=64, help="toy corpus size")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train.json"))
+    add_json_arg(p, "train.json")
     args = p.parse_args(argv)
     from paraspeechclap.training.toy import write_tone_corpus
 
@@ -104,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':<14} {'samples/s':>10} {'setup s':>8} {'trainable':>10}")
     for r in rows:
         print(f"{r['mode']:<14} {r['samples_per_s']:>10.1f} {r['setup_s']:>8.1f} {r['trainable_params']:>10,d}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"corpus": f"toy tones, {args.clips} clips of 2-4 s", "torch_threads": args.threads}
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(json_path(args), {"corpus": f"toy tones, {args.clips} clips of 2-4 s", "torch_threads": args.threads,
+                                    "results": rows})
     return 0
 
 

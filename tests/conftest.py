@@ -15,17 +15,29 @@ import pytest  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _auto_precision_is_fp32():
-    """``precision="auto"`` (the default) picks bf16 on CPUs with native bf16 and fp32 elsewhere;
-    in-process tests compare against fp32 references and must not depend on the CI machine's
-    CPU, so here auto means fp32. Tests that need bf16 ask for it (the shipped-model test runs
-    both; test_inference checks the resolution itself)."""
-    from paraspeechclap import inference
+def pytest_addoption(parser):
+    parser.addoption(
+        "--auto-precision", default="machine", choices=["machine", "bf16", "fp32", "other"],
+        help="what precision='auto' resolves to in this run (sets PARASPEECHCLAP_AUTO_PRECISION, which "
+             "subprocesses inherit): machine = leave it to the CPU (or an already set variable); other = "
+             "the opposite of what this machine picks, so tests marked 'precision' run under both",
+    )
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(inference, "cpu_has_bf16", lambda cpuinfo=None: False)
-        yield
+
+def pytest_configure(config):
+    from paraspeechclap.inference import AUTO_PRECISION_ENV, cpu_has_bf16
+
+    choice = config.getoption("--auto-precision")
+    if choice == "other":
+        choice = "fp32" if cpu_has_bf16() else "bf16"
+    if choice != "machine":
+        os.environ[AUTO_PRECISION_ENV] = choice
+
+
+def pytest_report_header(config):
+    from paraspeechclap.inference import resolve_precision
+
+    return f"precision='auto' resolves to {resolve_precision('auto', 'cpu')} in this run"
 
 
 @pytest.fixture(scope="session")

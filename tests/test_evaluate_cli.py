@@ -140,10 +140,13 @@ def test_classification_candidates_label_field_ensemble(tmp_path, dataset, tiny_
     manifest, root = dataset
     out = tmp_path / "emo"
     argv = ["evaluate", "classification", "--manifest", str(manifest), "--audio-root", str(root),
-            "--candidates", "angry", "happy", "saddened", "--label-field", "emotion", "--ensemble",
+            "--candidates", "angry", "happy", "saddened", "--label-field", "emotion", "--ensemble", "--drop-unmatched",
             "--out", str(out), "--model", str(tiny_dir), "--device", "cpu"]
-    assert _run(capsys, argv)[0] == 0
+    rc, _, err = _run(capsys, argv)
+    assert rc == 0
+    assert "1 clips excluded" in err and "scared (1)" in err  # dropped on request, and said so
     m = json.loads((out / "metrics.json").read_text())
+    assert m["protocol"]["unmatched_gold"].startswith("excluded")
     prompts = m["protocol"]["prompts"]
     assert m["protocol"]["ensemble"] is True and all(len(prompts[c]) > 1 for c in ("angry", "happy", "saddened"))
     # anger -> angry, joy -> happy, sad -> saddened (label maps); fear -> scared is not a candidate
@@ -176,3 +179,87 @@ def test_errors_exit_2(tmp_path, dataset, tiny_dir, capsys):
     rc, _, err = _run(capsys, ["evaluate", "classification", "--manifest", str(manifest), "--audio-root", str(root),
                                "--attribute", "no-such-set", *common])
     assert rc == 2 and "unknown attribute set" in err
+
+
+def _emotion_argv(manifest, root, out, tiny_dir, *candidates):
+    return ["evaluate", "classification", "--manifest", str(manifest), "--audio-root", str(root),
+            "--candidates", *candidates, "--label-field", "emotion", "--out", str(out),
+            "--model", str(tiny_dir), "--device", "cpu"]
+
+
+def test_candidates_go_through_the_label_map_like_gold_labels(tmp_path, dataset, tiny_dir, reference_model, capsys):
+    """--candidates sad ... with gold 'sad': both become 'saddened'; the prompts keep the words as given."""
+    manifest, root = dataset
+    out = tmp_path / "mapped"
+    words = ["anger", "joy", "sad", "fear"]  # corpus spellings, as in the manifest
+    rc, _, err = _run(capsys, _emotion_argv(manifest, root, out, tiny_dir, *words))
+    assert rc == 0
+    assert "anger -> angry" in err and "sad -> saddened" in err
+    m = json.loads((out / "metrics.json").read_text())
+    labels = ["angry", "happy", "saddened", "scared"]
+    assert m["protocol"]["candidates"] == labels
+    assert m["protocol"]["phrases"] == dict(zip(labels, words))  # which candidate text was used
+    assert m["protocol"]["prompts"]["saddened"] == ["A person is speaking in a sad style."]
+    assert (m["count"], m["excluded"], m["data"]["no_label"]) == (5, 0, 0)
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["gold"] for p in preds] == ["angry", "happy", "saddened", "angry", "scared"]
+    scores = _class_reference(reference_model, _paths(root), [[f"A person is speaking in a {w} style."] for w in words])
+    assert [p["predicted"] for p in preds] == [labels[int(np.argmax(s))] for s in scores]
+
+
+def test_unmatched_gold_labels_stop_before_the_model_loads(tmp_path, dataset, tiny_dir, capsys):
+    manifest, root = dataset
+    out = tmp_path / "unmatched"
+    rc, stdout, err = _run(capsys, _emotion_argv(manifest, root, out, tiny_dir, "sad", "joy"))
+    assert rc == 2 and stdout == ""
+    assert err.strip().splitlines() == [(
+        "error: 3 clips have gold 'emotion' labels that match no candidate: angry (2, as 'anger'), "
+        "scared (1, as 'fear'); add them to --candidates, or pass --drop-unmatched to exclude these clips "
+        "(or filter the manifest)")]
+    assert not out.exists()
+
+    rc, _, err = _run(capsys, _emotion_argv(manifest, root, out, tiny_dir, "sad", "joy") + ["--drop-unmatched"])
+    assert rc == 0 and "3 clips excluded" in err and "angry (2)" in err
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["count"], m["excluded"], m["excluded_labels"]) == (2, 3, {"angry": 2, "scared": 1})
+    assert m["protocol"]["unmatched_gold"].startswith("excluded")
+
+
+def test_unmatched_labels_without_a_vocabulary_word_are_marked(tmp_path, dataset, tiny_dir, capsys):
+    """A gold spelling that the label map does not know cannot become a candidate: the error says so."""
+    manifest, root = dataset
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[4]["emotion"] = "frustrated"  # mapped to null in label_maps.json: no emotion value
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, _, err = _run(capsys, _emotion_argv(manifest, root, tmp_path / "o", tiny_dir, "anger", "joy", "sad"))
+    assert rc == 2 and "1 clip has gold 'emotion' labels" in err
+    assert "frustrated (1, not in the emotion vocabulary)" in err
+
+
+def test_candidates_that_map_to_one_label_are_refused(tmp_path, dataset, tiny_dir, capsys):
+    manifest, root = dataset
+    rc, _, err = _run(capsys, _emotion_argv(manifest, root, tmp_path / "o", tiny_dir, "sad", "joy", "saddened"))
+    assert rc == 2 and "'sad' and 'saddened' are the same emotion label 'saddened'" in err
+
+
+def test_reports_record_the_precision_and_why(tmp_path, dataset, tiny_dir, capsys, monkeypatch):
+    """A saved (non-official) model keeps the auto default; --precision is recorded as given."""
+    from paraspeechclap import inference
+
+    monkeypatch.delenv("PARASPEECHCLAP_AUTO_PRECISION", raising=False)
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda *a: True)
+    manifest, root = dataset
+    base = ["--manifest", str(manifest), "--audio-root", str(root), "--model", str(tiny_dir), "--device", "cpu"]
+    rc, stdout, _ = _run(capsys, ["evaluate", "retrieval", *base, "--out", str(tmp_path / "r")])
+    assert rc == 0 and "precision bf16 (auto (default for non-official models): bf16 on this device)" in stdout
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["model"]["precision"] == "bf16"
+    assert m["model"]["precision_source"] == "auto (default for non-official models): bf16 on this device"
+    assert "precision bf16" in (tmp_path / "r" / "metrics.md").read_text()
+
+    rc, _, _ = _run(capsys, ["evaluate", "classification", *base, "--attribute", "pitch", "--precision", "fp32",
+                             "--out", str(tmp_path / "c")])
+    assert rc == 0
+    m = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert (m["model"]["precision"], m["model"]["precision_source"]) == ("fp32", "--precision fp32")
+    assert "precision fp32 (--precision fp32)" in (tmp_path / "c" / "metrics.md").read_text()

@@ -58,6 +58,8 @@ def official_state_dict(backbones) -> dict[str, torch.Tensor]:
 
 
 def _load(path, backbones, **kw):
+    # fp32: these tests compare weights and embeddings exactly, and "auto" is bf16 on some CPUs
+    kw.setdefault("precision", "fp32")
     return load_model(str(path), audio_encoder=str(backbones[0]), text_encoder=str(backbones[1]), **kw)
 
 
@@ -180,3 +182,78 @@ def test_released_names_resolve_from_the_hugging_face_cache(backbones, tmp_path,
     assert info.available and info.location.endswith("slap-combined.pth.tar")
     model = load_model("combined", audio_encoder=str(backbones[0]), text_encoder=str(backbones[1]))
     assert model.model_id == "paraspeechclap-combined" and model.config.embed_dim == EMBED
+
+
+def test_is_official_checkpoint(backbones, tmp_path):
+    from paraspeechclap.pretrained import is_official_checkpoint
+
+    path = _save(official_state_dict(backbones), tmp_path)
+    assert is_official_checkpoint(path) and is_official_checkpoint(str(path))
+    assert all(is_official_checkpoint(n) for n in ("intrinsic", "situational", "combined"))  # nothing downloaded
+    assert not is_official_checkpoint(None) and not is_official_checkpoint("lite")
+    assert not is_official_checkpoint(tmp_path) and not is_official_checkpoint(tmp_path / "nothing.pth.tar")
+
+
+@pytest.fixture()
+def eval_manifest(tmp_path):
+    """Three clips with pitch tags, laid out as <root>/corpus/cN.wav."""
+    import json
+
+    import soundfile as sf
+
+    from paraspeechclap.testing import tone
+
+    (tmp_path / "corpus").mkdir()
+    rows = []
+    for i, (sec, f0, tag) in enumerate([(0.8, 110.0, "deep"), (1.1, 330.0, "shrill"), (0.6, 200.0, "nasal")]):
+        sf.write(tmp_path / "corpus" / f"c{i}.wav", tone(sec, f0, seed=i), 16000)
+        rows.append({"source": "corpus", "relative_audio_path": f"c{i}.wav", "classification_tag": tag,
+                     "text_description": f"A {tag} voice."})
+    manifest = tmp_path / "eval.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+@pytest.fixture()
+def auto_means_bf16(monkeypatch):
+    """precision='auto' resolves to bf16 here, as on a CPU with AVX512-BF16 or AMX."""
+    from paraspeechclap import inference
+
+    monkeypatch.delenv("PARASPEECHCLAP_AUTO_PRECISION", raising=False)
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda *a: True)
+    assert inference.resolve_precision("auto", "cpu") == "bf16"
+
+
+@pytest.mark.parametrize("flag, precision, source", [
+    ([], "fp32", "official checkpoint default"),
+    (["--precision", "bf16"], "bf16", "--precision bf16"),
+    (["--precision", "auto"], "bf16", "--precision auto: bf16 on this device"),
+])
+def test_evaluate_runs_official_checkpoints_in_fp32_unless_told(backbones, tmp_path, eval_manifest, auto_means_bf16,
+                                                                capsys, flag, precision, source):
+    import json
+
+    from paraspeechclap.cli.main import main
+
+    path = _save(official_state_dict(backbones), tmp_path)
+    model = ["--model", str(path), "--audio-encoder", str(backbones[0]), "--text-encoder", str(backbones[1]),
+             "--device", "cpu", *flag]
+    for task, extra in (("classification", ["--attribute", "pitch"]), ("retrieval", [])):
+        out = tmp_path / task
+        assert main(["evaluate", task, "--manifest", str(eval_manifest), *extra, "--out", str(out), *model]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert (m["model"]["precision"], m["model"]["precision_source"]) == (precision, source)
+        assert f"precision {precision} ({source})" in (out / "metrics.md").read_text()
+        assert f"precision {precision} ({source})" in capsys.readouterr().out
+
+
+def test_evaluate_official_stderr_is_clean(backbones, tmp_path, eval_manifest):
+    """No library progress bars or load warnings around an evaluation of an official checkpoint."""
+    path = _save(official_state_dict(backbones), tmp_path)
+    argv = ["evaluate", "classification", "--manifest", str(eval_manifest), "--attribute", "pitch",
+            "--out", str(tmp_path / "o"), "--model", str(path),
+            "--audio-encoder", str(backbones[0]), "--text-encoder", str(backbones[1])]
+    run = subprocess.run([sys.executable, "-m", "paraspeechclap", *argv], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert "precision fp32 (official checkpoint default)" in run.stdout

@@ -73,7 +73,8 @@ def fake_model(monkeypatch):
 
 def test_official_layout_end_to_end_matches_independent_scores(tiny, tiny_dir, tmp_path, capsys):
     root = _official(tmp_path / "run")
-    code, _, err = _run(capsys, "--input-dir", root, "--out-name", "best", "--model", tiny_dir)
+    # fp32: the scores are compared with the in-process fp32 model's
+    code, _, err = _run(capsys, "--input-dir", root, "--out-name", "best", "--model", tiny_dir, "--precision", "fp32")
     assert code == 0, err
     best = root / "best"
     summary = _summary(best)
@@ -97,7 +98,8 @@ def test_official_layout_end_to_end_matches_independent_scores(tiny, tiny_dir, t
     assert info["model"] == "tiny" and info["layout"] == "official"
     # an existing output folder needs --overwrite
     assert _run(capsys, "--input-dir", root, "--out-name", "best", "--model", tiny_dir)[0] == 2
-    assert _run(capsys, "--input-dir", root, "--out-name", "best", "--model", tiny_dir, "--overwrite")[0] == 0
+    assert _run(capsys, "--input-dir", root, "--out-name", "best", "--model", tiny_dir, "--overwrite",
+                "--precision", "fp32")[0] == 0
     assert _summary(best) == summary and not list(root.glob(".best.*"))
 
 

@@ -415,3 +415,67 @@ def test_missing_flite_program_is_a_one_line_error_naming_the_package(monkeypatc
     with pytest.raises(ModelError, match=r"apt-get install flite") as err:
         corpus.check_engines(["flite"])
     assert "\n" not in str(err.value)
+
+
+def _words(sentence: str) -> str:
+    return " ".join("".join(ch for ch in sentence.lower() if ch.isalpha() or ch == " ").split())
+
+
+def test_sentence_pools_are_disjoint_so_evaluation_words_are_never_trained() -> None:
+    from paraspeechclap.synth.sentences import SENTENCE_POOLS
+
+    pools = {name: {_words(s) for s in pool} for name, pool in SENTENCE_POOLS.items()}
+    assert set(pools) == {"train", "dev", "test"}
+    for name, pool in pools.items():
+        assert len(pool) == len(SENTENCE_POOLS[name]) >= 60, name  # no duplicates within a pool
+    assert not pools["train"] & pools["dev"] and not pools["train"] & pools["test"] and not pools["dev"] & pools["test"]
+
+
+def test_plan_uses_only_the_named_sentence_pool() -> None:
+    from paraspeechclap.synth.corpus import plan_corpus
+    from paraspeechclap.synth.sentences import SENTENCE_POOLS
+
+    for name, pool in SENTENCE_POOLS.items():
+        texts = {s.text for s in plan_corpus(90, seed=3, voices=select_voices(["espeak"]), sentences=pool)}
+        assert texts <= set(pool) and len(texts) >= 50, name
+
+
+def test_held_out_names_expand_to_the_held_out_voices_and_the_recipe_uses_them() -> None:
+    import yaml
+
+    from paraspeechclap.synth.engines import HELD_OUT_VOICES, expand_voice_ids
+
+    dev, test = list(HELD_OUT_VOICES["dev"]), list(HELD_OUT_VOICES["test"])
+    assert expand_voice_ids(["held-out"]) == dev + test
+    assert expand_voice_ids(["espeak:en-us+m3", "held-out:test"]) == ["espeak:en-us+m3", *test]
+    pool = {v.id for v in select_voices(["espeak"], exclude_voices=["held-out"])}
+    assert pool and not pool & set(dev + test)
+    assert {v.id for v in select_voices(voices=["held-out:dev"])} == set(dev)
+    lite = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "train" / "lite.yaml").read_text())
+    synth = [s["synth"] for s in lite["data"]["train"] if "synth" in s]
+    assert any(expand_voice_ids(s.get("exclude_voices", [])) == dev + test for s in synth)
+
+
+def test_held_out_names_hash_like_the_voices_they_stand_for(tmp_path: Path) -> None:
+    """A recipe that names the held-out set reuses the corpus of one that listed the voices."""
+    from paraspeechclap.synth.engines import expand_voice_ids
+    from paraspeechclap.training.config import SynthSourceConfig
+    from paraspeechclap.training.data import synth_corpus_dir
+
+    named = SynthSourceConfig(n=10, engines=["espeak"], exclude_voices=["held-out"])
+    listed = SynthSourceConfig(n=10, engines=["espeak"], exclude_voices=expand_voice_ids(["held-out"]))
+    assert synth_corpus_dir(named) == synth_corpus_dir(listed)
+    other = SynthSourceConfig(n=10, engines=["espeak"], exclude_voices=["held-out:dev"])
+    assert synth_corpus_dir(other) != synth_corpus_dir(named)
+
+
+@needs_extra
+def test_evaluation_corpus_speaks_its_own_sentences_and_records_the_pool(tmp_path: Path) -> None:
+    from paraspeechclap.synth.corpus import generate_corpus
+    from paraspeechclap.synth.sentences import TEST_SENTENCES
+
+    generate_corpus(tmp_path, 3, seed=2, voices=select_voices(["espeak"]), sentences="test")
+    assert {r["text"] for r in _read(tmp_path / "manifest.jsonl")} <= set(TEST_SENTENCES)
+    assert json.loads((tmp_path / "synth_config.json").read_text())["sentences"] == "test"
+    with pytest.raises(InputError, match="sentence pool"):
+        generate_corpus(tmp_path / "x", 3, seed=2, voices=select_voices(["espeak"]), sentences="holdout")

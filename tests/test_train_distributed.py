@@ -1,5 +1,5 @@
 """The trainer under torch.distributed (gloo, 2 CPU processes): step equivalence with one process,
-and SIGKILL-and-resume under torchrun."""
+and SIGKILL-and-resume under torchrun (killed from outside, see crash.py)."""
 
 from __future__ import annotations
 
@@ -110,35 +110,47 @@ def test_two_process_step_equals_one_process_on_the_concatenated_batch(toy, tmp_
             torch.testing.assert_close(res["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def _torchrun(manifest: str, out: Path, resume: bool = False,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _torchrun_cmd(manifest: str, out: Path, resume: bool = False) -> list[str]:
     sets = [f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]", "train.batch_size=3",
-            "train.max_steps=10", "train.checkpoint_every=4", "train.num_threads=1", "train.progress=false",
+            "train.max_steps=24", "train.checkpoint_every=4", "train.num_threads=1", "train.progress=false",
             "train.device=cpu", "eval.at_end=false", "model.projection_dropout=0.3", f"train.output_dir={out}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "paraspeechclap", "train", "--config", TINY,
-           *[a for s in sets for a in ("--set", s)], *(["--resume", "auto"] if resume else [])]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180, cwd=REPO,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})})
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", "-m", "paraspeechclap", "train", "--config", TINY,
+            *[a for s in sets for a in ("--set", s)], *(["--resume", "auto"] if resume else [])]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(manifest: str, out: Path, resume: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(_torchrun_cmd(manifest, out, resume), check=False, capture_output=True, text=True,
+                          timeout=180, cwd=REPO, env=_env())
 
 
 @pytest.mark.slow
 def test_torchrun_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from paraspeechclap.training.checkpoint import list_checkpoints
+    from crash import checkpoint_complete, kill_run, start_run, wait_until  # tests/crash.py
+    from paraspeechclap.training.checkpoint import is_valid_checkpoint, list_checkpoints
 
     ref = _torchrun(toy, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-3000:]
-    # rank 0 SIGKILLs itself after step 6; torchrun then stops rank 1. Last checkpoint: step 4.
-    killed = _torchrun(toy, tmp_path / "crashed", env={"PARASPEECHCLAP_TEST_KILL_AFTER_STEP": "6"})
-    assert killed.returncode != 0 and not (tmp_path / "crashed" / "final").exists()
-    assert [s for s, _ in list_checkpoints(tmp_path / "crashed" / "checkpoints")] == [4]
-    resumed = _torchrun(toy, tmp_path / "crashed", resume=True)
+    # torchrun and both workers (each in a session of its own) SIGKILLed from outside once the step-4
+    # checkpoint is complete; 20 steps remain, so the kill lands long before the run could finish.
+    crashed, log = tmp_path / "crashed", tmp_path / "crashed.log"
+    proc = start_run(_torchrun_cmd(toy, crashed), REPO, _env(), log)
+    wait_until(proc, checkpoint_complete(crashed / "checkpoints", 4), "the step-4 checkpoint", log)
+    assert kill_run(proc) == -9
+    assert not (crashed / "final").exists()
+    newest = next(s for s, p in list_checkpoints(crashed / "checkpoints") if is_valid_checkpoint(p))
+    assert 4 <= newest < 24
+    resumed = _torchrun(toy, crashed, resume=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "crashed" / "final" / "model.safetensors"))
+    b = load_file(str(crashed / "final" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
-    assert json.loads((tmp_path / "crashed" / "summary.json").read_text())["steps"] == 10
+    assert json.loads((crashed / "summary.json").read_text())["steps"] == 24

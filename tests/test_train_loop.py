@@ -1,4 +1,5 @@
-"""The trainer end to end on the tiny recipe: outputs, resumption after SIGKILL, bad items."""
+"""The trainer end to end on the tiny recipe: outputs, resumption after SIGKILL (from outside, see
+crash.py), bad items."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import torch
 import yaml
 
 from paraspeechclap.cli.main import main
-from paraspeechclap.training.checkpoint import list_checkpoints, load_training_checkpoint
+from paraspeechclap.training.checkpoint import is_valid_checkpoint, list_checkpoints, load_training_checkpoint
+
+from crash import kill_run, metrics_reached, start_run, wait_until  # tests/crash.py
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "train" / "tiny.yaml")
@@ -46,9 +49,14 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_tiny_run_writes_a_loadable_model_and_logs(toy, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     args = _args(toy, out, f"data.dev_manifest={toy['dev']}", "data.dev=[]", "train.max_steps=8",
-                 "train.checkpoint_every=4", "eval.every_steps=4", "train.log_every=2")
+                 "train.checkpoint_every=4", "eval.every_steps=4", "train.log_every=2",
+                 "eval.best_metric=val/gender/uar")
     assert main(args) == 0
     assert "trained 8 steps" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_metric"] == "val/gender/uar" and summary["best_step"] in (4, 8)
+    n_train = sum(1 for line in Path(toy["train"]).read_text().splitlines() if line.strip())
+    assert [s["rows"] for s in summary["train_sources"]] == [n_train]  # what trained the model, in the summary
     # resolved config beside the run, and inside every checkpoint
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["max_steps"] == 8 and saved["data"]["dev"][0]["manifest"] == toy["dev"]
@@ -61,6 +69,10 @@ def test_tiny_run_writes_a_loadable_model_and_logs(toy, tmp_path: Path, capsys) 
     assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6, 8]
     val = [x for x in lines if "val/audio_to_text/R@1" in x]
     assert [x["step"] for x in val] == [4, 8]
+    # every dev metric logged is one the config knows (what eval.best_metric is checked against)
+    from paraspeechclap.training.metric_names import dev_metric_names
+
+    assert {k for x in val for k in x if k.startswith("val/")} <= set(dev_metric_names(["gender", "loudness"]))
     assert all(0.0 <= x["val/audio_to_text/R@1"] <= 1.0 and 0.0 <= x["val/gender/uar"] <= 1.0 for x in val)
     assert all(x["train/samples_per_s"] > 0 for x in lines if "train/loss" in x)
     # the final model is the trained one and loads by path
@@ -78,24 +90,44 @@ def test_tiny_run_writes_a_loadable_model_and_logs(toy, tmp_path: Path, capsys) 
     assert "--resume auto" in capsys.readouterr().err
 
 
-def _run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def test_best_metric_selects_best_but_does_not_change_the_final_weights(toy, tmp_path: Path) -> None:
+    common = [f"data.dev_manifest={toy['dev']}", "data.dev=[]", "train.max_steps=4", "eval.every_steps=2",
+              "train.checkpoint_every=4"]
+    finals = []
+    for metric in ("val/audio_to_text/R@1", "val/loudness/accuracy"):
+        out = tmp_path / metric.replace("/", "-")
+        assert main(_args(toy, out, *common, f"eval.best_metric={metric}")) == 0
+        assert json.loads((out / "best" / "metrics.json").read_text())["step"] in (2, 4)
+        finals.append(_weights(out / "final"))
+    assert finals[0].keys() == finals[1].keys()
+    for k in finals[0]:
+        torch.testing.assert_close(finals[1][k], finals[0][k], rtol=0, atol=0, msg=k)
+
+
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "paraspeechclap", *args], check=False, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=120, cwd=REPO)
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120, cwd=REPO)
 
 
 @pytest.mark.slow
 def test_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
-    common = ["train.max_steps=12", "train.checkpoint_every=4", "eval.every_steps=null", "eval.at_end=false",
-              "data.dev=[]", "model.projection_dropout=0.3", "train.log_every=2"]  # dropout: the RNG must be restored
+    common = ["train.max_steps=40", "train.checkpoint_every=8", "eval.every_steps=null", "eval.at_end=false",
+              "data.dev=[]", "model.projection_dropout=0.3", "train.log_every=1"]  # dropout: the RNG must be restored
     ref, crashed = tmp_path / "ref", tmp_path / "crashed"
     assert main(_args(toy, ref, *common)) == 0
-    # killed right after step 6: the last complete checkpoint is step 4
-    killed = _run_cli(_args(toy, crashed, *common), {"PARASPEECHCLAP_TEST_KILL_AFTER_STEP": "6"})
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    assert [s for s, _ in list_checkpoints(crashed / "checkpoints")] == [4]
+    # SIGKILLed from outside once step 9 is logged: the step-8 checkpoint is complete (it is written
+    # before step 9 runs) and the log holds lines past it, which the resumed run must drop. 31 steps
+    # remain, so the kill lands long before the run could finish.
+    log = tmp_path / "crashed.log"
+    proc = start_run([sys.executable, "-m", "paraspeechclap", *_args(toy, crashed, *common)], REPO,
+                     {**os.environ, "HF_HUB_OFFLINE": "1"}, log)
+    wait_until(proc, metrics_reached(crashed / "metrics.jsonl", 9), "step 9 in metrics.jsonl", log)
+    assert kill_run(proc) == -9
     assert not (crashed / "final").exists()
+    newest = next(s for s, p in list_checkpoints(crashed / "checkpoints") if is_valid_checkpoint(p))
+    assert 8 <= newest < 40
     # a half-written newer checkpoint (no sidecar, truncated) must be ignored
-    (crashed / "checkpoints" / "step_00000008.pt").write_bytes(b"PK\x03\x04 truncated")
+    (crashed / "checkpoints" / "step_00000039.pt").write_bytes(b"PK\x03\x04 truncated")
     resumed = _run_cli([*_args(toy, crashed, *common), "--resume", "auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = _weights(ref / "final"), _weights(crashed / "final")
@@ -104,7 +136,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path)
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
     # the log reads like one run: no duplicated steps after the resume
     steps = [json.loads(x)["step"] for x in (crashed / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 6, 8, 10, 12]
+    assert steps == list(range(1, 41))
 
 
 def _corrupt_corpus(toy: dict[str, str], tmp_path: Path) -> Path:

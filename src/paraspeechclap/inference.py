@@ -3,9 +3,12 @@
 Mixed into :class:`paraspeechclap.model.ParaSpeechCLAP`. Audio items are decoded, resampled and
 validated one by one (:func:`paraspeechclap.audio.load_audio`), cut into windows no longer than the
 backbone's ``window_samples``, prepared by the backbone, and batched as the backbone allows
-(``batch_mode``): padded with masks, or only with items of equal length. The pooled features of an
-item's windows are averaged with weights proportional to their frame counts, which for mean pooling
-equals pooling over the whole item; an item shorter than one window is a single window, so its
+(``batch_mode``): padded with masks, or only with items of equal length. A long item's windows are
+combined exactly: encoders with frame statistics (``window_moments``: counts, sums, sums of squares)
+sum them over the windows and pool once, which equals pooling the concatenated frames of those
+windows (the Whisper backbones, whose mean and standard deviation a plain average of the windows'
+outputs would only approximate); the other encoders pool by mean only, where the frame-weighted
+mean of the windows' outputs is exact. An item shorter than one window is a single window, so its
 embedding is exactly the unwindowed one.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -34,6 +38,9 @@ DEFAULT_TEMPLATE = "A person is speaking in a {} style."
 PRECISIONS = ("fp32", "bf16", "int8")
 #: what ``precision="auto"`` may pick; the CLI and :func:`~paraspeechclap.load_model` default to it.
 AUTO_PRECISION = "auto"
+#: environment variable that overrides what ``"auto"`` resolves to (``bf16`` or ``fp32``); a variable,
+#: not an argument, so that subprocesses (CLI runs, servers, workers) inherit the choice.
+AUTO_PRECISION_ENV = "PARASPEECHCLAP_AUTO_PRECISION"
 #: ``/proc/cpuinfo`` flags of CPUs with bfloat16 matrix instructions (without them bf16 is emulated,
 #: slower than fp32).
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -51,15 +58,33 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return any(f in flags for f in _BF16_CPU_FLAGS)
 
 
+def auto_precision_override() -> str | None:
+    """The value of :data:`AUTO_PRECISION_ENV` (``"bf16"``/``"fp32"``), or None when unset or empty.
+
+    Raises:
+        InputError: any other value.
+    """
+    value = os.environ.get(AUTO_PRECISION_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in ("bf16", "fp32"):
+        raise InputError(f"{AUTO_PRECISION_ENV} must be bf16 or fp32, got {value!r}")
+    return value
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``"auto"`` -> ``"bf16"`` where ``device`` computes bfloat16 natively (a CUDA GPU that supports
-    it, a CPU with AVX512-BF16 or AMX), else ``"fp32"``; other values are returned as they are.
+    """``"auto"`` -> :data:`AUTO_PRECISION_ENV` when set, else ``"bf16"`` where ``device`` computes
+    bfloat16 natively (a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else ``"fp32"``;
+    other values are returned as they are.
 
     bf16 embeddings agree with fp32 ones to a cosine of about 0.9999 (``benchmarks/inference.py``)
     at up to 1.8x the speed on such CPUs; pass ``"fp32"`` for the exact reference numbers.
     """
     if precision != AUTO_PRECISION:
         return precision
+    override = auto_precision_override()
+    if override is not None:
+        return override
     dev = torch.device(device)
     if dev.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
@@ -97,19 +122,33 @@ def split_windows(wav: np.ndarray, window: int) -> list[np.ndarray]:
     return [wav[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _batches(windows: list[_Window], batch_size: int, mode: str) -> Iterator[list[_Window]]:
-    """Group windows into batches: by descending length (``mask``), or by equal length."""
+def _batches(windows: list[_Window], batch_size: int, mode: str,
+             max_positions: int | None = None) -> Iterator[list[_Window]]:
+    """Group windows into batches: by descending length (``mask``), or by equal length.
+
+    A batch holds at most ``batch_size`` windows and, with ``max_positions`` (the encoder's
+    ``max_batch_positions``), at most that many padded positions: its longest window's length times
+    its number of windows (a longer window goes alone).
+    """
     order = sorted(range(len(windows)), key=lambda i: (-windows[i].prepared.length, i))
     if mode == "mask":
-        for s in range(0, len(order), batch_size):
-            yield [windows[i] for i in order[s:s + batch_size]]
-        return
-    groups: dict[int, list[int]] = {}
-    for i in order:
-        groups.setdefault(windows[i].prepared.length, []).append(i)
-    for idx in groups.values():
-        for s in range(0, len(idx), batch_size):
-            yield [windows[i] for i in idx[s:s + batch_size]]
+        runs = [order]
+    else:
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(windows[i].prepared.length, []).append(i)
+        runs = list(groups.values())
+    for run in runs:
+        batch: list[int] = []
+        for i in run:
+            longest = windows[batch[0]].prepared.length if batch else 0  # runs are sorted longest first
+            if batch and (len(batch) >= batch_size
+                          or (max_positions is not None and (len(batch) + 1) * longest > max_positions)):
+                yield [windows[j] for j in batch]
+                batch = []
+            batch.append(i)
+        if batch:
+            yield [windows[j] for j in batch]
 
 
 def collate_prepared(items: Sequence[PreparedAudio]) -> dict[str, torch.Tensor]:
@@ -279,25 +318,61 @@ class InferenceMixin:
                           name=describe_item(item, index))
 
     def _embed_waveforms(self: "ParaSpeechCLAP", wavs: list[np.ndarray], batch_size: int) -> np.ndarray:
-        """16 kHz waveforms -> ``(N, D)`` normalised embeddings (float32 numpy)."""
+        """16 kHz waveforms -> ``(N, D)`` normalised embeddings (float32 numpy).
+
+        A clip longer than the encoder's window is cut into windows; if the encoder has frame
+        statistics (``window_moments``) they are summed over the windows and pooled once, which is
+        exactly pooling the concatenated frames, with the extras (level, F0) measured on the whole
+        clip. Otherwise the windows' pooled features are averaged by frame count (exact for mean
+        pooling). A clip of one window takes the plain path, so its result is the unwindowed one.
+        """
         enc = self.audio_branch
-        windows = [
-            _Window(i, float(enc.num_frames(len(w))), enc.prepare(w))
-            for i, wav in enumerate(wavs)
-            for w in split_windows(wav, enc.window_samples)
-        ]
+        pieces = [split_windows(w, enc.window_samples) for w in wavs]
+        exact = [i for i, p in enumerate(pieces) if len(p) > 1 and enc.has_window_moments]
+        plain = [i for i in range(len(wavs)) if i not in set(exact)]
         pooled = torch.zeros(len(wavs), enc.hidden_size, dtype=torch.float64)
-        total = torch.zeros(len(wavs), dtype=torch.float64)
-        for batch in _batches(windows, batch_size, enc.batch_mode):
-            inputs = collate_prepared([w.prepared for w in batch])
-            inputs = {k: v.to(self.device, self._dtype if v.is_floating_point() else v.dtype)
-                      for k, v in inputs.items()}
+        pooled[plain] = self._pool_windows([pieces[i] for i in plain], batch_size)
+        if exact:
+            pooled[exact] = self._pool_moments([wavs[i] for i in exact], [pieces[i] for i in exact], batch_size)
+        return _l2(self.project_audio(pooled.to(self.device, self._dtype), normalize=False))
+
+    def _windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]]) -> list[_Window]:
+        enc = self.audio_branch
+        return [_Window(i, float(enc.num_frames(len(w))), enc.prepare(w)) for i, ws in enumerate(pieces) for w in ws]
+
+    def _batch_inputs(self: "ParaSpeechCLAP", batch: list[_Window]) -> dict[str, torch.Tensor]:
+        inputs = collate_prepared([w.prepared for w in batch])
+        return {k: v.to(self.device, self._dtype if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
+
+    def _pool_windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]], batch_size: int) -> torch.Tensor:
+        """Items' windows -> ``(N, H)`` float64: the frame-weighted mean of each item's pooled windows."""
+        enc = self.audio_branch
+        pooled = torch.zeros(len(pieces), enc.hidden_size, dtype=torch.float64)
+        total = torch.zeros(len(pieces), dtype=torch.float64)
+        for batch in _batches(self._windows(pieces), batch_size, enc.batch_mode, enc.max_batch_positions):
+            inputs = self._batch_inputs(batch)
             feats = enc(inputs.pop("features"), inputs.pop("lengths"), **inputs).double().cpu()  # (b, H)
             for w, f in zip(batch, feats):
                 pooled[w.item] += w.weight * f
                 total[w.item] += w.weight
-        pooled /= total.clamp(min=1e-12)[:, None]
-        return _l2(self.project_audio(pooled.to(self.device, self._dtype), normalize=False))
+        return pooled / total.clamp(min=1e-12)[:, None]
+
+    def _pool_moments(self: "ParaSpeechCLAP", wavs: list[np.ndarray], pieces: list[list[np.ndarray]],
+                      batch_size: int) -> torch.Tensor:
+        """Long clips -> ``(N, H)`` float64 from their windows' summed frame statistics."""
+        enc = self.audio_branch
+        moments: torch.Tensor | None = None
+        for batch in _batches(self._windows(pieces), batch_size, enc.batch_mode, enc.max_batch_positions):
+            inputs = self._batch_inputs(batch)
+            rows = enc.window_moments(inputs["features"], inputs["lengths"]).cpu()  # (b, K) float64
+            if moments is None:
+                moments = torch.zeros(len(wavs), rows.shape[1], dtype=torch.float64)
+            for w, r in zip(batch, rows):
+                moments[w.item] += r
+        extras = collate_prepared([PreparedAudio(torch.zeros(1), enc.clip_extras(w)) for w in wavs])
+        extras = {k: v.to(self.device, self._dtype) for k, v in extras.items() if k not in ("features", "lengths")}
+        assert moments is not None
+        return enc.forward_head(enc.frozen_from_moments(moments.to(self.device), **extras)).double().cpu()
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, items: Sequence[AudioItem], captions: Sequence[str], sample_rate: int | None = None,

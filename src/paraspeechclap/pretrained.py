@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ._quiet import quiet_library_progress
 from .atomic import atomic_path, atomic_write_json
 from .config import ModelConfig
 from .encoders.registry import list_audio_encoders, list_text_encoders
@@ -220,14 +221,37 @@ def load_model(
             or registry type.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 where the device computes it natively, else fp32; the
-            resolved value is ``model.precision``), ``"fp32"``, ``"bf16"`` or ``"int8"``.
+            resolved value is ``model.precision``), ``"fp32"``, ``"bf16"`` or ``"int8"``. For the
+            official code's numbers pass ``"fp32"`` (``evaluate`` does so by default for official
+            checkpoints, see :func:`is_official_checkpoint`): bf16 embeddings differ by about 4e-3.
         pooling: speech pooling of official checkpoints (``"masked_mean"`` or the older ``"mean"``).
 
     Raises:
         ModelError: unknown name, missing files, or backbones that cannot be found.
         CheckpointError: a checkpoint that is not one or does not match the encoders.
     """
+    with quiet_library_progress():  # no library progress bars on every load
+        return _load_model(DEFAULT_MODEL if name_or_path is None else str(name_or_path), audio_encoder,
+                           text_encoder, device, precision, pooling)
+
+
+def is_official_checkpoint(name_or_path: str | os.PathLike | None) -> bool:
+    """Whether :func:`load_model` loads ``name_or_path`` as an official ``.pth.tar`` checkpoint.
+
+    True for a released model name (``intrinsic``, ``situational``, ``combined``) and for a file
+    (every file that is not a saved-model directory is read as an official state dict); False for
+    the embedded models, saved-model directories and unknown names. Nothing is downloaded or read.
+    """
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    if name in RELEASED:
+        return True
+    if name == DEFAULT_MODEL or ("/" not in name and (EMBEDDED_DIR / name / CONFIG_FILE).is_file()):
+        return False
+    return Path(name).is_file()
+
+
+def _load_model(name: str, audio_encoder: str | None, text_encoder: str | None, device: str, precision: str,
+                pooling: str) -> ParaSpeechCLAP:
     official_kw = dict(audio_encoder=audio_encoder or OFFICIAL_AUDIO_ENCODER,
                        text_encoder=text_encoder or OFFICIAL_TEXT_ENCODER,
                        pooling=pooling, device=device, precision=precision)

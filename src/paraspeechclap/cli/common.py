@@ -11,8 +11,19 @@ if TYPE_CHECKING:
     from ..model import ParaSpeechCLAP
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """The model flags every inference command accepts."""
+#: ``--precision`` help of most commands; ``evaluate`` passes its own (its default depends on the model).
+PRECISION_HELP = ("auto (default): bf16 where the CPU/GPU computes it natively (AVX512-BF16, AMX, recent GPUs), "
+                  "else fp32; fp32 for exact reference numbers")
+
+
+def add_model_args(parser: argparse.ArgumentParser, precision_default: str | None = "auto",
+                   precision_help: str = PRECISION_HELP) -> None:
+    """The model flags every inference command accepts.
+
+    Args:
+        precision_default: ``--precision`` when not given; None lets the command tell an explicit
+            ``--precision auto`` from no flag at all (``evaluate`` picks fp32 for official checkpoints).
+    """
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=None, metavar="M",
                    help="'lite' (default: the embedded model), a saved-model directory, a released model name "
@@ -26,9 +37,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pooling", default="masked_mean", choices=["masked_mean", "mean"],
                    help="speech pooling of official checkpoints (mean = the older unmasked mean)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                   help="auto (default): bf16 where the CPU/GPU computes it natively (AVX512-BF16, AMX, "
-                        "recent GPUs), else fp32; fp32 for exact reference numbers")
+    g.add_argument("--precision", default=precision_default, choices=["auto", "fp32", "bf16", "int8"],
+                   help=precision_help)
     g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
 
 
@@ -39,11 +49,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def model_from_args(args: argparse.Namespace) -> "ParaSpeechCLAP":
+def model_from_args(args: argparse.Namespace, precision: str | None = None) -> "ParaSpeechCLAP":
+    """Load the model the flags name, in ``precision`` (default: ``--precision``, else ``auto``)."""
     from ..pretrained import load_model
 
     return load_model(args.model, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
-                      device=args.device, precision=args.precision, pooling=args.pooling)
+                      device=args.device, precision=precision or args.precision or "auto", pooling=args.pooling)
 
 
 def print_json(obj: Any) -> None:

@@ -53,7 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
-    _quiet_transformers(args.verbose)
     try:
         return int(args.func(args) or 0)
     except ParaSpeechCLAPError as exc:
@@ -64,17 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _quiet_transformers(verbose: bool) -> None:
-    """transformers draws a progress bar for every model it loads; the CLI shows its own output."""
-    if verbose:
-        return
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
-    hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":  # pragma: no cover

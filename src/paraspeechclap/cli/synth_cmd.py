@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of clips per engine, e.g. espeak=0.7,piper=0.2,kokoro=0.1 (default: the built-in mix)")
     p.add_argument("--vary-formants", type=float, default=0.0, metavar="V",
                    help="scale each clip's formants by a random factor in [1/(1+V), 1+V] (default 0: off)")
+    p.add_argument("--sentences", default="train", choices=["train", "dev", "test"],
+                   help="sentence pool: train (default) for training corpora; dev or test for evaluation clips, "
+                   "whose sentences no training corpus speaks")
     p.add_argument("--format", default="flac", choices=["flac", "wav"], help="audio format (default flac)")
     p.add_argument("--overwrite", action="store_true",
                    help="re-render existing clips (default: reuse them, i.e. resume) and accept other settings")
@@ -111,7 +114,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from ..synth.corpus import generate_corpus
 
     summary = generate_corpus(args.out, args.n, args.seed, args.jobs, voices, mix, args.format, args.overwrite,
-                              args.vary_formants)
+                              args.vary_formants, args.sentences)
     out: dict[str, Any] = summary.as_dict()
     if args.json:
         print_json(out)
@@ -127,7 +130,7 @@ def _run_prompted(args: argparse.Namespace, voices: list) -> int:
 
     prompts = load_prompts(args.prompted) if args.prompted else random_prompts(args.random_prompts, args.seed)
     summary = write_rerank_set(args.out, prompts, args.candidates, args.p_match, args.seed, args.jobs, voices,
-                               args.overwrite)  # fmt: skip
+                               args.overwrite, args.sentences)  # fmt: skip
     if args.json:
         print_json(summary)
     else:

@@ -1,6 +1,7 @@
 """``train``: train a model from a YAML recipe.
 
 - ``paraspeechclap train --config configs/train/lite.yaml [--set key=value ...] [--resume auto]``
+  (``--set a=1 b=2`` and ``--set a=1 --set b=2`` are the same)
 - ``torchrun --nproc_per_node=N -m paraspeechclap train --config ...`` (one process per GPU/CPU slot)
 """
 
@@ -18,8 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(torchrun --nproc_per_node=N -m paraspeechclap train ...).",
     )
     p.add_argument("--config", required=True, metavar="YAML", help="run config (e.g. configs/train/lite.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value by dotted path, e.g. --set optim.lr=1e-4 (repeatable)")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config values by dotted path, value parsed as YAML: --set optim.lr=1e-4 "
+                        "train.batch_size=8 (several pairs, or repeat --set); --set data.train_manifest=F "
+                        "replaces the recipe's data.train (data.dev_manifest: data.dev)")
     p.add_argument("--resume", default="none", metavar="auto|PATH|none",
                    help="auto: continue from the newest valid checkpoint in train.output_dir (fresh start if none); "
                         "PATH: a checkpoint file; none (default): fresh run (refused if checkpoints exist)")
@@ -28,9 +31,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _show_config_notes() -> None:
+    """Let the config loader's INFO lines (e.g. a recipe's data list replaced by --set) reach stderr,
+    once: the CLI's logging shows warnings only, and under torchrun every rank loads the config."""
+    import logging
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # torchrun's variable, read directly: no torch import for --print-config
+        logging.getLogger("paraspeechclap.training.config").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.config import config_to_yaml, load_config
 
+    _show_config_notes()
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         sys.stdout.write(config_to_yaml(cfg))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._quiet import quiet_library_progress
 from ..errors import InputError
 
 REQUIRED_FIELDS: tuple[str, ...] = ("source", "relative_audio_path")
@@ -149,7 +150,8 @@ def _hf_rows(ds: Any, name: str, split: str | None) -> list[RawRow]:
 def _read_hf_disk(path: Path, split: str | None) -> list[RawRow]:
     datasets = _require("datasets")
     try:
-        ds = datasets.load_from_disk(str(path))
+        with quiet_library_progress():
+            ds = datasets.load_from_disk(str(path))
     except Exception as exc:  # noqa: BLE001 - datasets raises many types
         raise InputError(f"{path}: cannot load a saved Hugging Face dataset ({exc})") from None
     return _hf_rows(ds, str(path), split)
@@ -161,7 +163,8 @@ def _read_hf_hub(name: str, split: str | None) -> list[RawRow]:
     if split is not None and known is not None and split not in known:
         raise InputError(f"{name}: unknown split {split!r}; the official splits are {list(known)}")
     try:
-        ds = datasets.load_dataset(name, split=split)
+        with quiet_library_progress():  # hub download bars stay: see paraspeechclap._quiet
+            ds = datasets.load_dataset(name, split=split)
     except Exception as exc:  # noqa: BLE001 - offline, unknown name, auth ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{name}: cannot load from the Hugging Face hub ({reason})") from None

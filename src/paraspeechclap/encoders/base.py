@@ -14,7 +14,12 @@ model (``audio_branch``/``text_branch``) this gives the state-dict prefixes ``au
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,10 +65,17 @@ class AudioEncoder(nn.Module):
     #: input frames share a batch; used where padding would leak into the result).
     batch_mode: BatchMode = "mask"
     #: longest waveform (in samples at 16 kHz) encoded in one pass; longer audio is embedded in
-    #: windows of this size whose pooled features are averaged, weighted by their frame counts.
+    #: windows of this size. Encoders with :meth:`window_moments` combine the windows' frame
+    #: statistics exactly; for the others the pooled features of the windows are averaged, weighted
+    #: by their frame counts (exact for mean pooling, the only pooling those encoders have).
     window_samples: int = 30 * SAMPLE_RATE
     #: shortest waveform the encoder can produce at least one frame for.
     min_samples: int = 400
+    #: most padded positions on the features' last axis (samples for waveform encoders) per forward
+    #: pass: the longest window of a batch times its number of windows. Inference batches fewer
+    #: windows of long audio at a time (a window longer than this goes alone) where bigger batches
+    #: only cost memory, not time; None: only the ``batch_size`` argument limits a batch.
+    max_batch_positions: int | None = None
     #: whether the backbone weights can be rebuilt from ``spec()`` alone (an installed package or a
     #: hub id), so that a frozen backbone need not be stored in saved models.
     reconstructible: bool = True
@@ -108,6 +120,28 @@ class AudioEncoder(nn.Module):
     def num_frames(self, length: int) -> int:
         """Number of output frames for an input of ``length`` positions (used to weight windows)."""
         raise NotImplementedError
+
+    #: whether :meth:`window_moments` and :meth:`frozen_from_moments` are implemented.
+    has_window_moments: bool = False
+
+    def window_moments(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+        """Additive frame statistics of a padded batch of windows (if :attr:`has_window_moments`).
+
+        Returns:
+            ``(B, K)`` float64 sums (frame counts, sums, sums of squares, ...): the sum of these
+            rows over a long clip's windows, given to :meth:`frozen_from_moments`, is exactly what
+            pooling the concatenated frames of those windows gives.
+        """
+        return None
+
+    def frozen_from_moments(self, moments: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` summed :meth:`window_moments` plus whole-clip extras (:meth:`clip_extras`) ->
+        what :meth:`forward_frozen` gives for one window (so :meth:`forward_head` applies)."""
+        raise NotImplementedError
+
+    def clip_extras(self, wav: np.ndarray) -> dict[str, torch.Tensor]:
+        """The per-item extras (see :class:`PreparedAudio`) measured on a whole clip of any length."""
+        return {}
 
     def spec(self) -> dict[str, Any]:
         """JSON-serialisable description that :func:`create_audio_encoder` rebuilds this encoder from."""
@@ -179,3 +213,62 @@ def masked_mean(hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B,)`` lengths -> ``(B, max_len)`` long mask with ones on the first ``length`` positions."""
     return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).long()
+
+
+#: environment variable; ``0`` turns :func:`reuse_freed_memory` off (glibc's default behaviour).
+REUSE_MEMORY_ENV = "PARASPEECHCLAP_REUSE_MEMORY"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_KEEP = 2**31 - 1  # mallopt takes an int: the largest thresholds it accepts (2 GiB)
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX (64-bit): where its own heuristic ends
+_malloc_lock = threading.Lock()
+_malloc_depth = 0
+_mallopt: Any = None  # the C function once looked up, False where there is none
+
+
+def _glibc_mallopt() -> Any:
+    global _mallopt
+    if _mallopt is None:
+        _mallopt = False
+        try:
+            if os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):  # type: ignore[union-attr]
+                fn = ctypes.CDLL(None).mallopt
+                fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+                _mallopt = fn
+        except (AttributeError, OSError, ValueError):  # not Linux/glibc: nothing to tune
+            pass
+    return _mallopt
+
+
+@contextlib.contextmanager
+def reuse_freed_memory() -> Iterator[None]:
+    """Keep memory freed inside the block in the process's heap, for the next allocation to reuse.
+
+    glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap``
+    and unmaps it on ``free``, so each large tensor's pages are faulted in and zeroed by the kernel
+    again. A transformer forward on long audio allocates several such tensors per layer (WavLM-Large:
+    four ``(B, 16, T, T)`` float32 attention tensors of 144 MB per 30 s item: 16 GB of fresh pages per
+    30 s clip), and that page-fault work made batched WavLM-Large inference slower than one clip at a
+    time. Inside this block large allocations come from the heap instead and freed memory is not
+    returned to the system, so a forward pass maps its peak once; on leaving the outermost block the
+    thresholds are set to 32 MiB (mmap) and 64 MiB (trim), where glibc's own adaptive thresholds end
+    up, after which they stay fixed. A no-op off glibc or with :data:`REUSE_MEMORY_ENV` ``=0``;
+    thread-safe and reentrant (the setting is process-wide while any block is open).
+    """
+    global _malloc_depth
+    fn = _glibc_mallopt() if os.environ.get(REUSE_MEMORY_ENV, "").strip() != "0" else False
+    if not fn:
+        yield
+        return
+    with _malloc_lock:
+        if _malloc_depth == 0:
+            fn(_M_MMAP_THRESHOLD, _KEEP)
+            fn(_M_TRIM_THRESHOLD, _KEEP)
+        _malloc_depth += 1
+    try:
+        yield
+    finally:
+        with _malloc_lock:
+            _malloc_depth -= 1
+            if _malloc_depth == 0:
+                fn(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                fn(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)

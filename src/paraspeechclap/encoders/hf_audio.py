@@ -9,17 +9,24 @@ with ``do_normalize=True`` does), ``last_hidden_state``, and mean pooling over t
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from .base import AudioEncoder, PreparedAudio, lengths_to_mask, masked_mean
+from .base import SAMPLE_RATE, AudioEncoder, PreparedAudio, lengths_to_mask, masked_mean, reuse_freed_memory
 from .hf_loading import hf_config, hf_model
 from .registry import register_audio_encoder
 
 POOLINGS = ("masked_mean", "mean")
+#: padded audio per forward pass at inference (``AudioEncoder.max_batch_positions``): 20 s. On CPU
+#: (WavLM-Large, 2 cores) batches of about 1000 frames (4 x 5 s, 2 x 10 s) are about the fastest;
+#: larger ones gain nothing or lose (two 30 s clips at once: 13-15 % slower than one at a time, the
+#: attention tensors growing with batch x frames^2) and hold more memory, so 30 s windows go one at a
+#: time (``benchmarks/inference.py``).
+MAX_BATCH_SECONDS = 20
 
 
 def normalize_waveform(wav: np.ndarray) -> np.ndarray:
@@ -53,6 +60,7 @@ class HFAudioEncoder(AudioEncoder):
         group_norm = getattr(base.config, "feat_extract_norm", "layer") == "group"
         self.batch_mode = "equal_length" if (group_norm or pooling == "mean") else "mask"
         self.min_samples = self._receptive_field()
+        self.max_batch_positions = MAX_BATCH_SECONDS * SAMPLE_RATE
 
     def _receptive_field(self) -> int:
         k = list(getattr(self.base.config, "conv_kernel", [400]))
@@ -72,7 +80,11 @@ class HFAudioEncoder(AudioEncoder):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, features.shape[-1])  # (B, S)
-        with warnings.catch_warnings():
+        # at inference, reuse freed memory: WavLM's eager attention allocates four (B, heads, T, T)
+        # tensors per layer, and having the kernel map and zero them afresh every time made 30 s clips
+        # 1.4x (one at a time) to 1.7x (batched) slower on CPU (see reuse_freed_memory)
+        reuse = reuse_freed_memory() if not torch.is_grad_enabled() else contextlib.nullcontext()
+        with warnings.catch_warnings(), reuse:
             # torch warns inside HF WavLM attention about its own mixed mask types; nothing to act on
             warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
             hidden = self.base(features, attention_mask=mask).last_hidden_state  # (B, T, D)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .._quiet import quiet_library_progress
 from ..errors import ModelError
 
 
@@ -13,7 +14,8 @@ def hf_config(model: str, **overrides: Any) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model, **overrides)
+        with quiet_library_progress():
+            return AutoConfig.from_pretrained(model, **overrides)
     except Exception as exc:  # OSError, ValueError, HF hub errors
         raise ModelError(_cannot_load(model, exc)) from None
 
@@ -29,7 +31,8 @@ def hf_model(model: str, config: Any, pretrained: bool) -> Any:
     if not pretrained:
         return AutoModel.from_config(config)
     try:
-        return AutoModel.from_pretrained(model, config=config)
+        with quiet_library_progress():  # no "Loading weights" bar on every load
+            return AutoModel.from_pretrained(model, config=config)
     except Exception as exc:
         raise ModelError(_cannot_load(model, exc)) from None
 

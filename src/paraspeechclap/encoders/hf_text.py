@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .._quiet import quiet_library_progress
 from ..errors import ModelError
 from .base import TextEncoder, masked_mean
 from .hf_loading import hf_config, hf_model
@@ -84,7 +85,8 @@ def _tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(model)
+        with quiet_library_progress():
+            return AutoTokenizer.from_pretrained(model)
     except Exception as exc:
         raise ModelError(f"cannot load the tokenizer of {model!r}: {str(exc).strip().splitlines()[0]}") from None
 

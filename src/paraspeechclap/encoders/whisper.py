@@ -151,6 +151,7 @@ class WhisperAudioEncoder(AudioEncoder):
 
     batch_mode = "mask"
     window_samples = 30 * SAMPLE_RATE
+    has_window_moments = True
     #: one full FFT window: 2 mel frames, 1 output frame.
     min_samples = N_FFT
     reconstructible = True
@@ -234,13 +235,17 @@ class WhisperAudioEncoder(AudioEncoder):
             )
         if not np.isfinite(wav).all():
             raise AudioError("waveform contains NaN or infinite samples")
+        mel = log_mel_spectrogram(NORMALIZERS[self.normalize](wav), self.n_mels)
+        return PreparedAudio(features=mel, extras=self.clip_extras(wav))
+
+    def clip_extras(self, wav: np.ndarray) -> dict[str, torch.Tensor]:
+        """``level_dbfs`` ``(1,)`` and ``pitch`` ``(2,)`` (as enabled) of a raw waveform of any length."""
         extras = {}
         if self.level_input:  # measured on the raw waveform: normalisation would erase it
             extras["level_dbfs"] = torch.tensor([active_level_dbfs(wav)], dtype=torch.float32)
         if self.pitch_input:
             extras["pitch"] = torch.from_numpy(pitch_features(wav, self.pitch_statistic))
-        mel = log_mel_spectrogram(NORMALIZERS[self.normalize](wav), self.n_mels)
-        return PreparedAudio(features=mel, extras=extras)
+        return extras
 
     def num_frames(self, length: int) -> int:
         """Output frames for ``length`` mel frames (conv2 has stride 2 and padding 1)."""
@@ -308,7 +313,12 @@ class WhisperAudioEncoder(AudioEncoder):
         """
         states, frame_mask = self.hidden_states(features, lengths)
         pooled = torch.stack([self._pool(h, frame_mask) for h in states], dim=1)  # (B, L, P)
-        parts = [pooled.flatten(1)]
+        return self._with_extras(pooled.flatten(1), level_dbfs, pitch)
+
+    def _with_extras(self, pooled: torch.Tensor, level_dbfs: torch.Tensor | None,
+                     pitch: torch.Tensor | None) -> torch.Tensor:
+        """``(B, L * P)`` pooled states -> the :meth:`forward_frozen` layout (scaled level, pitch appended)."""
+        parts = [pooled]
         if self.level_input:
             if level_dbfs is None:
                 raise InputError("this Whisper encoder has level_input=True but got no 'level_dbfs' extra")
@@ -318,6 +328,48 @@ class WhisperAudioEncoder(AudioEncoder):
                 raise InputError("this Whisper encoder has pitch_input=True but got no 'pitch' extra")
             parts.append(pitch.reshape(-1, 2).to(parts[0]))
         return torch.cat(parts, dim=1)
+
+    def window_moments(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per layer: frame count, sum and sum of squares of each dimension and, for
+        ``mean_std_delta``, the summed squared changes and pair counts of each lag (pairs within a
+        window only: two windows are encoded apart, so the step across their seam is no tempo).
+
+        Returns:
+            ``(B, L * (1 + 2D [+ (1 + D) per lag]))`` float64 (bf16 states are exact in float64).
+        """
+        states, frame_mask = self.hidden_states(features, lengths)
+        m = frame_mask.double()[..., None]  # (B, T, 1)
+        rows = []
+        for h in states:
+            h = h.double()
+            rows += [m.sum(1), (h * m).sum(1), (h * h * m).sum(1)]
+            if self.pooling == "mean_std_delta":
+                for lag in DELTA_LAGS:
+                    pairs = m[:, lag:] * m[:, :-lag]
+                    rows += [pairs.sum(1), ((h[:, lag:] - h[:, :-lag]) ** 2 * pairs).sum(1)]
+        return torch.cat(rows, dim=1)
+
+    def frozen_from_moments(self, moments: torch.Tensor, level_dbfs: torch.Tensor | None = None,
+                            pitch: torch.Tensor | None = None, **extras: torch.Tensor) -> torch.Tensor:
+        """Summed :meth:`window_moments` ``(B, K)`` -> the :meth:`forward_frozen` layout: mean, standard
+        deviation (and change RMS) of the frames of all windows, as :meth:`_pool` computes them over one."""
+        d = int(self.base.config.d_model)
+        lags = DELTA_LAGS if self.pooling == "mean_std_delta" else ()
+        widths = [1, d, d, *[w for _ in lags for w in (1, d)]] * len(self.layers)
+        cols = iter(torch.split(moments, widths, dim=1))  # in window_moments' order
+        stats = []
+        for _ in self.layers:
+            n, s1, s2 = next(cols).clamp(min=1.0), next(cols), next(cols)
+            mean = s1 / n
+            layer = [mean]
+            if self.pooling != "mean":  # E[h^2] - E[h]^2 in float64; clamp the rounding below 0
+                layer.append((s2 / n - mean * mean + 1e-6).clamp(min=1e-6).sqrt())
+            for _lag in lags:
+                pairs, sq = next(cols).clamp(min=1.0), next(cols)
+                layer.append((sq / pairs + 1e-6).sqrt())
+            stats.append(torch.cat(layer, dim=1))
+        dtype = self.base.conv1.weight.dtype  # the model's compute dtype (bf16 weights for bf16)
+        return self._with_extras(torch.cat(stats, dim=1).to(dtype), level_dbfs, pitch)
 
     def _pool(self, h: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` -> ``(B, P)`` over the valid frames."""

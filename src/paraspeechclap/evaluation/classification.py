@@ -5,9 +5,11 @@ Pure functions on numpy arrays and label lists. The metrics match the official
 ``zero_division=0``): a candidate that never occurs in the gold labels still counts in the macro
 averages, with recall 0 and F1 0, so UAR is the mean recall over *all* candidates.
 
-One deliberate difference: the official script stops with an error when a gold label is not a
-candidate. Here such clips are excluded from every metric and counted (``excluded``), so one
-stray label does not abort a long evaluation; the count is in the report for the reader to judge.
+Gold labels that are not candidates: the official script stops with an error. Here these metric
+functions exclude such clips from every metric and count them (``excluded``); whether an
+evaluation stops or excludes is decided earlier (``on_unmatched`` of
+:func:`paraspeechclap.evaluation.runner.run_classification`: ``evaluate classification
+--candidates`` stops unless ``--drop-unmatched``, named attribute sets exclude).
 """
 
 from __future__ import annotations
@@ -146,3 +148,39 @@ def classification_metrics(
         "excluded": int(sum(excluded.values())),
         "excluded_labels": dict(sorted(excluded.items())),
     }
+
+
+def score_attribute_set(model: Any, audio: np.ndarray, rows: Sequence[Mapping[str, Any]], set_name: str,
+                        ensemble: bool = True) -> dict[str, Any] | None:
+    """Zero-shot scores of one named attribute set on embedded clips.
+
+    Args:
+        model: anything with ``embed_text`` (the class prompts are embedded with it).
+        audio: ``(N, D)`` normalised clip embeddings.
+        rows: the clips' label rows (the set reads its gold label from them).
+        set_name: a registered attribute set (``paraspeechclap data sets``).
+        ensemble: average each class over its prompt ensemble (else its default prompt).
+
+    Returns:
+        ``uar`` (official: over every candidate, absent classes count 0), ``uar_present`` (over the
+        classes present), ``accuracy``, ``count``, ``chance`` (1 / candidates), ``classes``,
+        ``classes_present``, ``labels``, ``confusion`` (``[gold][pred]`` counts) and ``predicted``
+        (per clip, None for clips without a gold label); None when no clip has a gold label.
+    """
+    from ..data.attributes import get_attribute_set
+
+    aset = get_attribute_set(set_name)
+    gold = [aset.gold(r) for r in rows]
+    keep = [i for i, g in enumerate(gold) if g in aset.candidates]
+    if not keep:
+        return None
+    classes = embed_class_prompts(model, aset.prompts(ensemble=ensemble), aset.candidates)
+    pred = predict_labels(audio[keep] @ classes.T, list(aset.candidates))
+    m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
+    predicted: list[str | None] = [None] * len(rows)
+    for i, p in zip(keep, pred):
+        predicted[i] = p
+    present = sum(1 for c in m["per_class"].values() if c["support"] > 0)
+    return {"uar": m["uar"], "uar_present": m["uar_present"], "accuracy": m["accuracy"], "count": m["count"],
+            "chance": 1.0 / len(aset.candidates), "classes": len(aset.candidates), "classes_present": present,
+            "labels": list(aset.candidates), "confusion": m["confusion_matrix"], "predicted": predicted}

@@ -43,6 +43,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _model_line(model: Mapping[str, Any]) -> str:
+    """``model `id`, precision fp32 (official checkpoint default)``: precision changes the numbers."""
+    source = model.get("precision_source")
+    return (f"model `{model.get('id', '?')}`, precision {model.get('precision', '?')}"
+            + (f" ({source})" if source else ""))
+
+
 def retrieval_markdown(metrics: Mapping[str, Any]) -> str:
     """Markdown table of retrieval metrics (R@k in %, ranks as numbers).
 
@@ -61,7 +68,7 @@ def retrieval_markdown(metrics: Mapping[str, Any]) -> str:
     data, model = metrics.get("data", {}), metrics.get("model", {})
     tie_rule = metrics.get("protocol", {}).get("tie_rule", "?")
     lines += ["", f"{data.get('clips', '?')} clips, {data.get('unique_captions', '?')} unique captions; "
-              + f"model `{model.get('id', '?')}`; ties: {tie_rule}."]
+              + f"{_model_line(model)}; ties: {tie_rule}."]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +95,7 @@ def classification_markdown(metrics: Mapping[str, Any]) -> str:
     if metrics.get("excluded_labels"):
         excl = ", ".join(f"`{k}` ({v})" for k, v in metrics["excluded_labels"].items())
         lines += ["", f"Gold labels not among the candidates (excluded): {excl}."]
+    lines += ["", f"{_model_line(metrics.get('model', {}))}."]
     return "\n".join(lines) + "\n"
 
 

@@ -70,10 +70,16 @@ def embed_rows(model: Any, manifest: Manifest, indices: Sequence[int], batch_siz
     return out
 
 
-def model_info(model: Any) -> dict[str, Any]:
-    """Identity of the model for reports."""
+def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any]:
+    """Identity of the model for reports, with the precision it ran in and why.
+
+    Args:
+        precision_source: how the precision was chosen (the CLI says e.g. "official checkpoint
+            default"); None records it as chosen by the caller who loaded the model.
+    """
     return {"id": getattr(model, "model_id", "unknown"), "checksum": getattr(model, "checksum", ""),
-            "precision": getattr(model, "precision", "fp32")}
+            "precision": getattr(model, "precision", "fp32"),
+            "precision_source": precision_source or "as loaded by the caller"}
 
 
 def _provenance() -> dict[str, Any]:
@@ -99,6 +105,7 @@ def run_retrieval(
     ks: Sequence[int] = DEFAULT_KS,
     top_n: int = 10,
     progress: bool = False,
+    precision_source: str | None = None,
 ) -> dict[str, Any]:
     """Audio-to-text retrieval (official) plus text-to-audio, written as a report into ``out_dir``.
 
@@ -112,6 +119,7 @@ def run_retrieval(
         ks: recall cut-offs.
         top_n: captions listed per clip in ``predictions.jsonl``.
         progress: show a progress bar.
+        precision_source: why the model runs in its precision, recorded beside it (see :func:`model_info`).
 
     Returns:
         The ``metrics.json`` content.
@@ -124,7 +132,7 @@ def run_retrieval(
     unique, gt = dedupe_captions(captions)
     audio = embed_rows(model, manifest, range(len(manifest)), batch_size, progress)
     sim = audio @ model.embed_text(unique).T  # (N, U)
-    metrics: dict[str, Any] = {"task": "retrieval", "model": model_info(model),
+    metrics: dict[str, Any] = {"task": "retrieval", "model": model_info(model, precision_source),
                                "data": {**_data_info(manifest, split), "clips": len(manifest),
                                         "unique_captions": len(unique)}}
     metrics["protocol"] = {
@@ -187,6 +195,68 @@ def gold_labels(aset: AttributeSet, manifest: Manifest) -> tuple[list[str | None
     return gold, status
 
 
+#: what :func:`run_classification` does with rows whose gold label is no candidate
+UNMATCHED_POLICIES = ("exclude", "error")
+
+
+def unmatched_summary(aset: AttributeSet, manifest: Manifest, gold: Sequence[str | None],
+                      status: Sequence[str], limit: int = 10) -> str | None:
+    """One line naming the gold labels that match no candidate, most frequent first, or None if none.
+
+    Example: ``"12 clips have gold 'emotion' labels that match no candidate: awed (8, as
+    'surprised'), frustrated (4, not in the emotion vocabulary)"``: "as" gives the manifest's
+    spellings of a mapped label; a label its field's vocabulary lacks can never be a candidate,
+    only be excluded.
+    """
+    from ..data.vocabulary import label_fields, map_label
+
+    counts: Counter[str] = Counter()
+    spellings: dict[str, set[str]] = {}
+    for i, (g, s) in enumerate(zip(gold, status)):
+        if s == "excluded":
+            counts[str(g)] += 1
+            raw = str(manifest[i].get(aset.field)).strip()
+            if raw.lower() != g:
+                spellings.setdefault(str(g), set()).add(raw)
+    if not counts:
+        return None
+    parts = []
+    for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]:
+        note = ""
+        if aset.field in label_fields() and map_label(label, aset.field) is None:
+            note = f", not in the {aset.field} vocabulary"
+        elif label in spellings:
+            note = ", as " + ", ".join(repr(x) for x in sorted(spellings[label])[:3])
+        parts.append(f"{label} ({n}{note})")
+    more = f", ... ({len(counts) - limit} more labels)" if len(counts) > limit else ""
+    total = sum(counts.values())
+    return (f"{total} clip{'s' if total != 1 else ''} ha{'ve' if total != 1 else 's'} gold {aset.field!r} "
+            f"labels that match no candidate: {', '.join(parts)}{more}")
+
+
+def check_gold(
+    aset: AttributeSet, manifest: Manifest, on_unmatched: str = "exclude",
+    hint: str = "add them to the candidates, or pass on_unmatched='exclude'",
+) -> tuple[list[str | None], list[str]]:
+    """:func:`gold_labels`, after checking that they allow an evaluation.
+
+    Raises:
+        InputError: no row has a gold label among the candidates; or, with ``on_unmatched="error"``,
+            some rows have a gold label that is no candidate (the :func:`unmatched_summary` line,
+            then ``hint``). Rows without a label never count.
+    """
+    if on_unmatched not in UNMATCHED_POLICIES:
+        raise InputError(f"on_unmatched must be one of {', '.join(UNMATCHED_POLICIES)}, got {on_unmatched!r}")
+    gold, status = gold_labels(aset, manifest)
+    if "evaluated" not in status:
+        raise InputError(f"{manifest.name}: no row has a gold label among the candidates of "
+                         f"{aset.name!r} (field {aset.field!r}: {', '.join(aset.candidates)})")
+    summary = unmatched_summary(aset, manifest, gold, status) if on_unmatched == "error" else None
+    if summary is not None:
+        raise InputError(f"{summary}; {hint}")
+    return gold, status
+
+
 def run_classification(
     model: Any,
     manifest: Manifest,
@@ -199,6 +269,8 @@ def run_classification(
     batch_size: int = 8,
     top_n: int = 5,
     progress: bool = False,
+    on_unmatched: str = "exclude",
+    precision_source: str | None = None,
 ) -> dict[str, Any]:
     """Zero-shot classification of ``manifest`` over ``aset``'s candidates, written into ``out_dir``.
 
@@ -216,15 +288,15 @@ def run_classification(
         batch_size: clips per batch.
         top_n: scores listed per clip in ``predictions.jsonl``.
         progress: show a progress bar.
+        on_unmatched: ``"exclude"`` rows whose gold label is no candidate (counted in the report),
+            or stop with an ``"error"`` that names those labels, before anything is embedded.
+        precision_source: why the model runs in its precision, recorded beside it (see :func:`model_info`).
 
     Returns:
         The ``metrics.json`` content.
     """
-    gold, status = gold_labels(aset, manifest)
+    gold, status = check_gold(aset, manifest, on_unmatched)
     todo = [i for i, s in enumerate(status) if s == "evaluated"]
-    if not todo:
-        raise InputError(f"{manifest.name}: no row has a gold label among the candidates of "
-                         f"{aset.name!r} (field {aset.field!r}: {', '.join(aset.candidates)})")
     prompts = aset.prompts(template=template, ensemble=ensemble)
     candidates = list(aset.candidates)
     classes = embed_class_prompts(model, prompts, candidates)  # (C, D)
@@ -234,15 +306,10 @@ def run_classification(
     # Excluded rows were never scored, so the metric function saw none of them: count them here.
     m["excluded"] = status.count("excluded")
     m["excluded_labels"] = dict(sorted(Counter(str(g) for g, s in zip(gold, status) if s == "excluded").items()))
-    metrics: dict[str, Any] = {"task": "classification", "model": model_info(model),
+    metrics: dict[str, Any] = {"task": "classification", "model": model_info(model, precision_source),
                                "data": {**_data_info(manifest, split), "evaluated": len(todo),
                                         "excluded": m["excluded"], "no_label": status.count("no_label")}}
-    metrics["protocol"] = {
-        "attribute_set": aset.name, "label_field": aset.field, "candidates": candidates,
-        "metric_labels": "sorted candidates (absent classes count as 0 in UAR / macro-F1)",
-        "template": template or (None if ensemble else aset.template), "ensemble": ensemble, "prompts": prompts,
-        "prediction": "argmax cosine; ties go to the first candidate", "audio": "full length, embedded longest first",
-    }
+    metrics["protocol"] = _classification_protocol(aset, prompts, template, ensemble, on_unmatched)
     metrics.update(m)
     metrics["software"] = _provenance()
     preds = _classification_predictions(manifest, gold, status, dict(zip(todo, range(len(todo)))),
@@ -252,6 +319,20 @@ def run_classification(
     report.plot_confusion_matrix(m["confusion_matrix"], m["labels"], out / report.FILES["confusion"])
     report.write_report(out, metrics, preds, report.classification_markdown(metrics))  # metrics.json last
     return metrics
+
+
+def _classification_protocol(aset: AttributeSet, prompts: Mapping[str, Sequence[str]], template: str | None,
+                             ensemble: bool, on_unmatched: str) -> dict[str, Any]:
+    return {
+        "attribute_set": aset.name, "label_field": aset.field, "candidates": list(aset.candidates),
+        # the words that fill {} may differ from the label the gold labels are compared with
+        # (label "saddened" for --candidates sad; label "medium", phrase "medium-pitched")
+        "phrases": {c: aset.label_phrases(c)[0] for c in aset.candidates},
+        "metric_labels": "sorted candidates (absent classes count as 0 in UAR / macro-F1)",
+        "template": template or (None if ensemble else aset.template), "ensemble": ensemble, "prompts": prompts,
+        "unmatched_gold": "error" if on_unmatched == "error" else "excluded (counted in excluded, excluded_labels)",
+        "prediction": "argmax cosine; ties go to the first candidate", "audio": "full length, embedded longest first",
+    }
 
 
 def _classification_predictions(manifest: Manifest, gold: Sequence[str | None], status: Sequence[str],

@@ -34,7 +34,7 @@ from . import effects
 from .engines import Voice, get_engine, prepare_engines, select_voices
 from .grid import STYLE_ATTRIBUTES, Deck, apportion, plan_styles
 from .pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
-from .sentences import SENTENCES
+from .sentences import SENTENCE_POOLS, SENTENCES
 
 SOURCE = "synth"
 MANIFEST_NAME = "manifest.jsonl"
@@ -316,6 +316,7 @@ def generate_corpus(
     fmt: str = "flac",
     overwrite: bool = False,
     vary_formants: float = 0.0,
+    sentences: str = "train",
 ) -> CorpusSummary:
     """Generate ``n`` labelled clips and ``manifest.jsonl`` under ``out_dir``.
 
@@ -329,6 +330,9 @@ def generate_corpus(
         fmt: ``flac`` or ``wav``.
         overwrite: re-render existing clip files and accept a different ``synth_config.json``.
         vary_formants: random formant scaling per clip (0 = the voices as they are).
+        sentences: the sentence pool (:data:`~paraspeechclap.synth.sentences.SENTENCE_POOLS`): ``train``
+            for training corpora, ``dev``/``test`` for evaluation clips whose words no training
+            corpus spoke.
 
     Raises:
         InputError: bad arguments, or ``out_dir`` holds a corpus with other settings.
@@ -340,10 +344,14 @@ def generate_corpus(
         raise InputError(f"--jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     pool = list(voices) if voices is not None else select_voices()
-    specs = plan_corpus(n, seed, pool, mix, vary_formants=vary_formants)
+    if sentences not in SENTENCE_POOLS:
+        raise InputError(f"unknown sentence pool {sentences!r}; choose from {', '.join(SENTENCE_POOLS)}")
+    specs = plan_corpus(n, seed, pool, mix, sentences=SENTENCE_POOLS[sentences], vary_formants=vary_formants)
     mix_used = dict(DEFAULT_MIX if mix is None else mix)
     config = {"plan_version": PLAN_VERSION, "seed": seed, "voices": [v.id for v in pool], "mix": mix_used,
               "format": fmt, "sample_rate": SAMPLE_RATE, "vary_formants": vary_formants}  # fmt: skip
+    if sentences != "train":  # only then: existing training corpora keep their recorded config
+        config["sentences"] = sentences
     check_engines(sorted({s.voice.engine for s in specs}))
     check_config(out, config, overwrite)
     rels = [clip_relative_path(s.index, fmt) for s in specs]

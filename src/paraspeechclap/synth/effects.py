@@ -22,27 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from ..audio.features import active_level_dbfs, frame_powers
+
 FRAME_S = 0.02
-ACTIVE_GATE_DB = 35.0
 #: Peak-to-active-RMS ceiling in dB applied to every clip (speech is ~15-20 dB unlimited).
 CREST_DB = 11.0
 
 
 def frame_levels_db(x: np.ndarray, sr: int, frame_s: float = FRAME_S) -> np.ndarray:
     """(F,) RMS level in dBFS of consecutive non-overlapping frames."""
-    n = max(1, round(frame_s * sr))
-    m = len(x) // n
-    if m == 0:
-        return np.array([10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20)])
-    power = np.mean(np.square(x[: m * n].reshape(m, n), dtype=np.float64), axis=1)  # (F,)
-    return 10.0 * np.log10(power + 1e-20)
+    return 10.0 * np.log10(frame_powers(x, max(1, round(frame_s * sr))) + 1e-20)
 
 
-def active_level_db(x: np.ndarray, sr: int, gate_db: float = ACTIVE_GATE_DB) -> float:
-    """Active-speech RMS level in dBFS: mean power of frames within ``gate_db`` of the loudest."""
-    levels = frame_levels_db(x, sr)
-    active = levels[levels >= levels.max() - gate_db]
-    return float(10.0 * np.log10(np.mean(10.0 ** (active / 10.0))))
+def active_level_db(x: np.ndarray, sr: int) -> float:
+    """Active-speech RMS level in dBFS (:func:`paraspeechclap.audio.features.active_level_dbfs`, the
+    model's own level measurement) with 20 ms frames at any sample rate."""
+    return active_level_dbfs(x, frame=max(1, round(FRAME_S * sr)))
 
 
 def trim_silence(x: np.ndarray, sr: int, threshold_db: float = 40.0, pad_s: float = 0.12) -> np.ndarray:

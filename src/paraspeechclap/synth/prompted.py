@@ -38,7 +38,7 @@ from .corpus import RenderTask, check_config, check_engines, run_tasks, stream, 
 from .engines import Voice, select_voices
 from .grid import NEUTRAL, STYLE_ATTRIBUTES, allowed_values, plan_styles
 from .pipeline import SAMPLE_RATE, ClipSpec, render, sample_params
-from .sentences import SENTENCES
+from .sentences import SENTENCE_POOLS
 
 PROMPT_FIELDS: tuple[str, ...] = ("gender", *STYLE_ATTRIBUTES)
 GENDERS = ("male", "female")
@@ -161,11 +161,13 @@ def plan_candidates(
     seed: int = 0,
     p_match: float = 0.5,
     voices: Sequence[Voice] | None = None,
+    sentences: str = "train",
 ) -> list[list[Candidate]]:
     """Plan (without synthesising) ``n_candidates`` per prompt.
 
     Every (prompt, candidate) pair has its own random stream, so plans do not depend on the
-    number of prompts, candidates or worker processes.
+    number of prompts, candidates or worker processes. A prompt without a text gets one from the
+    ``sentences`` pool (:data:`~paraspeechclap.synth.sentences.SENTENCE_POOLS`).
 
     Returns:
         ``out[i][k]``: candidate ``k`` of prompt ``i`` (spec index = ``i * n_candidates + k``).
@@ -177,11 +179,14 @@ def plan_candidates(
         raise InputError(f"--candidates must be >= 1, got {n_candidates}")
     if not 0.0 <= p_match <= 1.0:
         raise InputError(f"--p-match must be in [0, 1], got {p_match}")
+    if sentences not in SENTENCE_POOLS:
+        raise InputError(f"unknown sentence pool {sentences!r}; choose from {', '.join(SENTENCE_POOLS)}")
+    pool_texts = SENTENCE_POOLS[sentences]
     pool = sorted(voices if voices is not None else select_voices(), key=lambda v: v.id)
     genders = [g for g in GENDERS if any(v.gender == g for v in pool)]
     out: list[list[Candidate]] = []
     for i, prompt in enumerate(prompts):
-        text = prompt.text or stream(seed, f"prompt-text:{i}").choice(list(SENTENCES))
+        text = prompt.text or stream(seed, f"prompt-text:{i}").choice(list(pool_texts))
         row = []
         for k in range(n_candidates):
             rng = stream(seed, f"candidate:{i}:{k}")
@@ -284,8 +289,10 @@ def write_rerank_set(
     jobs: int = 1,
     voices: Sequence[Voice] | None = None,
     overwrite: bool = False,
+    sentences: str = "train",
 ) -> dict[str, Any]:
-    """Synthesise ``n_candidates`` per prompt into the best-of-N layout (see the module docstring).
+    """Synthesise ``n_candidates`` per prompt into the best-of-N layout (see the module docstring);
+    prompts without a text are spoken with one from the ``sentences`` pool.
 
     Returns:
         A summary: ``out_dir``, ``prompts``, ``candidates``, ``generated``, ``match_rate`` (fraction of
@@ -293,10 +300,12 @@ def write_rerank_set(
     """
     out = Path(out_dir)
     pool = list(voices) if voices is not None else select_voices()
-    plan = plan_candidates(prompts, n_candidates, seed, p_match, pool)
+    plan = plan_candidates(prompts, n_candidates, seed, p_match, pool, sentences)
     check_engines(sorted({c.spec.voice.engine for row in plan for c in row}))
     config = {"mode": "prompted", "seed": seed, "p_match": p_match, "candidates": n_candidates,
               "voices": [v.id for v in pool], "sample_rate": SAMPLE_RATE}  # fmt: skip
+    if sentences != "train":
+        config["sentences"] = sentences
     check_config(out, config, overwrite)
     rel = {(i, k): f"iter_{k + 1}/audios/{i}.wav" for i in range(len(plan)) for k in range(n_candidates)}
     tasks = [RenderTask(c.spec, str(out / rel[i, k]), "wav", not overwrite)

@@ -1,5 +1,5 @@
-"""Training configuration: dataclasses (the schema), YAML loading with ``base:`` composition, and
-``--set key=value`` overrides.
+"""Training configuration: the schema (pydantic dataclasses), YAML loading with ``base:``
+composition, and ``--set key=value`` overrides.
 
 A run config is a YAML mapping with the sections of :class:`RunConfig` (``model``, ``data``,
 ``audio``, ``augment``, ``features``, ``loss``, ``optim``, ``train``, ``eval``, ``logging``).
@@ -8,23 +8,44 @@ loaded first and the file's keys are merged over it (mappings merge key by key, 
 lists included, is replaced). Overrides use dotted paths, ``--set optim.lr=3e-4`` or
 ``--set data.train.0.weight=2``; values are parsed as YAML.
 
-Every key is checked against the dataclasses: unknown keys and values of the wrong type raise
-:class:`~paraspeechclap.errors.ConfigError` naming the dotted path. Fields without a default
+The schema is declared once, in the dataclasses below: types, choices (``Literal``), ranges
+(``Field``) and the rules that tie fields together (validators). Loading checks every key and
+value against it; a violation is a :class:`~paraspeechclap.errors.ConfigError` of one line that
+names the dotted key, the bad value and what is allowed. Fields without a default
 (``model.audio_encoder``, ``model.text_encoder``, ``train.output_dir``) are required.
+
+``${PARASPEECHCLAP_SHARED_DATA}`` in a source's ``manifest``, ``audio_root`` or ``split_file`` is
+replaced by the shared data folder when the config is loaded (see :func:`shared_data_folder`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field
+import functools
+import logging
+import os
+import re
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from .schema_errors import Rule, config_error, short_repr
 
 __all__ = [
     "AudioConfig",
@@ -35,37 +56,116 @@ __all__ = [
     "LoggingConfig",
     "LossConfig",
     "OptimConfig",
+    "RepitchConfig",
     "RunConfig",
     "SourceConfig",
     "SynthSourceConfig",
     "TrainConfig",
     "TrainModelConfig",
     "apply_overrides",
+    "config_to_yaml",
     "load_config",
     "load_yaml_with_bases",
+    "shared_data_folder",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+# -- field types -------------------------------------------------------------------------------------
+def _reject_bool(value: Any) -> Any:
+    """pydantic's float takes ``true`` as 1.0 (bool is an int); a config flag is never a number."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+# Strict int and bool: 2.0, 2.5 or "3" for an int, 1 or "true" for a bool are mistakes, not values to coerce.
+# Floats stay lax: YAML 1.1 reads "1e-5" (no dot) as a string, and an int is a fine float.
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Float = Annotated[float, BeforeValidator(_reject_bool)]
+PositiveInt = Annotated[Int, Field(gt=0)]
+AtLeastOne = Annotated[Int, Field(ge=1)]
+NonNegativeInt = Annotated[Int, Field(ge=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegativeFloat = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
+Pair = Annotated[list[Float], Field(min_length=2, max_length=2)]
+
+_SCHEMA = ConfigDict(extra="forbid")
+
+
+# -- the shared data folder --------------------------------------------------------------------------
+def shared_data_folder() -> str:
+    """The shared data folder (holding ``real/``, ``real2/``): ``$PARASPEECHCLAP_SHARED_DATA``, else
+    ``<repository root>/../shared/data`` (found from the package's location by
+    :func:`paraspeechclap.data.splits.find_shared_data`, not from the working directory).
+
+    Raises:
+        ConfigError: the variable names no folder, or it is unset and the default folder is missing.
+    """
+    from ..data.splits import SHARED_DATA_ENV, find_shared_data
+    from ..errors import InputError
+
+    configured = os.environ.get(SHARED_DATA_ENV)
+    if configured:  # checked here: find_shared_data would fall back to the default silently
+        folder = Path(configured).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"{SHARED_DATA_ENV}={configured!r} is not a folder; point it at the folder holding real/")
+        return str(folder.absolute())
+    try:
+        return str(find_shared_data())
+    except InputError:
+        raise ConfigError(f"{SHARED_DATA_ENV} is not set and the default <repository root>/../shared/data does not "
+                          f"exist; set {SHARED_DATA_ENV} to the folder holding real/ and real2/") from None
+
+
+def _placeholder() -> re.Pattern[str]:
+    from ..data.splits import SHARED_DATA_ENV
+
+    return re.compile(r"\$(\{" + SHARED_DATA_ENV + r"\}|" + SHARED_DATA_ENV + r"(?![A-Za-z0-9_]))")
+
+
+def _resolve_shared(value: str | None) -> str | None:
+    """``${PARASPEECHCLAP_SHARED_DATA}`` (or ``$PARASPEECHCLAP_SHARED_DATA``) replaced by the folder."""
+    if value is None or not _placeholder().search(value):
+        return value
+    try:
+        folder = shared_data_folder()
+    except ConfigError as exc:
+        raise Rule(f"{value!r} cannot be resolved: {exc}") from None
+    return _placeholder().sub(lambda _: folder, value)  # a function: no escapes in the folder name
 
 
 # -- schema ------------------------------------------------------------------------------------------
-@dataclass
+_ARCHITECTURE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+
+
+@dataclass(config=_SCHEMA)
 class TrainModelConfig(ModelConfig):
     """The model to train: a :class:`~paraspeechclap.config.ModelConfig` plus where to start from.
+
+    The architecture fields are ``ModelConfig``'s (its types are checked); the three numeric ones
+    are restated with the ranges a model needs, keeping ``ModelConfig``'s defaults. ``ModelConfig``
+    itself stays a plain dataclass: it reads saved models' ``config.json``.
 
     Attributes:
         init_from: a saved model directory (``save_pretrained`` output) whose weights initialise
             the model; its architecture must match. ``None`` = pretrained backbones, new heads.
     """
 
+    embed_dim: PositiveInt = _ARCHITECTURE_DEFAULTS["embed_dim"]
+    projection_dropout: Annotated[Float, Field(ge=0, lt=1)] = _ARCHITECTURE_DEFAULTS["projection_dropout"]
+    init_logit_scale: PositiveFloat = _ARCHITECTURE_DEFAULTS["init_logit_scale"]
     init_from: str | None = None
 
     def model_config(self) -> ModelConfig:
         """The architecture part (what ``config.json`` of the trained model holds)."""
-        import copy
-
         return ModelConfig(**{f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(ModelConfig)})
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class SynthSourceConfig:
     """A synthetic corpus generated by :mod:`paraspeechclap.synth` into a cache folder if missing.
 
@@ -81,18 +181,18 @@ class SynthSourceConfig:
         cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/synth/<hash of the settings>``).
     """
 
-    n: int = 1000
-    seed: int = 0
+    n: PositiveInt = 1000
+    seed: Int = 0
     engines: list[str] | None = None
     voices: list[str] | None = None
     exclude_voices: list[str] = field(default_factory=list)
-    mix: dict[str, float] | None = None
-    jobs: int = 1
-    vary_formants: float = 0.0
+    mix: dict[str, NonNegativeFloat] | None = None
+    jobs: PositiveInt = 1
+    vary_formants: Annotated[Float, Field(ge=0, lt=1)] = 0.0
     cache_dir: str | None = None
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class RepitchConfig:
     """Derive a pitch-level corpus from a source's clips (:mod:`paraspeechclap.synth.repitch`).
 
@@ -110,20 +210,24 @@ class RepitchConfig:
             ``include: {emotion: [neutral]}``).
     """
 
-    n: int = 1000
-    seed: int = 0
-    jobs: int = 1
+    n: PositiveInt = 1000
+    seed: Int = 0
+    jobs: PositiveInt = 1
     cache_dir: str | None = None
-    speaking_rate: bool = False
+    speaking_rate: Bool = False
 
 
-@dataclass
+_SOURCE_KINDS = ("manifest", "hf_dataset", "synth")
+
+
+@dataclass(config=_SCHEMA)
 class SourceConfig:
     """One data source. Exactly one of ``manifest``, ``hf_dataset``, ``synth`` is set.
 
     Attributes:
         manifest: a manifest file or folder (JSONL/JSON/CSV/Parquet, ``save_to_disk`` folder);
-            relative paths are relative to the working directory.
+            relative paths are relative to the working directory; ``${PARASPEECHCLAP_SHARED_DATA}``
+            is the shared data folder (see :func:`shared_data_folder`), like in ``audio_root`` and ``split_file``.
         hf_dataset: a Hugging Face hub dataset name (e.g. ``ajd12342/paraspeechcaps-intrinsic-train``).
         synth: a generated synthetic corpus.
         split: the Hugging Face split; with ``split_file``, the split of that file to keep.
@@ -151,21 +255,33 @@ class SourceConfig:
     split: str | None = None
     split_file: str | None = None
     audio_root: str | None = None
-    weight: float = 1.0
-    captions: str = "manifest"
-    max_items: int | None = None
+    weight: NonNegativeFloat = 1.0
+    captions: Literal["manifest", "describe", "tags"] = "manifest"
+    max_items: PositiveInt | None = None
     exclude: dict[str, list[str]] = field(default_factory=dict)
     include: dict[str, list[str]] = field(default_factory=dict)
     name: str | None = None
     repitch: RepitchConfig | None = None
 
+    @field_validator("manifest", "audio_root", "split_file")
+    @classmethod
+    def _shared_data(cls, value: str | None) -> str | None:
+        return _resolve_shared(value)
 
-@dataclass
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        kinds = [k for k in _SOURCE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise Rule(f"set exactly one of {', '.join(_SOURCE_KINDS)} (got {', '.join(kinds) or 'none'})")
+        return self
+
+
+@dataclass(config=_SCHEMA)
 class DataConfig:
     """Training and development data.
 
     ``train_manifest`` + ``audio_root`` is shorthand for one ``train`` source (likewise
-    ``dev_manifest`` + ``dev_audio_root``).
+    ``dev_manifest`` + ``dev_audio_root``); the loaded config holds the source list only.
 
     Attributes:
         mixing: how several train sources combine: ``concat``; ``interleave`` (one row of each in
@@ -184,17 +300,39 @@ class DataConfig:
     dev: list[SourceConfig] = field(default_factory=list)
     dev_manifest: str | None = None
     dev_audio_root: str | None = None
-    mixing: str = "concat"
-    epoch_size: int | None = None
-    sampler: str = "shuffle"
+    mixing: Literal["concat", "interleave", "weighted"] = "concat"
+    epoch_size: PositiveInt | None = None
+    sampler: Literal["shuffle", "class_balanced"] = "shuffle"
     balanced_tag_field: str = "intrinsic_tags"
-    min_rare_per_batch: int = 2
-    rare_threshold: float = 0.05
-    num_workers: int = 0
-    max_bad_items: int = 100
+    min_rare_per_batch: NonNegativeInt = 2
+    rare_threshold: Fraction = 0.05
+    num_workers: NonNegativeInt = 0
+    max_bad_items: NonNegativeInt = 100
+
+    @field_validator("train_manifest", "audio_root", "dev_manifest", "dev_audio_root")
+    @classmethod
+    def _shared_data(cls, value: str | None) -> str | None:
+        return _resolve_shared(value)
+
+    @model_validator(mode="after")
+    def _expand_shorthands(self) -> DataConfig:
+        """The shorthands become one-source lists (the resolved config holds the canonical form)."""
+        if self.train_manifest is not None:
+            if self.train:
+                raise Rule(f"{self.train_manifest!r}: set either data.train or data.train_manifest, not both",
+                           "train_manifest")
+            self.train = [SourceConfig(manifest=self.train_manifest, audio_root=self.audio_root)]
+            self.train_manifest = self.audio_root = None
+        if self.dev_manifest is not None:
+            if self.dev:
+                raise Rule(f"{self.dev_manifest!r}: set either data.dev or data.dev_manifest, not both",
+                           "dev_manifest")
+            self.dev = [SourceConfig(manifest=self.dev_manifest, audio_root=self.dev_audio_root)]
+            self.dev_manifest = self.dev_audio_root = None
+        return self
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class AudioConfig:
     """Training-time audio: random crops of the backbone's prepared input (official: 10 s).
 
@@ -207,11 +345,11 @@ class AudioConfig:
             (all-ones masks, official); ``False`` keeps their own length (masked).
     """
 
-    crop_seconds: float | None = 10.0
-    pad_to_crop: bool = True
+    crop_seconds: PositiveFloat | None = 10.0
+    pad_to_crop: Bool = True
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class AugmentConfig:
     """Waveform augmentation before ``prepare`` (none in the official recipe).
 
@@ -226,14 +364,21 @@ class AugmentConfig:
         narrowband_rate: the low sample rate, Hz.
     """
 
-    gain_db: list[float] | None = None
-    relabel_loudness: bool = False
-    loudness_thresholds_dbfs: list[float] = field(default_factory=lambda: [-29.0, -18.0])
-    narrowband_prob: float = 0.0
-    narrowband_rate: int = 8000
+    gain_db: Pair | None = None
+    relabel_loudness: Bool = False
+    loudness_thresholds_dbfs: Pair = field(default_factory=lambda: [-29.0, -18.0])
+    narrowband_prob: Fraction = 0.0
+    narrowband_rate: Annotated[Int, Field(ge=1000, lt=16000)] = 8000
+
+    @field_validator("gain_db", "loudness_thresholds_dbfs")
+    @classmethod
+    def _ordered(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and value[0] > value[1]:
+            raise Rule(f"{value}: expected [low, high] with low <= high")
+        return value
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class FeaturesConfig:
     """Frozen-backbone mode: cache the speech backbone's ``forward_frozen`` outputs.
 
@@ -249,15 +394,26 @@ class FeaturesConfig:
             initialisation and the data order) share one cache instead of recomputing every clip.
     """
 
-    cache: bool = False
+    cache: Bool = False
     cache_dir: str | None = None
-    variants: int = 4
-    batch_size: int = 16
-    text_cache: bool = True
-    seed: int | None = None
+    variants: AtLeastOne = 4
+    batch_size: PositiveInt = 16
+    text_cache: Bool = True
+    seed: Int | None = None
 
 
-@dataclass
+def _check_attribute_sets(names: list[str]) -> list[str]:
+    """Every name must be a registered attribute set (``paraspeechclap data sets``)."""
+    from ..data.attributes import list_attribute_sets
+
+    known = list_attribute_sets()
+    for i, name in enumerate(names):
+        if name not in known:
+            raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}", str(i))
+    return names
+
+
+@dataclass(config=_SCHEMA)
 class LossConfig:
     """Training objective.
 
@@ -279,22 +435,33 @@ class LossConfig:
         attribute_weight: multiplier of that term.
     """
 
-    name: str = "contrastive"
-    gather_with_grad: bool = False
-    local_loss: bool = False
-    classification_weight: float = 1.0
+    name: Literal["contrastive", "multitask"] = "contrastive"
+    gather_with_grad: Bool = False
+    local_loss: Bool = False
+    classification_weight: NonNegativeFloat = 1.0
     tag_field: str = "intrinsic_tags"
     tag_vocab: list[str] | None = None
     tag_prompts: str = "builtin"
     tag_prompt_template: str = "A person is speaking in a {} style"
     default_prompt_template: str = "A person is speaking in a {} style."
-    max_logit_scale: float = 100.0
-    clamp: str = "epoch"
+    max_logit_scale: PositiveFloat = 100.0
+    clamp: Literal["epoch", "step"] = "epoch"
     attribute_sets: list[str] = field(default_factory=list)
-    attribute_weight: float = 1.0
+    attribute_weight: NonNegativeFloat = 1.0
+
+    @field_validator("attribute_sets")
+    @classmethod
+    def _known_sets(cls, value: list[str]) -> list[str]:
+        return _check_attribute_sets(value)
+
+    @model_validator(mode="after")
+    def _local_loss_needs_gather(self) -> LossConfig:
+        if self.local_loss and not self.gather_with_grad:
+            raise Rule("true requires loss.gather_with_grad=true", "local_loss")
+        return self
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class OptimConfig:
     """Optimiser (official: Adam, lr 1e-5, no weight decay, constant, no clipping).
 
@@ -305,17 +472,18 @@ class OptimConfig:
         grad_clip_norm: clip the global gradient norm (None = off).
     """
 
-    name: str = "adam"
-    lr: float = 1e-5
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    grad_clip_norm: float | None = None
+    name: Literal["adam", "adamw"] = "adam"
+    lr: PositiveFloat = 1e-5
+    betas: Annotated[list[Annotated[Float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = field(
+        default_factory=lambda: [0.9, 0.999])
+    eps: PositiveFloat = 1e-8
+    weight_decay: NonNegativeFloat = 0.0
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    grad_clip_norm: PositiveFloat | None = None
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class TrainConfig:
     """The run itself.
 
@@ -339,23 +507,30 @@ class TrainConfig:
     """
 
     output_dir: str
-    max_steps: int | None = None
-    epochs: int | None = None
-    batch_size: int = 32
-    seed: int = 3407
-    device: str = "auto"
-    precision: str = "fp32"
-    grad_checkpointing: bool = False
-    checkpoint_every: int = 1500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    num_threads: int | None = None
-    progress: bool = True
-    find_unused_parameters: bool = False
-    deterministic: bool = True
+    max_steps: AtLeastOne | None = None
+    epochs: AtLeastOne | None = None
+    batch_size: PositiveInt = 32
+    seed: Int = 3407
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    grad_checkpointing: Bool = False
+    checkpoint_every: PositiveInt = 1500
+    keep_checkpoints: PositiveInt = 3
+    log_every: PositiveInt = 10
+    num_threads: PositiveInt | None = None
+    progress: Bool = True
+    find_unused_parameters: Bool = False
+    deterministic: Bool = True
+
+    @model_validator(mode="after")
+    def _needs_a_limit(self) -> TrainConfig:
+        if self.max_steps is None and self.epochs is None:
+            raise Rule("null, and so is train.epochs: set train.max_steps or train.epochs (one is required)",
+                       "max_steps")
+        return self
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class EvalConfig:
     """Periodic evaluation on ``data.dev`` (main rank).
 
@@ -365,25 +540,42 @@ class EvalConfig:
         attribute_sets: zero-shot classification sets (``paraspeechclap data sets``) scored by UAR.
         prompt_ensemble: average each class over all its prompts instead of the default prompt.
         batch_size: clips per forward pass.
-        best_metric: metric that selects ``best/`` (higher is better).
+        best_metric: metric that selects ``best/`` (higher is better): a recall
+            (``val/audio_to_text/R@1``, ...) or ``val/<set>/uar|uar_present|accuracy`` of a set
+            in ``attribute_sets`` (:func:`.metric_names.best_metric_choices`).
     """
 
-    every_steps: int | None = None
-    at_end: bool = True
+    every_steps: AtLeastOne | None = None
+    at_end: Bool = True
     attribute_sets: list[str] = field(default_factory=list)
-    prompt_ensemble: bool = False
-    batch_size: int = 16
+    prompt_ensemble: Bool = False
+    batch_size: PositiveInt = 16
     best_metric: str = "val/audio_to_text/R@1"
 
+    @field_validator("attribute_sets")
+    @classmethod
+    def _known_sets(cls, value: list[str]) -> list[str]:
+        return _check_attribute_sets(value)
 
-@dataclass
+    @model_validator(mode="after")
+    def _known_metric(self) -> EvalConfig:
+        from .metric_names import best_metric_choices
+
+        allowed = best_metric_choices(self.attribute_sets)
+        if self.best_metric not in allowed:
+            raise Rule(f"{self.best_metric!r} is not a higher-is-better dev metric with eval.attribute_sets="
+                       f"{self.attribute_sets}; one of: {', '.join(allowed)}", "best_metric")
+        return self
+
+
+@dataclass(config=_SCHEMA)
 class LoggingConfig:
     """Metric sinks: ``metrics.jsonl`` always; TensorBoard with the optional extra ``tensorboard``."""
 
-    tensorboard: bool = False
+    tensorboard: Bool = False
 
 
-@dataclass
+@dataclass(config=_SCHEMA)
 class RunConfig:
     """A complete training run."""
 
@@ -398,99 +590,36 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
+    @model_validator(mode="after")
+    def _cache_needs_frozen_backbone(self) -> RunConfig:
+        if self.features.cache and self.model.audio_trainable != []:
+            raise Rule("true needs a frozen speech backbone: set model.audio_trainable: [] "
+                       f"(got {self.model.audio_trainable!r})", "features.cache")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (what ``config.yaml`` and checkpoints store)."""
         return dataclasses.asdict(self)
 
 
-# -- value checking ----------------------------------------------------------------------------------
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+# -- validation ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _run_config_adapter() -> TypeAdapter[RunConfig]:
+    return TypeAdapter(RunConfig)
 
 
-def _check(value: Any, hint: Any, path: str) -> Any:
-    """Check ``value`` against a type hint, converting where YAML is ambiguous (``1e-5`` -> float)."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{path}: a value is required (got null)")
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _check(value, arg, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} does not match {_type_name(hint)}")
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, path)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
-        (item,) = typing.get_args(hint) or (Any,)
-        return [_check(v, item, f"{path}.{i}") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
-        _, item = typing.get_args(hint) or (str, Any)
-        return {str(k): _check(v, item, f"{path}.{k}") for k, v in value.items()}
-    return _check_scalar(value, hint, path)
-
-
-def _check_scalar(value: Any, hint: Any, path: str) -> Any:
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a schema type this checker does not know
-        raise ConfigError(f"{path}: unsupported schema type {hint!r}")
-    raise ConfigError(f"{path}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
-
-
-def from_dict(cls: type, data: Any, path: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, checking every key and value.
+def _build_run_config(raw: Any) -> RunConfig:
+    """Validate a raw mapping into a :class:`RunConfig`.
 
     Raises:
-        ConfigError: unknown key (with a suggestion), missing required key, or wrong type.
+        ConfigError: one line naming the dotted key, the bad value and what is allowed.
     """
-    where = path or "config"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
-            raise ConfigError(f"unknown config key {_join(path, key)!r}{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _check(data[name], hints[name], _join(path, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required config key {_join(path, name)!r}")
-    return cls(**kwargs)
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(raw).__name__} {short_repr(raw)}")
+    try:
+        return _run_config_adapter().validate_python(raw)
+    except ValidationError as exc:
+        raise config_error(exc, RunConfig) from None
 
 
 # -- YAML files and overrides ------------------------------------------------------------------------
@@ -551,129 +680,70 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _set_path(data: dict[str, Any], parts: list[str], value: Any, text: str) -> None:
+    """Set ``data[parts...] = value``; a numeric part indexes a list, missing mappings are created
+    (so an unknown key is reported by the schema with its full path)."""
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"override {text!r}: {where!r} is not an index of a {len(node)}-item list")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(f"override {text!r}: {'.'.join(parts[:i])!r} is a value, not a section")
+
+
+#: an override of one of these replaces the other, set by the recipe (a file setting both is an error).
+_DISPLACES = {"data.train_manifest": "train", "data.dev_manifest": "dev",
+              "data.train": "train_manifest", "data.dev": "dev_manifest"}
+
+
+def _displace_alternative(data: dict[str, Any], key: str, value: Any) -> None:
+    """``--set data.train_manifest=F`` on a recipe with a ``data.train`` list: the list goes (and
+    ``--set data.train=[...]`` on a recipe with ``data.train_manifest``: the shorthand goes)."""
+    section, other = data.get("data"), _DISPLACES.get(key)
+    if other is None or value in (None, []) or not isinstance(section, dict) or section.get(other) in (None, []):
+        return
+    if isinstance(section[other], list):
+        n = len(section[other])
+        logger.info("--set %s replaces the recipe's data.%s (%d source%s)", key, other, n, "" if n == 1 else "s")
+        section[other] = []
+    else:
+        logger.info("--set %s replaces the recipe's data.%s (%s)", key, other, section[other])
+        section[other] = None
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides to a raw config mapping (validation happens later).
 
     A numeric path component indexes a list (``data.train.0.weight=2``); missing mappings on the
     way are created, so an unknown key is reported by the schema check with its full path.
+    ``data.train_manifest`` / ``data.dev_manifest`` replace the recipe's ``data.train`` /
+    ``data.dev`` list, and the other way round (logged at INFO level).
     """
-    import copy
-
     data = copy.deepcopy(data)
     for text in overrides:
         parts, value = _parse_override(text)
-        node: Any = data
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            where = ".".join(parts[: i + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"override {text!r}: {where!r} is not an index of a {len(node)}-item list")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    if node.get(part) is None:
-                        node[part] = {}
-                    node = node[part]
-            else:
-                raise ConfigError(f"override {text!r}: {'.'.join(parts[:i])!r} is a value, not a section")
+        _set_path(data, parts, value, text)
+        _displace_alternative(data, ".".join(parts), value)
     return data
-
-
-def _expand_shorthands(cfg: RunConfig) -> RunConfig:
-    """``data.train_manifest``/``dev_manifest`` become one-source lists; checks choices."""
-    d = cfg.data
-    if d.train_manifest is not None:
-        if d.train:
-            raise ConfigError("set either data.train or data.train_manifest, not both")
-        d.train = [SourceConfig(manifest=d.train_manifest, audio_root=d.audio_root)]
-        d.train_manifest = d.audio_root = None  # the resolved config holds the canonical form only
-    if d.dev_manifest is not None:
-        if d.dev:
-            raise ConfigError("set either data.dev or data.dev_manifest, not both")
-        d.dev = [SourceConfig(manifest=d.dev_manifest, audio_root=d.dev_audio_root)]
-        d.dev_manifest = d.dev_audio_root = None
-    return cfg
-
-
-_CHOICES = {
-    "data.mixing": ("concat", "interleave", "weighted"),
-    "data.sampler": ("shuffle", "class_balanced"),
-    "loss.name": ("contrastive", "multitask"),
-    "loss.clamp": ("epoch", "step"),
-    "optim.name": ("adam", "adamw"),
-    "optim.schedule": ("constant", "cosine", "linear"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.precision": ("fp32", "bf16"),
-}
-_POSITIVE = ("train.batch_size", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-             "eval.batch_size", "features.batch_size", "optim.lr")  # fmt: skip
-
-
-def _get(cfg: RunConfig, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def validate(cfg: RunConfig) -> RunConfig:
-    """Cross-field checks the types alone do not express.
-
-    Raises:
-        ConfigError: naming the offending key.
-    """
-    for key, choices in _CHOICES.items():
-        if _get(cfg, key) not in choices:
-            raise ConfigError(f"{key}: {_get(cfg, key)!r} is not one of {', '.join(choices)}")
-    for key in _POSITIVE:
-        if _get(cfg, key) <= 0:
-            raise ConfigError(f"{key}: must be positive, got {_get(cfg, key)}")
-    t = cfg.train
-    if t.max_steps is None and t.epochs is None:
-        raise ConfigError("train.max_steps or train.epochs must be set")
-    for key in ("train.max_steps", "train.epochs", "eval.every_steps"):
-        if _get(cfg, key) is not None and _get(cfg, key) < 1:
-            raise ConfigError(f"{key}: must be >= 1 or null, got {_get(cfg, key)}")
-    if cfg.loss.local_loss and not cfg.loss.gather_with_grad:
-        raise ConfigError("loss.local_loss=true requires loss.gather_with_grad=true")
-    gain = cfg.augment.gain_db
-    if gain is not None and (len(gain) != 2 or gain[0] > gain[1]):
-        raise ConfigError(f"augment.gain_db: expected [low, high], got {gain}")
-    if not 0.0 <= cfg.augment.narrowband_prob <= 1.0:
-        raise ConfigError(f"augment.narrowband_prob: must be in [0, 1], got {cfg.augment.narrowband_prob}")
-    if not 1000 <= cfg.augment.narrowband_rate < 16000:
-        raise ConfigError(f"augment.narrowband_rate: must be in [1000, 16000) Hz, got {cfg.augment.narrowband_rate}")
-    if len(cfg.augment.loudness_thresholds_dbfs) != 2:
-        raise ConfigError("augment.loudness_thresholds_dbfs: expected [soft_below, loud_above]")
-    if cfg.audio.crop_seconds is not None and cfg.audio.crop_seconds <= 0:
-        raise ConfigError(f"audio.crop_seconds: must be positive or null, got {cfg.audio.crop_seconds}")
-    if cfg.features.cache and cfg.model.audio_trainable != []:
-        raise ConfigError("features.cache=true needs a frozen speech backbone: set model.audio_trainable: []")
-    if len(cfg.optim.betas) != 2:
-        raise ConfigError(f"optim.betas: expected two values, got {cfg.optim.betas}")
-    for i, src in enumerate([*cfg.data.train, *cfg.data.dev]):
-        kinds = [k for k in ("manifest", "hf_dataset", "synth") if getattr(src, k) is not None]
-        if len(kinds) != 1:
-            got = kinds or "none"
-            raise ConfigError(f"data source #{i}: set exactly one of manifest, hf_dataset, synth (got {got})")
-        if src.captions not in ("manifest", "describe", "tags"):
-            raise ConfigError(f"data source #{i}: captions {src.captions!r} is not one of manifest, describe, tags")
-        if src.weight < 0:
-            raise ConfigError(f"data source #{i}: weight must be >= 0, got {src.weight}")
-        if src.repitch is not None and src.repitch.n < 1:
-            raise ConfigError(f"data source #{i}: repitch.n must be >= 1, got {src.repitch.n}")
-    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 data: dict[str, Any] | None = None) -> RunConfig:
-    """Load, override, type-check and validate a run config.
+    """Load, override and validate a run config.
 
     Args:
         path: YAML file (``base:`` resolved).
@@ -686,8 +756,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw = load_yaml_with_bases(path) if path is not None else {}
     if data:
         raw = deep_merge(raw, data)
-    raw = apply_overrides(raw, list(overrides or []))
-    return validate(_expand_shorthands(from_dict(RunConfig, raw)))
+    return _build_run_config(apply_overrides(raw, list(overrides or [])))
 
 
 def config_to_yaml(cfg: RunConfig) -> str:

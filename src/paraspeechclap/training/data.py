@@ -101,7 +101,12 @@ def synth_corpus_dir(cfg: SynthSourceConfig) -> Path:
         return Path(str(expand_path(cfg.cache_dir, "synth.cache_dir")))
     from ..synth.corpus import PLAN_VERSION
 
+    from ..synth.engines import expand_voice_ids
+
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("jobs", "cache_dir")}
+    for key in ("voices", "exclude_voices"):  # held-out names hash as the voices they stand for
+        if settings.get(key):
+            settings[key] = expand_voice_ids(settings[key])
     settings["plan_version"] = PLAN_VERSION  # a new generator never reuses an old corpus
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return default_cache_root() / "synth" / f"n{cfg.n}-s{cfg.seed}-{digest}"

@@ -2,7 +2,8 @@
 
 Follows the evaluation protocol of :mod:`paraspeechclap.evaluation` (full-length clips, normalised
 embeddings, cosine similarity, captions de-duplicated by exact string, audio-to-text ranks) and
-reports flat ``val/...`` metrics for the training log:
+reports flat ``val/...`` metrics for the training log (names built by :mod:`.metric_names`, which
+the config also checks ``eval.best_metric`` against):
 
 * ``val/audio_to_text/R@1`` (also R@5, R@10, median/mean rank) and ``val/text_to_audio/...``;
   ``val/audio_to_text/chance_R@1`` is ``1 / unique captions``, the R@1 of a random ranking;
@@ -24,6 +25,7 @@ from ..evaluation.retrieval import dedupe_captions, retrieval_metrics
 from .config import EvalConfig
 from .data import DevSet
 from .features import FeatureTable
+from .metric_names import CHANCE_R1, CLASSIFICATION_KEYS, CLIPS, SKIPPED, classification_name, retrieval_name
 
 if TYPE_CHECKING:
     from ..model import ParaSpeechCLAP
@@ -59,8 +61,8 @@ def retrieval_scores(audio: np.ndarray, captions: Sequence[str], model: ParaSpee
     unique, gt = dedupe_captions(list(captions))
     text = model.embed_text(unique)
     metrics = retrieval_metrics(audio @ text.T, gt)
-    out = {f"val/{direction}/{k}": float(v) for direction, m in metrics.items() for k, v in m.items()}
-    out["val/audio_to_text/chance_R@1"] = 1.0 / len(unique)
+    out = {retrieval_name(direction, k): float(v) for direction, m in metrics.items() for k, v in m.items()}
+    out[CHANCE_R1] = 1.0 / len(unique)
     return out
 
 
@@ -78,8 +80,7 @@ def classification_scores(audio: np.ndarray, rows: Sequence[dict[str, Any]], mod
     classes = embed_class_prompts(model, prompts, aset.candidates)
     pred = predict_labels(audio[keep] @ classes.T, list(aset.candidates))
     m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
-    return {f"val/{set_name}/uar": m["uar"], f"val/{set_name}/uar_present": m["uar_present"],
-            f"val/{set_name}/accuracy": m["accuracy"], f"val/{set_name}/count": float(m["count"])}  # fmt: skip
+    return {classification_name(set_name, k): float(m[k]) for k in CLASSIFICATION_KEYS}
 
 
 def evaluate_dev(model: ParaSpeechCLAP, dev: DevSet, cfg: EvalConfig,
@@ -87,7 +88,7 @@ def evaluate_dev(model: ParaSpeechCLAP, dev: DevSet, cfg: EvalConfig,
     """All dev metrics (see module docstring); the model is left in its previous train/eval mode."""
     was_training = model.training
     audio, kept, skipped = embed_dev_audio(model, dev, cfg.batch_size, features)
-    metrics: dict[str, float] = {"val/clips": float(len(kept)), "val/skipped": float(skipped)}
+    metrics: dict[str, float] = {CLIPS: float(len(kept)), SKIPPED: float(skipped)}
     if kept:
         metrics.update(retrieval_scores(audio, [dev.captions[i] for i in kept], model))
         rows = [dev.rows[i] for i in kept]

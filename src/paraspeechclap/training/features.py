@@ -186,20 +186,34 @@ def _variant_inputs(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeli
     return out
 
 
-def _full_inputs(wav: np.ndarray, encoder: AudioEncoder) -> list[tuple[PreparedAudio, float]]:
-    """Deterministic evaluation input: the whole clip in windows, each with its frame weight."""
-    return [(encoder.prepare(w), float(encoder.num_frames(len(w)))) for w in split_windows(wav, encoder.window_samples)]
+def full_clip_features(wav: np.ndarray, encoder: AudioEncoder, batch_size: int) -> torch.Tensor:
+    """Deterministic evaluation input: ``forward_frozen`` of the whole clip, as inference computes it.
+
+    A clip longer than the encoder's window is cut into windows, combined exactly from their frame
+    statistics where the encoder has them (``window_moments``), else as the frame-weighted mean of
+    the windows' outputs (exact for mean pooling).
+    """
+    windows = split_windows(wav, encoder.window_samples)
+    prepared = [encoder.prepare(w) for w in windows]
+    if len(windows) > 1 and encoder.has_window_moments:
+        device = next(encoder.parameters()).device
+        moments = torch.zeros(0, dtype=torch.float64)
+        for s in range(0, len(prepared), batch_size):
+            inputs = {k: v.to(device) for k, v in collate_prepared(prepared[s:s + batch_size]).items()}
+            rows = encoder.window_moments(inputs["features"], inputs["lengths"]).sum(0).cpu()
+            moments = rows if not len(moments) else moments + rows
+        extras = {k: v[None].to(device) for k, v in encoder.clip_extras(wav).items()}
+        return encoder.frozen_from_moments(moments[None].to(device), **extras)[0].float().cpu()
+    feats = frozen_features(encoder, prepared, batch_size)
+    weights = [float(encoder.num_frames(len(w))) for w in windows]
+    return (sum(f.double() * w for f, w in zip(feats, weights)) / sum(weights)).float()
 
 
 def _compute_clip(req: CacheRequest, digest: str, encoder: AudioEncoder, pipeline: ClipPipeline | None,
                   seed: int, variants: int, batch_size: int) -> list[dict[str, Any]]:
     wav = load_audio(req.path, min_samples=encoder.min_samples)
-    if pipeline is None:  # full-length: frame-weighted mean of the windows' outputs
-        parts = _full_inputs(wav, encoder)
-        feats = frozen_features(encoder, [p for p, _ in parts], batch_size)
-        weights = torch.tensor([w for _, w in parts], dtype=torch.float64)
-        mean = sum(f.double() * w for f, w in zip(feats, weights)) / weights.sum()
-        return [{"features": mean.float(), "level_dbfs": None}]
+    if pipeline is None:  # full-length
+        return [{"features": full_clip_features(wav, encoder, batch_size), "level_dbfs": None}]
     inputs = _variant_inputs(wav, encoder, pipeline, digest, seed, variants)
     distinct = list({id(p): p for p, _ in inputs}.values())  # identical variants are computed once
     feats = dict(zip((id(p) for p in distinct), frozen_features(encoder, distinct, batch_size)))

@@ -28,7 +28,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,9 +65,6 @@ from .modules import FrozenTextCache, TrainingModule, build_model, set_train_mod
 from .optim import create_optimizer, create_scheduler
 
 logger = logging.getLogger(__name__)
-
-#: testing hook: the main rank SIGKILLs itself right after this optimiser step (crash-recovery tests).
-KILL_AFTER_STEP_ENV = "PARASPEECHCLAP_TEST_KILL_AFTER_STEP"
 
 
 def seed_everything(seed: int) -> None:
@@ -386,8 +382,6 @@ class Trainer:
             self.save_checkpoint()
         if self.cfg.eval.every_steps and s.step % self.cfg.eval.every_steps == 0:
             self.run_eval()
-        if os.environ.get(KILL_AFTER_STEP_ENV) == str(s.step) and distributed.is_main():
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def run_eval(self) -> dict[str, float]:
         """Dev evaluation on the main rank (others wait); keeps ``best/`` up to date."""
@@ -428,7 +422,8 @@ class Trainer:
         summary = {"steps": self.state.step, "epochs_completed": self.state.epoch - 1, "seconds": round(seconds, 3),
                    "final": str(self.out / "final"), "best": str(self.out / "best") if self.state.best_step else None,
                    "best_metric": self.cfg.eval.best_metric, "best_value": self.state.best_value,
-                   "best_step": self.state.best_step, "bad_items": len(self.state.bad), "last_eval": last}  # fmt: skip
+                   "best_step": self.state.best_step, "bad_items": len(self.state.bad), "last_eval": last,
+                   "train_sources": [{"name": src.name, "rows": len(src.manifest)} for src in self.sources]}  # fmt: skip
         if distributed.is_main():
             save_model_dir(self.model, self.out / "final", {"step": self.state.step, **last})
             atomic_write_json(self.out / "summary.json", summary)

@@ -1,0 +1,112 @@
+"""What the benchmark scripts share: where results go, how a run is recorded, zero-shot scoring.
+
+Every script writes its results as JSON to ``benchmarks/results/<name>.json`` by default (``--json
+PATH`` elsewhere), atomically, with a ``meta`` block that records the command, the time, the
+machine and the commit, so ``benchmarks/report.py`` can rebuild the tables of README.md and
+MODEL_CARD.md from the committed files and say where each number came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def add_json_arg(ap: argparse.ArgumentParser, default_name: str) -> None:
+    """``--json PATH`` (alias ``--out``; default ``benchmarks/results/<default_name>``, where ``{split}``
+    etc. are filled from the parsed arguments by :func:`json_path`)."""
+    ap.add_argument("--json", "--out", dest="json", default=None, metavar="OUT",
+                    help=f"where the results go (default: benchmarks/results/{default_name})")
+    ap.set_defaults(_json_default=default_name)
+
+
+def json_path(args: argparse.Namespace, **fields: Any) -> Path:
+    """The results file of a run: ``--json``, or the default name filled from ``args`` and ``fields``
+    (e.g. the resolved precision)."""
+    if args.json:
+        return Path(args.json)
+    return RESULTS / args._json_default.format(**{**vars(args), **fields})
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    """HEAD's short hash, with ``-dirty`` when tracked files differ from it outside ``benchmarks/results/``
+    (results written by earlier benchmarks of the same regeneration do not make a run dirty)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("-dirty" if changed else "")) or None
+
+
+def run_meta() -> dict[str, Any]:
+    """The command, UTC time, machine (CPU, cores, native bf16) and commit of this run."""
+    from paraspeechclap.inference import cpu_has_bf16
+
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return {
+        "command": shlex.join(["python", str(script), *sys.argv[1:]]),
+        "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": {"cpu": _cpu_name(), "cores": os.cpu_count(), "native_bf16": cpu_has_bf16()},
+        "commit": _git_commit(),
+    }
+
+
+def write_results(path: str | os.PathLike, data: dict[str, Any]) -> Path:
+    """Write ``data`` plus ``meta`` (:func:`run_meta`) atomically; returns the path."""
+    from paraspeechclap.atomic import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {**data, "meta": run_meta()})
+    print(f"results: {path}", file=sys.stderr)
+    return path
+
+
+def model_fields(model: Any) -> dict[str, Any]:
+    """What identifies the scored model in a results file."""
+    return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision}
+
+
+def attribute_scores(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], set_name: str,
+                     ensemble: bool = True) -> dict[str, Any] | None:
+    """:func:`paraspeechclap.evaluation.classification.score_attribute_set` without the per-clip
+    predictions (the results files keep the confusion matrix instead)."""
+    from paraspeechclap.evaluation.classification import score_attribute_set
+
+    m = score_attribute_set(model, audio, rows, set_name, ensemble)
+    if m is not None:
+        m.pop("predicted")
+    return m

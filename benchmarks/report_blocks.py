@@ -1,0 +1,419 @@
+"""The blocks of ``benchmarks/report.py``: each makes one marked part of README.md or MODEL_CARD.md
+from the results files (``results[name]`` is ``benchmarks/results/<name>.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from report import Block, Results
+
+BLOCKS: dict[str, Block] = {}
+
+QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
+ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
+SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
+             "whisper": "whispered vs voiced", "voice_quality": "voice quality (5)", "recording": "recording condition (4)",
+             "gender": "gender", "emotion": "emotion, 4 classes", "emotion8": "emotion, 8 classes"}
+
+
+def block(name: str) -> Callable[[Block], Block]:
+    def register(fn: Block) -> Block:
+        BLOCKS[name] = fn
+        return fn
+    return register
+
+
+# -- formatting -------------------------------------------------------------------------------------
+def f3(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def uar(res: dict[str, Any], entry: str, name: str) -> float | None:
+    """UAR over the classes present of set ``name`` in ``res["sets"][entry]`` (None if absent)."""
+    m = res["sets"].get(entry, {}).get(name)
+    return None if m is None else m["uar_present"]
+
+
+def chance(res: dict[str, Any], entry: str, name: str) -> str:
+    m = res["sets"][entry][name]
+    return f3(1.0 / m["classes_present"])
+
+
+def command(res: dict[str, Any]) -> str:
+    return f"`{res['meta']['command']}`"
+
+
+def host(res: dict[str, Any]) -> str:
+    h = res["meta"]["host"]
+    return f"{h['cpu']}, {h['cores']} cores{', native bf16' if h.get('native_bf16') else ''}"
+
+
+def confusion(res: dict[str, Any], entry: str, name: str, gold: str, pred: str) -> tuple[int, int]:
+    """Clips of ``gold`` predicted as ``pred``, and clips of ``gold``."""
+    m = res["sets"][entry][name]
+    i, j = m["labels"].index(gold), m["labels"].index(pred)
+    return m["confusion"][i][j], sum(m["confusion"][i])
+
+
+# -- quality ----------------------------------------------------------------------------------------
+QUALITY_ROWS = [  # (set label, attribute label, entry, [set names])
+    ("real speech, unseen speakers", "emotion, 4 classes", "real", ["emotion"]),
+    ("real speech, unseen speakers", "emotion, 8 classes", "real", ["emotion8"]),
+    ("real speech, unseen speakers", "gender", "real", ["gender"]),
+    ("real speech, unseen speakers, re-pitched to controlled levels", "pitch level", "real_repitched", ["pitch_level"]),
+    ("real neutral speech, unseen speakers, re-timed to controlled tempi", "speaking rate", "real_retimed",
+     ["speaking_rate"]),
+    ("synthetic, unseen voices, sentences and engine", "pitch level / rate / loudness", "synthetic",
+     ["pitch_level", "speaking_rate", "loudness"]),
+    ("synthetic, unseen voices, sentences and engine", "whispered vs voiced / gender", "synthetic", ["whisper", "gender"]),
+]
+
+
+@block("readme-quality")
+def readme_quality(r: Results) -> str:
+    res = r[QUALITY_TEST]
+    rows = [[s, a, " / ".join(f3(uar(res, e, n)) for n in names), " / ".join(dict.fromkeys(chance(res, e, n)
+             for n in names))] for s, a, e, names in QUALITY_ROWS]
+    ret = res["sets"]["synthetic"]["retrieval"]
+    rows.append(["synthetic, unseen voices, sentences and engine", "caption retrieval R@1 / R@10",
+                 f"{f3(ret['R@1'])} / {f3(ret['R@10'])}", f"{f3(ret['chance_R@1'])} / {f3(ret['chance_R@10'])}"])
+    intro = (f"**Default model quality** (test split, fp32, zero-shot with prompt ensembles; {command(res)}, "
+             f"`benchmarks/results/{QUALITY_TEST}.json`; details, dev numbers and robustness in "
+             f"[MODEL_CARD.md](MODEL_CARD.md)):\n\n")
+    return intro + table(["set", "attribute", "UAR", "chance"], rows)
+
+
+@block("card-quality-test")
+def card_quality_test(r: Results) -> str:
+    res = r[QUALITY_TEST]
+    rows = []
+    for entry, label, names in (("synthetic", "synthetic: held-out voices, test sentences, unseen engine (Kokoro)",
+                                 ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording",
+                                  "gender"]),
+                                ("real", "real, test speakers", ["emotion", "emotion8", "gender"]),
+                                ("real_repitched", "real test speakers, re-pitched (natural voices at controlled levels)",
+                                 ["pitch_level", "gender"]),
+                                ("real_retimed", "real neutral test clips, re-pitched and re-timed", ["speaking_rate"])):
+        for k, n in enumerate(names):
+            m = res["sets"][entry][n]
+            rows.append([label if k == 0 else "", f"{SET_NAMES[n]} UAR", f3(m["uar_present"]),
+                         f3(1 / m["classes_present"]), m["count"]])
+        if entry == "synthetic":
+            ret = res["sets"]["synthetic"]["retrieval"]
+            rows.append(["", "caption retrieval R@1 / R@10", f"{f3(ret['R@1'])} / {f3(ret['R@10'])}",
+                         f"{f3(ret['chance_R@1'])} / {f3(ret['chance_R@10'])}", res["sets"]["synthetic"]["clips"]])
+    head = (f"{command(res)} (`benchmarks/results/{QUALITY_TEST}.json`; model `{res['checksum'][:12]}`, "
+            f"{res['precision']}; {host(res)}):\n\n")
+    return head + table(["set", "metric", "value", "chance", "n"], rows)
+
+
+@block("card-quality-breakdown")
+def card_quality_breakdown(r: Results) -> str:
+    res = r[QUALITY_TEST]
+    voices = sorted(k for k in res["sets"] if k.startswith("synthetic/voice="))
+    rows = [[k.split("=", 1)[1], f3(uar(res, k, "pitch_level")), f3(uar(res, k, "speaking_rate")),
+             f3(uar(res, k, "gender")), f3(uar(res, k, "voice_quality")), res["sets"][k]["clips"]] for k in voices]
+    engines = [k for k in ("synthetic/espeak", "synthetic/kokoro") if k in res["sets"]]
+    rows += [[f"**all {k.split('/')[1]}**", f3(uar(res, k, "pitch_level")), f3(uar(res, k, "speaking_rate")),
+              f3(uar(res, k, "gender")), f3(uar(res, k, "voice_quality")), res["sets"][k]["clips"]] for k in engines]
+    out = table(["held-out voice (test)", "pitch level", "speaking rate", "gender", "voice quality", "clips"], rows)
+    if "synthetic/kokoro" in res["sets"]:
+        fm, fast = confusion(res, "synthetic/kokoro", "speaking_rate", "fast", "measured")
+        sm, slow = confusion(res, "synthetic/kokoro", "speaking_rate", "slow", "measured")
+        out += (f"\n\nOn Kokoro, {fm} of {fast} fast clips are heard as measured and {sm} of {slow} slow ones "
+                "(the confusion matrices are in the results file).")
+    corpora = sorted(k for k in res["sets"] if k.startswith("real/"))
+    cells = [f"{k.split('/')[1]} {f3(uar(res, k, 'emotion'))} ({res['sets'][k]['emotion']['classes_present']}/4)"
+             for k in corpora if "emotion" in res["sets"][k]]
+    out += ("\n\nPer corpus (test speakers), 4-class emotion UAR over the classes present: " + ", ".join(cells)
+            + ". These are of a model that trained on *other speakers of the same corpora*; the leave-one-corpus-out "
+            "results below measure transfer to unseen corpora.")
+    return out
+
+
+@block("card-precision")
+def card_precision(r: Results) -> str:
+    fp32, bf16 = r[QUALITY_TEST], r[QUALITY_TEST_BF16]
+    diffs = []
+    for entry, res in fp32["sets"].items():
+        for name, m in res.items():
+            if isinstance(m, dict) and "uar_present" in m and name in bf16["sets"].get(entry, {}):
+                diffs.append((abs(bf16["sets"][entry][name]["uar_present"] - m["uar_present"]), entry, name))
+    top = max(diffs)
+    main = [d for d in diffs if "/" not in d[1]]
+    return (f"In bf16 (`{bf16['meta']['command']}`, `benchmarks/results/{QUALITY_TEST_BF16}.json`) every number of "
+            f"the table above moves by at most {f3(max(main)[0])}, and the per-voice and per-corpus rows by at most "
+            f"{f3(top[0])} ({top[1]}, {top[2]}).")
+
+
+@block("card-quality-dev")
+def card_quality_dev(r: Results) -> str:
+    res = r[QUALITY_DEV]
+    s, real = res["sets"]["synthetic"], res["sets"]["real"]
+    cells = [("synthetic pitch level / rate / loudness", " / ".join(f3(s[n]["uar_present"]) for n in
+              ("pitch_level", "speaking_rate", "loudness"))),
+             ("synthetic whisper / voice quality / recording / gender", " / ".join(f3(s[n]["uar_present"]) for n in
+              ("whisper", "voice_quality", "recording", "gender"))),
+             ("synthetic caption retrieval R@1 / R@10", f"{f3(s['retrieval']['R@1'])} / {f3(s['retrieval']['R@10'])}"),
+             ("real emotion (4) / (8) / gender", " / ".join(f3(real[n]["uar_present"]) for n in
+              ("emotion", "emotion8", "gender"))),
+             ("re-pitched real dev speakers: pitch level", f3(uar(res, "real_repitched", "pitch_level"))),
+             ("re-timed real dev clips: speaking rate", f3(uar(res, "real_retimed", "speaking_rate")))]
+    return (f"{command(res)} (`benchmarks/results/{QUALITY_DEV}.json`, {res['precision']}): the baseline the next "
+            "model is chosen against.\n\n" + table(["dev", "v15"], cells))
+
+
+@block("card-split-effect")
+def card_split_effect(r: Results) -> str:
+    old = r["historical"]["v15_on_shared_sentence_clips"]
+    new = r[QUALITY_TEST]
+    names = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "gender"]
+    rows = [[SET_NAMES[n], f3(old["test"][n]), f3(uar(new, "synthetic", n))] for n in names]
+    ret = new["sets"]["synthetic"]["retrieval"]
+    rows.append(["caption retrieval R@1", f3(old["test"]["R@1"]), f3(ret["R@1"])])
+    return table(["synthetic test (v15)", "shared sentences (historical, bf16)", "held-out sentences (now, fp32)"], rows)
+
+
+# -- examples, regression floors --------------------------------------------------------------------
+@block("card-examples")
+def card_examples(r: Results) -> str:
+    res = r[EXAMPLES]
+    wrong = [x for x in res["rows"] if x["gold"] != x["predicted"]]
+    items = "; ".join(f"`{x['clip'].removesuffix('.flac')}` {x['set']}: {x['gold']} heard as {x['predicted']} "
+                      f"({x['margin']:.3f})" for x in wrong)
+    return (f"**The example clips** (`examples/`, never used in training; {command(res)}, "
+            f"`benchmarks/results/{EXAMPLES}.json`): {res['right']} of the {res['total']} known labels are predicted. "
+            f"The errors, with the cosine margin by which the prediction beat the known label: {items}.")
+
+
+@block("card-floors")
+def card_floors(r: Results) -> str:
+    floors = r.file("tests/shipped_model_floors.json")
+    m = floors["margins"]
+    rows = [[k, f3(v["measured"]), f3(v["floor"])] for k, v in floors["floors"].items()]
+    out = (f"`tests/test_shipped_model.py` holds the shipped model to these floors in fp32 and in the resolved `auto` "
+           f"precision: the lower of the fp32 and bf16 values measured by `python benchmarks/regression.py` minus a "
+           f"margin of {m['examples']} (examples, synthetic) or {m['real_test']} (real test speakers), room for a few "
+           f"clips decided the other way on another CPU (`tests/shipped_model_floors.json`):\n\n")
+    out += table(["score", "measured (lower of fp32, bf16)", "floor"], rows)
+    if floors.get("lowered"):
+        notes = "; ".join(f"{x['score']} from {x['from']} to {x['to']} (model {x['checksum']}): {x['reason']}"
+                          for x in floors["lowered"])
+        out += f"\n\nFloors lowered, and why: {notes}."
+    return out
+
+
+# -- robustness -------------------------------------------------------------------------------------
+@block("readme-robustness")
+def readme_robustness(r: Results) -> str:
+    res = r[ROBUSTNESS]
+    verdict = ("Every dev UAR stays within" if not res["failures"]
+               else f"Outside the tolerance: {', '.join(res['failures'])}; every other dev UAR stays within")
+    return (f"{verdict} {res['tolerance']} of the clean clips at 8, 22.05, 44.1 and 48 kHz, in stereo, as mp3 and "
+            f"20 dB quieter (`{res['meta']['command']}`; worst change {signed(res['worst'])}), except the "
+            "recording-condition set at 8 kHz and as mp3 and loudness at -20 dB, where the change is what the set "
+            "measures.")
+
+
+@block("card-robustness")
+def card_robustness(r: Results) -> str:
+    res = r[ROBUSTNESS]
+    excepted = {tuple(e.split("/")) for e in res["excepted"]}
+    perts = [p for p in next(iter(res["tables"].values())) if p != "clean"]
+    rows = []
+    for set_name, t in res["tables"].items():
+        for attr, clean in t["clean"].items():
+            cells = [f"({signed(t[p][attr] - clean)})" if (attr, p) in excepted else signed(t[p][attr] - clean)
+                     for p in perts]
+            rows.append([set_name, attr, f3(clean), *cells])
+    head = (f"{command(res)} (`benchmarks/results/{ROBUSTNESS}.json`, {res['precision']}): change of UAR from the "
+            f"clean clips; in brackets the excepted cells. Worst change {signed(res['worst'])}; "
+            f"{'all within ' + str(res['tolerance']) if not res['failures'] else 'outside: ' + ', '.join(res['failures'])}."
+            "\n\n")
+    return head + table(["set", "attribute", "clean", *perts], rows)
+
+
+# -- reranking --------------------------------------------------------------------------------------
+def _rerank_sentence(res: dict[str, Any]) -> str:
+    t, sp = res["tag_recall"], res["speed"]
+    s = res["settings"]
+    return (f"{s['prompts']} prompts x {s['candidates']} synthesised candidates (held-out test voices speaking the "
+            f"test sentences, each prompted tag realised with probability {s['p_match']}): tag recall of the chosen "
+            f"candidate is {f3(t['first'])} for the first candidate, {f3(t['random'])} for a random one, "
+            f"**{f3(t['reranker'])} for the reranker** and {f3(t['oracle'])} for the best possible choice, so it "
+            f"closes {f3(t['gap_closed'])} of the random-to-best gap (95 % CI of the gain over random "
+            f"{signed(t['reranker_minus_random_ci95'][0])}..{signed(t['reranker_minus_random_ci95'][1])}). Reranking "
+            f"{sp['candidates']} candidates of {sp['seconds_each']:.0f} s takes {sp['median_s']:.2f} s "
+            f"({sp['threads']} threads, {res['model']['precision']}, model loading excluded)")
+
+
+@block("readme-rerank")
+def readme_rerank(r: Results) -> str:
+    res = r[RERANK]
+    return f"**Reranking** ({command(res)}, `benchmarks/results/{RERANK}.json`): {_rerank_sentence(res)}."
+
+
+@block("card-rerank")
+def card_rerank(r: Results) -> str:
+    res = r[RERANK]
+    return f"{command(res)} (`benchmarks/results/{RERANK}.json`): {_rerank_sentence(res)}."
+
+
+# -- speed ------------------------------------------------------------------------------------------
+def _speed_rows(res: dict[str, Any], model: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(x["precision"], x["mode"]): x for x in res["rows"] if x["model"] == model and x["clip_s"] == 5.0}
+
+
+@block("readme-speed")
+def readme_speed(r: Results) -> str:
+    off, wl = r["inference"], r["inference_wavlm"]
+    d, w = _speed_rows(off, "offline"), _speed_rows(wl, "wavlm-large")
+    one, bat = "one-at-a-time", "batched"
+
+    def cell(rows: dict, p: str, base: dict | None = None) -> str:
+        a, b = rows[(p, one)], rows[(p, bat)]
+        ratio = f"; {b['clips_per_s'] / base['clips_per_s']:.2f}x the official path" if base else ""
+        return (f"{a['rtf_x']:.1f}x ({b['rtf_x']:.1f}x batched{ratio}; cosine to fp32 {b['cos_to_fp32']:.4f})"
+                if p != "fp32" else f"{a['rtf_x']:.1f}x ({b['rtf_x']:.1f}x batched)")
+
+    base = w[("fp32", one)]
+    rows = [["default (Whisper base + MiniLM heads)", *(cell(d, p) for p in ("fp32", "bf16", "int8"))],
+            ["WavLM-Large (official speech tower, random weights)", *(cell(w, p, base) for p in ("fp32", "bf16", "int8"))]]
+    long = {x["precision"]: x for x in off["long"]}.get("fp32")
+    out = (f"**Inference speed** (`{off['meta']['command']}` and `{wl['meta']['command']}`; {host(off)}; "
+           f"{off['threads']} threads, 5 s clips one at a time unless stated; real-time factor):\n\n")
+    out += table(["model", "fp32", "bf16", "int8 (feed-forward)"], rows)
+    if long:
+        out += (f"\n\nEmbedding a {long['minutes']:.0f}-minute file with the default model in fp32 (30 s windows) took "
+                f"{long['seconds']:.1f} s with a peak RSS of {long['peak_rss_mb']:.0f} MB "
+                f"({long['peak_rss_before_long_mb']:.0f} MB before it); loading the default model takes "
+                f"{off['load_s']['offline']:.1f} s, imports included.")
+    return out
+
+
+@block("card-speed")
+def card_speed(r: Results) -> str:
+    off = r["inference"]
+    d = _speed_rows(off, "offline")
+    one, bat = "one-at-a-time", "batched"
+    parts = [f"{d[(p, one)]['rtf_x']:.1f}x in {p} ({d[(p, bat)]['rtf_x']:.1f}x batched; cosine to fp32 "
+             f"{d[(p, bat)]['cos_to_fp32']:.4f})" for p in ("fp32", "bf16", "int8")]
+    old = r["historical"]["speed_earlier_machine"]
+    return (f"{command(off)} (`benchmarks/results/inference.json`; {host(off)}), {off['threads']} threads, text "
+            f"embeddings cached, 5 s clips one at a time: {'; '.join(parts)}. Model load time, imports included, in a "
+            f"fresh interpreter: {off['load_s']['offline']:.1f} s. Hosts differ: {old['note']} gave "
+            f"{old['fp32_x']}x in fp32, {old['bf16_x']}x in bf16 and {old['int8_x']}x in int8 (historical), so fp32 "
+            "sits near 100x and bf16 or int8 is the margin.")
+
+
+# -- other benchmarks -------------------------------------------------------------------------------
+@block("readme-other")
+def readme_other(r: Results) -> str:
+    se, sy = r["search"], r["synth"]
+    q = next(x for x in se["query"] if x["backend"] == "numpy" and x["clips"] == max(y["clips"] for y in se["query"]))
+    mix = next(x for x in sy["runs"] if x["run"] == "default mix")
+    return (f"**Other benchmarks**: `benchmarks/search.py` (index build and query latency; one exact query over "
+            f"{q['clips'] // 1000}k clips takes {q['single_query_ms_median']:.0f} ms on {se['threads']} cores, "
+            f"`benchmarks/results/search.json`), `benchmarks/synth.py` (clips/s per engine; the default mix: "
+            f"{mix['clips_per_s']} clips/s with `--jobs {mix['jobs']}`, {command(sy)}), `benchmarks/train.py` "
+            "(samples/s), `benchmarks/robustness.py`, `benchmarks/backbone_probe.py`, `benchmarks/partial_tuning.py` "
+            "(frozen vs partly tuned speech tower; model card).")
+
+
+@block("card-backbone-probe")
+def card_backbone_probe(r: Results) -> str:
+    res = r["backbone_probe_dev"]
+    by: dict[tuple[str, str], dict[str, float]] = {}
+    for x in res["rows"]:
+        by.setdefault((x["variant"], x["layers"]), {})[x["pooling"]] = x["uar"]
+    rows = []
+    for variant in dict.fromkeys(x["variant"] for x in res["rows"]):
+        singles = [k for (v, k) in by if v == variant and k.startswith("block ")]
+        rows.append([f"Whisper {variant}", "single blocks " + " / ".join(k.split()[1] for k in singles),
+                     " / ".join(f3(by[(variant, k)]["mean"]) for k in singles),
+                     " / ".join(f3(by[(variant, k)]["mean_std"]) for k in singles)])
+        rows += [[f"Whisper {variant}", f"{k.split()[1]} concatenated", f3(by[(variant, k)]["mean"]),
+                  f3(by[(variant, k)]["mean_std"])] for (v, k) in by if v == variant and k.startswith("blocks ")]
+    return (f"{command(res)} (`benchmarks/results/backbone_probe_dev.json`):\n\n"
+            + table(["encoder", "blocks", "mean", "mean + std"], rows))
+
+
+# -- historical -------------------------------------------------------------------------------------
+def _historical_table(h: dict[str, Any], columns_key: str = "columns") -> str:
+    return table(["", *h[columns_key]], [[r.get("corpus") or r.get("variant"), *(f3(v) if isinstance(v, float)
+                                          else ("—" if v is None else v) for v in r["values"])] for r in h["rows"]])
+
+
+@block("card-heldout-piper")
+def card_heldout_piper(r: Results) -> str:
+    h = r["historical"]["heldout_piper"]
+    return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`):\n\n"
+            + table(["variant (trained without Piper)", *h["columns"]],
+                    [[x["variant"], *(f3(v) for v in x["values"])] for x in h["rows"]]))
+
+
+@block("card-loco")
+def card_loco(r: Results) -> str:
+    h = r["historical"]["loco_v15_recipe"]
+    return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`; UAR over the classes present, "
+            "`k/K`):\n\n" + table(["corpus (language)", *h["columns"]], [[x["corpus"], *x["values"]] for x in h["rows"]]))
+
+
+@block("card-partial-tuning")
+def card_partial_tuning(r: Results) -> str:
+    h = r["historical"]["partial_tuning"]
+    rows = [[x["tower"], f3(x["final"]), f3(x["best"]), f"{x['seconds']} s"] for x in h["rows"]]
+    return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`; {h['note']}):\n\n"
+            + table(["speech tower", "final UAR", "best-epoch UAR", "training time"], rows))
+
+
+@block("card-history")
+def card_history(r: Results) -> str:
+    h = r["historical"]["versions"]
+    cols = h["columns"]
+    head = ["", *(f"{c}: {h['change'][c]} ({h['clips'][c]})" for c in cols)]
+    rows = [[label, *(" / ".join(f3(v) for v in vals[c]) if c in vals else "—" for c in cols)]
+            for label, vals in h["rows"].items()]
+    return (f"Historical (`benchmarks/results/historical.json`: {r['historical']['note']} {h['sources']})\n\n"
+            + table(head, rows))
+
+
+@block("card-rebuild")
+def card_rebuild(r: Results) -> str:
+    if r.has("rebuild"):
+        res = r["rebuild"]
+        return (f"Measured end to end from an empty cache ({command(res)}; {host(res)}): **{res['wall']}** wall, "
+                f"{res['peak_rss_gb']:.1f} GB peak RSS; the rebuilt weights have checksum `{res['checksum'][:12]}…`, "
+                f"{'the shipped one: the pipeline is deterministic' if res['identical'] else 'NOT the shipped one'}.")
+    h = r["historical"]["rebuild_v15"]
+    return (f"Historical (`benchmarks/results/historical.json`; {h['note']}): **{h['wall']}** wall, {h['peak_rss_gb']} GB "
+            f"peak RSS (training steps alone: {h['train_steps_s']} s); the rebuilt weights equal the shipped ones byte "
+            f"for byte (checksum `{h['checksum']}…`).")
+
+
+@block("card-train-sources")
+def card_train_sources(r: Results) -> str:
+    if r.has("rebuild"):
+        res = r["rebuild"]
+        rows = [[_source_name(x["name"]), f"{x['rows']:,}"] for x in res["train_sources"]]
+        return (f"From the rebuild below ({command(res)}, `benchmarks/results/rebuild.json`):\n\n"
+                + table(["training source", "clips"], rows))
+    h = r["historical"]["rebuild_v15"]
+    return ("Historical (`benchmarks/results/historical.json`, the v15 rebuild):\n\n"
+            + table(["training source", "clips"], [[x["name"], f"{x['rows']:,}"] for x in h["train_sources"]]))
+
+
+def _source_name(name: str) -> str:
+    """A trainer's source name with the shared data folder written as the recipe writes it."""
+    marker = "/shared/data/"
+    return "${PARASPEECHCLAP_SHARED_DATA}/" + name.split(marker, 1)[1] if marker in name else name
