@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .audio.io import AudioItem, describe_item, load_audio
+from .centering import Centering, center_embeddings, check_mode, check_speakers
 from .encoders.base import PreparedAudio
 from .errors import AudioError, InputError
 
@@ -105,6 +106,7 @@ class AudioEmbeddings:
     embeddings: np.ndarray
     indices: list[int]
     errors: list[tuple[int, str]] = field(default_factory=list)
+    centering: Centering = field(default_factory=Centering)
 
 
 @dataclass
@@ -261,6 +263,9 @@ class InferenceMixin:
         sample_rate: int | None = None,
         batch_size: int = 16,
         progress: bool = False,
+        center: str = "none",
+        speakers: Sequence[Any] | None = None,
+        reference: Sequence[AudioItem] | None = None,
     ) -> np.ndarray:
         """Audio items -> ``(N, D)`` float32 L2-normalised embeddings, in input order.
 
@@ -269,11 +274,19 @@ class InferenceMixin:
             sample_rate: rate of array items (default 16 kHz); files carry their own.
             batch_size: windows per forward pass.
             progress: show a progress bar.
+            center: ``"none"`` (default: an item's embedding does not depend on the other items),
+                ``"collection"`` or ``"speaker"``: subtract the mean embedding of the items (of each
+                speaker's items) and re-normalise (:mod:`paraspeechclap.centering`).
+            speakers: one speaker id per item, for ``center="speaker"``.
+            reference: clips to centre on instead (any mode; with ``"speaker"``, for speakers with a
+                single item), e.g. neutral speech of the same speaker or room.
 
         Raises:
-            AudioError: the first item that cannot be embedded (see :func:`load_audio`).
+            AudioError: the first item (or reference clip) that cannot be embedded.
+            InputError: a centring that cannot be done (see :func:`~paraspeechclap.centering.center_embeddings`).
         """
-        res = self.embed_audio_report(items, sample_rate, batch_size, progress, skip_bad=False)
+        res = self.embed_audio_report(items, sample_rate, batch_size, progress, skip_bad=False, center=center,
+                                      speakers=speakers, reference=reference)
         return res.embeddings
 
     def embed_audio_report(
@@ -283,11 +296,31 @@ class InferenceMixin:
         batch_size: int = 16,
         progress: bool = False,
         skip_bad: bool = True,
+        center: str = "none",
+        speakers: Sequence[Any] | None = None,
+        reference: Sequence[AudioItem] | None = None,
     ) -> AudioEmbeddings:
-        """Like :meth:`embed_audio`, but with ``skip_bad`` bad items are reported and skipped."""
-        if isinstance(items, (str, np.ndarray)) or hasattr(items, "__fspath__"):
-            items = [items]  # type: ignore[list-item]
-        items = list(items)  # type: ignore[arg-type]
+        """Like :meth:`embed_audio`, but with ``skip_bad`` bad items are reported and skipped (and
+        left out of the centring means); ``centering`` of the result says what was done."""
+        items = _as_items(items)
+        check_mode(center)
+        if center == "speaker":
+            check_speakers(len(items), speakers)  # before the work of embedding
+        res = self._embed_items(items, sample_rate, batch_size, progress, skip_bad)
+        ref = None
+        if reference is not None:
+            try:
+                ref = self._embed_items(_as_items(reference), sample_rate, batch_size, False, False).embeddings
+            except AudioError as exc:
+                raise AudioError(f"reference clip: {exc}") from None
+        if center != "none" or ref is not None:
+            spk = [speakers[i] for i in res.indices] if speakers is not None else None
+            if len(res.indices):
+                res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk, ref)
+        return res
+
+    def _embed_items(self: "ParaSpeechCLAP", items: list[AudioItem], sample_rate: int | None, batch_size: int,
+                     progress: bool, skip_bad: bool) -> AudioEmbeddings:
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         block = max(64, 8 * batch_size)  # bounds memory: at most this many decoded items at once
@@ -376,10 +409,11 @@ class InferenceMixin:
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, items: Sequence[AudioItem], captions: Sequence[str], sample_rate: int | None = None,
-              batch_size: int = 16) -> np.ndarray:
-        """``(N, M)`` cosine similarities between audio items and captions."""
+              batch_size: int = 16, **centering: Any) -> np.ndarray:
+        """``(N, M)`` cosine similarities between audio items and captions; ``center``, ``speakers``
+        and ``reference`` centre the audio embeddings as in :meth:`embed_audio`."""
         text = self.embed_text(captions)
-        return self.embed_audio(items, sample_rate, batch_size) @ text.T
+        return self.embed_audio(items, sample_rate, batch_size, **centering) @ text.T
 
     def class_embeddings(self, candidates: Sequence[str], template: str = DEFAULT_TEMPLATE,
                          templates: Sequence[str] | None = None) -> np.ndarray:
@@ -401,6 +435,7 @@ class InferenceMixin:
         templates: Sequence[str] | None = None,
         sample_rate: int | None = None,
         batch_size: int = 16,
+        **centering: Any,
     ) -> list[list[tuple[str, float]]]:
         """Zero-shot classification: per item, ``(label, score)`` pairs best first.
 
@@ -408,18 +443,26 @@ class InferenceMixin:
             candidates: class names inserted into ``template`` (official: ``"A person is speaking in
                 a {} style."``).
             templates: a prompt ensemble; class embeddings are averaged over it (overrides ``template``).
+            centering: ``center``, ``speakers``, ``reference`` as in :meth:`embed_audio`.
         """
         cls = self.class_embeddings(candidates, template, templates)
-        return self.rank_classes(items, cls, candidates, sample_rate, batch_size)
+        return self.rank_classes(items, cls, candidates, sample_rate, batch_size, **centering)
 
     def rank_classes(self, items: Sequence[AudioItem], class_embeddings: np.ndarray, labels: Sequence[str],
-                     sample_rate: int | None = None, batch_size: int = 16) -> list[list[tuple[str, float]]]:
+                     sample_rate: int | None = None, batch_size: int = 16,
+                     **centering: Any) -> list[list[tuple[str, float]]]:
         """Per item, ``(label, score)`` pairs best first against ready ``(C, D)`` class embeddings
         (e.g. an attribute set's prompt ensembles)."""
-        sims = self.embed_audio(items, sample_rate, batch_size) @ class_embeddings.T  # (N, C)
+        sims = self.embed_audio(items, sample_rate, batch_size, **centering) @ class_embeddings.T  # (N, C)
         labels = list(labels)
         # stable sort: equal scores keep the candidate order (deterministic ties)
         return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")] for row in sims]
+
+
+def _as_items(items: Sequence[AudioItem] | AudioItem) -> list[AudioItem]:
+    if isinstance(items, (str, np.ndarray)) or hasattr(items, "__fspath__"):
+        return [items]  # type: ignore[list-item]
+    return list(items)  # type: ignore[arg-type]
 
 
 def _check_candidates(candidates: Sequence[str]) -> list[str]:

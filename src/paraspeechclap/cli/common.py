@@ -42,6 +42,37 @@ def add_model_args(parser: argparse.ArgumentParser, precision_default: str | Non
     g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
 
 
+def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True) -> None:
+    """``--center``, ``--speaker-field`` and ``--reference``: centring of the audio embeddings
+    (:mod:`paraspeechclap.centering`). ``speakers=False`` where items carry no speaker ids."""
+    from ..centering import CENTER_MODES
+
+    g = parser.add_argument_group("centring (subtract a reference mean from the audio embeddings)")
+    modes = CENTER_MODES if speakers else tuple(m for m in CENTER_MODES if m != "speaker")
+    g.add_argument("--center", default="none", choices=modes,
+                   help="none (default: a clip's result does not depend on the others), collection (the mean of "
+                        "all clips)" + (", speaker (each speaker's mean; needs --manifest with speaker ids)"
+                                        if speakers else ""))
+    if speakers:
+        g.add_argument("--speaker-field", default="speaker", metavar="F",
+                       help="manifest field with the speaker id (default: speaker)")
+    g.add_argument("--reference", nargs="+", default=None, metavar="CLIP",
+                   help="centre on the mean of these clips instead (e.g. neutral speech of the same speaker or "
+                        "room); with --center speaker, for speakers with a single clip")
+
+
+def center_kwargs(args: argparse.Namespace, speakers: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The ``center``/``speakers``/``reference`` keywords of the model's audio methods from the flags."""
+    return {"center": args.center, "speakers": speakers if args.center == "speaker" else None,
+            "reference": args.reference}
+
+
+def center_json(args: argparse.Namespace) -> dict[str, Any]:
+    """The centring a run used, as recorded in ``--json`` outputs and reports."""
+    return {"mode": args.center, "speaker_field": getattr(args, "speaker_field", None) if args.center == "speaker"
+            else None, "reference": list(args.reference or [])}
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

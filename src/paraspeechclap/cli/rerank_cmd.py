@@ -52,6 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_args(p)
+    g = p.add_argument_group("centring")
+    g.add_argument("--reference", nargs="+", default=None, metavar="CLIP",
+                   help="subtract the mean embedding of these clips (e.g. the voice's neutral speech) from every "
+                        "candidate's before scoring. There is no --center: one prompt's candidates share the "
+                        "style being judged, so their own mean is no neutral reference")
     p.set_defaults(func=run_rerank)
 
 
@@ -118,6 +123,7 @@ def _check_selections(selections: list, skip_bad: bool) -> list[int]:
 def run_rerank(args: argparse.Namespace) -> int:
     from ..reranking import (
         RewardConfig,
+        as_scorer,
         best_of_n,
         make_pairs,
         write_outputs,
@@ -137,12 +143,14 @@ def run_rerank(args: argparse.Namespace) -> int:
     lists = [[None if (i, k) in missing else c for k, c in enumerate(cands)] for i, cands in enumerate(rset.candidates)]
     names = [[str(c) for c in cands] for cands in rset.candidates]
     model = model_from_args(args)
-    selections = best_of_n(model, rset.prompts, lists, wer, config, names, progress=True)
+    scorer = as_scorer(model, batch_size=args.batch_size, reference=args.reference)
+    selections = best_of_n(scorer, rset.prompts, lists, wer, config, names, progress=True)
     empty = _check_selections(selections, args.skip_bad)
     info = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "layout": rset.layout, "input": str(rset.root),
             "prompts": len(rset.prompts), "reward": config.as_dict(), "skip_bad": args.skip_bad,
             "problems": [p.as_dict() for p in rset.problems], "warnings": rset.warnings,
-            "prompts_without_winner": empty}  # fmt: skip
+            "prompts_without_winner": empty,
+            "center": {"mode": "none", "reference": list(args.reference or [])}}  # fmt: skip
     pairs = make_pairs(selections, *pairs_args) if args.pairs else None
     write_outputs(out_dir, rset, selections, config, info, overwrite=args.overwrite)
     if pairs is not None:

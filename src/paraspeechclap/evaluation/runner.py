@@ -51,23 +51,53 @@ def _duration(manifest: Manifest, i: int) -> float:
 
 
 def embed_rows(model: Any, manifest: Manifest, indices: Sequence[int], batch_size: int = 8,
-               progress: bool = False) -> np.ndarray:
+               progress: bool = False, centering: Mapping[str, Any] | None = None) -> np.ndarray:
     """Embed the audio of ``manifest[indices]``, longest first, returned in ``indices`` order.
+
+    Args:
+        centering: ``center`` (``"none"``, ``"collection"``, ``"speaker"``), ``speaker_field`` and
+            ``reference`` clips (see :mod:`paraspeechclap.centering`); the mean is over these rows.
 
     Returns:
         ``(len(indices), D)`` float32 L2-normalised embeddings.
 
     Raises:
         AudioError: a clip is missing or unreadable (the message names the file).
-        InputError: a row has no audio root.
+        InputError: a row has no audio root; a centring that cannot be done.
     """
     paths = [str(manifest.audio_path(i)) for i in indices]
     durations = [_duration(manifest, i) for i in indices]
     order = sorted(range(len(paths)), key=lambda k: (-durations[k], k))  # stable: ties keep manifest order
-    emb = model.embed_audio([paths[k] for k in order], batch_size=batch_size, progress=progress)
+    c = dict(centering or {})
+    kwargs: dict[str, Any] = {}
+    if c.get("center", "none") != "none" or c.get("reference"):
+        kwargs = {"center": c.get("center", "none"), "reference": c.get("reference")}
+        if kwargs["center"] == "speaker":
+            field = c.get("speaker_field", "speaker")
+            kwargs["speakers"] = [manifest[indices[k]].get(field) for k in order]
+            missing = [indices[k] for k, spk in zip(order, kwargs["speakers"]) if spk is None or str(spk).strip() == ""]
+            if missing:
+                raise InputError(f"{manifest.name}: center=speaker: {len(missing)} row(s) have no {field!r} field, "
+                                 f"e.g. {manifest.key(missing[0])}")
+    emb = model.embed_audio([paths[k] for k in order], batch_size=batch_size, progress=progress, **kwargs)
     out = np.empty_like(emb)
     out[order] = emb
     return out
+
+
+def centering_info(centering: Mapping[str, Any] | None, rows: int) -> dict[str, Any]:
+    """The centring of a run as its report records it."""
+    c = dict(centering or {})
+    mode, ref = c.get("center", "none"), list(c.get("reference") or [])
+    if mode == "speaker":
+        over = "each speaker's rows" + (" (a speaker with one row: the reference clips)" if ref else "")
+    elif ref:
+        over = f"the {len(ref)} reference clips"
+    else:
+        over = None if mode == "none" else f"all {rows} rows of the manifest"
+    return {"mode": mode, "speaker_field": c.get("speaker_field", "speaker") if mode == "speaker" else None,
+            "reference": [str(r) for r in ref], "reference_clips": len(ref), "mean_over": over,
+            "labels_read": False}
 
 
 def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any]:
@@ -106,6 +136,7 @@ def run_retrieval(
     top_n: int = 10,
     progress: bool = False,
     precision_source: str | None = None,
+    centering: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Audio-to-text retrieval (official) plus text-to-audio, written as a report into ``out_dir``.
 
@@ -120,6 +151,7 @@ def run_retrieval(
         top_n: captions listed per clip in ``predictions.jsonl``.
         progress: show a progress bar.
         precision_source: why the model runs in its precision, recorded beside it (see :func:`model_info`).
+        centering: how to centre the audio embeddings (see :func:`embed_rows`; default none).
 
     Returns:
         The ``metrics.json`` content.
@@ -130,11 +162,12 @@ def run_retrieval(
         raise InputError(f"{manifest.name}: no rows to evaluate")
     captions = [pick_caption(row) for row in manifest]
     unique, gt = dedupe_captions(captions)
-    audio = embed_rows(model, manifest, range(len(manifest)), batch_size, progress)
+    audio = embed_rows(model, manifest, range(len(manifest)), batch_size, progress, centering)
     sim = audio @ model.embed_text(unique).T  # (N, U)
     metrics: dict[str, Any] = {"task": "retrieval", "model": model_info(model, precision_source),
                                "data": {**_data_info(manifest, split), "clips": len(manifest),
-                                        "unique_captions": len(unique)}}
+                                        "unique_captions": len(unique)},
+                               "centering": centering_info(centering, len(manifest))}
     metrics["protocol"] = {
         "official_direction": "audio_to_text", "caption_dedup": "exact string, first-seen order",
         "caption_choice": "text_description (first entry of a list)", "tie_rule": tie_rule, "ks": list(ks),
@@ -271,6 +304,7 @@ def run_classification(
     progress: bool = False,
     on_unmatched: str = "exclude",
     precision_source: str | None = None,
+    centering: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Zero-shot classification of ``manifest`` over ``aset``'s candidates, written into ``out_dir``.
 
@@ -291,6 +325,8 @@ def run_classification(
         on_unmatched: ``"exclude"`` rows whose gold label is no candidate (counted in the report),
             or stop with an ``"error"`` that names those labels, before anything is embedded.
         precision_source: why the model runs in its precision, recorded beside it (see :func:`model_info`).
+        centering: how to centre the audio embeddings (see :func:`embed_rows`; default none). The
+            mean is over every row of the manifest, excluded ones too, so it never depends on labels.
 
     Returns:
         The ``metrics.json`` content.
@@ -300,7 +336,12 @@ def run_classification(
     prompts = aset.prompts(template=template, ensemble=ensemble)
     candidates = list(aset.candidates)
     classes = embed_class_prompts(model, prompts, candidates)  # (C, D)
-    scores = embed_rows(model, manifest, todo, batch_size, progress) @ classes.T  # (n, C)
+    info = centering_info(centering, len(manifest))
+    if info["mode"] == "none" and not info["reference_clips"]:
+        audio = embed_rows(model, manifest, todo, batch_size, progress)
+    else:  # centre on every row, whatever its label, then keep the scored ones
+        audio = embed_rows(model, manifest, range(len(manifest)), batch_size, progress, centering)[todo]
+    scores = audio @ classes.T  # (n, C)
     pred = predict_labels(scores, candidates)
     m = classification_metrics([str(gold[i]) for i in todo], pred, candidates)
     # Excluded rows were never scored, so the metric function saw none of them: count them here.
@@ -308,7 +349,8 @@ def run_classification(
     m["excluded_labels"] = dict(sorted(Counter(str(g) for g, s in zip(gold, status) if s == "excluded").items()))
     metrics: dict[str, Any] = {"task": "classification", "model": model_info(model, precision_source),
                                "data": {**_data_info(manifest, split), "evaluated": len(todo),
-                                        "excluded": m["excluded"], "no_label": status.count("no_label")}}
+                                        "excluded": m["excluded"], "no_label": status.count("no_label")},
+                               "centering": info}
     metrics["protocol"] = _classification_protocol(aset, prompts, template, ensemble, on_unmatched)
     metrics.update(m)
     metrics["software"] = _provenance()

@@ -11,12 +11,12 @@ from .best_of_n import Selection, best_of_n, rerank, summary_entry, write_output
 from .layouts import Problem, RerankSet, load_official, load_plain, read_wer_table
 from .pairs import PAIR_RULES, make_pairs, write_pairs
 from .reward import Ranking, RewardConfig, composite_reward, rank_candidates, zscore
-from .scorer import CandidateIssue, PromptScores, StyleScorer
+from .scorer import CandidateIssue, PromptScores, StyleScorer, as_scorer
 
 __all__ = [
     "Selection", "best_of_n", "rerank", "summary_entry", "write_outputs",
     "Problem", "RerankSet", "load_official", "load_plain", "read_wer_table",
     "PAIR_RULES", "make_pairs", "write_pairs",
     "Ranking", "RewardConfig", "composite_reward", "rank_candidates", "zscore",
-    "CandidateIssue", "PromptScores", "StyleScorer",
+    "CandidateIssue", "PromptScores", "StyleScorer", "as_scorer",
 ]  # fmt: skip

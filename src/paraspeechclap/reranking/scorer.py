@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..audio.io import SAMPLE_RATE, SILENCE_PEAK, AudioItem, describe_item, load_audio
-from ..errors import AudioError
+from ..centering import center_embeddings
+from ..errors import AudioError, InputError
 
 if TYPE_CHECKING:
     from ..model import ParaSpeechCLAP
@@ -123,11 +124,15 @@ class StyleScorer:
     """
 
     def __init__(self, model: ParaSpeechCLAP, batch_size: int = 16, block_clips: int = 64,
-                 sample_rate: int | None = None) -> None:
+                 sample_rate: int | None = None, reference: Sequence[AudioItem] | None = None) -> None:
+        """``reference``: clips (e.g. the TTS voice's neutral speech) whose mean embedding is subtracted
+        from every candidate's before scoring (:mod:`paraspeechclap.centering`); embedded once."""
         self.model = model
         self.batch_size = batch_size
         self.block_clips = max(1, block_clips)
         self.sample_rate = sample_rate
+        self.reference = None if reference is None else list(reference)
+        self._reference_emb: np.ndarray | None = None
 
     def score(self, prompt: str, candidates: Sequence[AudioItem]) -> PromptScores:
         """Scores of one prompt's candidates (see :meth:`score_many`)."""
@@ -190,14 +195,28 @@ class StyleScorer:
                     results[b].issues.append(CandidateIssue(k, name, kind, str(exc)))
         if wavs:
             emb = self.model.embed_audio(wavs, sample_rate=SAMPLE_RATE, batch_size=self.batch_size)  # (K, D)
+            if self.reference is not None:
+                emb, _ = center_embeddings(emb, "none", reference=self._reference_embeddings())
             for (b, k), e in zip(owner, emb):
                 results[b].scores[k] = float(np.dot(e, text[block[b]]))  # type: ignore[index]
         return results
 
 
-def as_scorer(model_or_scorer: Any, batch_size: int = 16) -> Scorer:
-    """A model becomes a :class:`StyleScorer`; an object with ``score_many`` is used as it is."""
-    if hasattr(model_or_scorer, "score_many"):
-        return model_or_scorer
-    return StyleScorer(model_or_scorer, batch_size=batch_size)
+    def _reference_embeddings(self) -> np.ndarray:
+        if self._reference_emb is None:
+            try:
+                self._reference_emb = self.model.embed_audio(self.reference, sample_rate=self.sample_rate,
+                                                             batch_size=self.batch_size)
+            except AudioError as exc:
+                raise AudioError(f"reference clip: {exc}") from None
+        return self._reference_emb
 
+
+def as_scorer(model_or_scorer: Any, batch_size: int = 16, reference: Sequence[AudioItem] | None = None) -> Scorer:
+    """A model becomes a :class:`StyleScorer` (centred on ``reference`` clips, if any); an object with
+    ``score_many`` is used as it is (a reference is then an error: it would be ignored)."""
+    if hasattr(model_or_scorer, "score_many"):
+        if reference is not None:
+            raise InputError("reference clips need a model, not a ready scorer")
+        return model_or_scorer
+    return StyleScorer(model_or_scorer, batch_size=batch_size, reference=reference)

@@ -1,0 +1,139 @@
+"""Centring audio embeddings against a reference: ``x' = l2(x - mean(R))``.
+
+Much of what a model gets wrong on a corpus it never heard is an offset shared by that corpus's clips
+(its room, microphone, language, acting style) or by one speaker's clips. Subtracting the mean
+embedding of a reference set ``R`` and re-normalising removes that offset before scoring. Only the
+projected audio embeddings are centred; text embeddings are untouched, and no label is ever read.
+
+Modes (``center=``):
+
+- ``"none"`` (the default): embeddings as they are, so an item's result never depends on the other
+  items it is embedded with. With ``reference`` clips, every item is centred on their mean (a single
+  clip centred on, e.g., neutral speech of the same speaker or room).
+- ``"collection"``: ``R`` is every item of the call (or ``reference`` when given, which then stands
+  for the collection).
+- ``"speaker"``: ``R`` is the items of the same speaker (``speakers``, one id per item). A speaker
+  with a single item has no mean of their own: that item is centred on ``reference`` when given,
+  and is an error otherwise (centring a clip on itself would leave nothing).
+
+A collection of one item is an error without ``reference`` for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+CENTER_MODES = ("none", "collection", "speaker")
+
+
+@dataclass(frozen=True)
+class Centering:
+    """How a call centres its audio embeddings (recorded in reports and ``--json`` outputs).
+
+    Attributes:
+        mode: one of :data:`CENTER_MODES`.
+        reference: number of reference clips (0: none).
+        speakers: number of distinct speakers (``speaker`` mode), else 0.
+        fallback: items centred on ``reference`` because their speaker had only them.
+    """
+
+    mode: str = "none"
+    reference: int = 0
+    speakers: int = 0
+    fallback: int = 0
+
+    @property
+    def applied(self) -> bool:
+        return self.mode != "none" or self.reference > 0
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        return {"mode": self.mode, "reference_clips": self.reference, "speakers": self.speakers,
+                "fallback_to_reference": self.fallback, **extra}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in CENTER_MODES:
+        raise InputError(f"center must be one of {', '.join(CENTER_MODES)}, got {mode!r}")
+    return mode
+
+
+def check_speakers(n: int, speakers: Sequence[Any] | None) -> None:
+    """``speakers`` must give one non-empty id for each of ``n`` clips (``center="speaker"``)."""
+    if speakers is None or len(speakers) != n:
+        got = "none" if speakers is None else len(speakers)
+        raise InputError(f"center=speaker needs one speaker id per clip ({n} clips, {got} ids)")
+    for i, s in enumerate(speakers):
+        if s is None or (isinstance(s, str) and not s.strip()):
+            raise InputError(f"center=speaker: clip {i} has no speaker id")
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def center_embeddings(
+    emb: np.ndarray,
+    mode: str = "none",
+    speakers: Sequence[Any] | None = None,
+    reference: np.ndarray | None = None,
+) -> tuple[np.ndarray, Centering]:
+    """Centre ``(N, D)`` audio embeddings; returns ``(N, D)`` float32 unit rows and what was done.
+
+    Args:
+        emb: ``(N, D)`` embeddings (the projected, L2-normalised audio embeddings).
+        mode: ``"none"``, ``"collection"`` or ``"speaker"`` (see the module docstring).
+        speakers: ``(N,)`` speaker ids, for ``"speaker"`` (any hashable; None or "" is an error).
+        reference: ``(R, D)`` embeddings of reference clips, or None.
+
+    Raises:
+        InputError: an unknown mode; ``speaker`` without one id per item; a group of one item
+            (collection or speaker) without ``reference``; an empty reference.
+    """
+    check_mode(mode)
+    emb = np.asarray(emb, dtype=np.float64)
+    ref_mean = None
+    if reference is not None:
+        reference = np.asarray(reference, dtype=np.float64)
+        if reference.ndim != 2 or len(reference) == 0:
+            raise InputError("reference: no reference clips to centre on")
+        if reference.shape[1] != emb.shape[1]:
+            raise InputError(f"reference: embeddings of size {reference.shape[1]}, items of {emb.shape[1]}")
+        ref_mean = reference.mean(axis=0)
+    n_ref = 0 if reference is None else len(reference)
+    if mode == "none":
+        out = emb if ref_mean is None else emb - ref_mean
+        return _l2(out), Centering("none", n_ref)
+    if mode == "collection":
+        if ref_mean is None and len(emb) < 2:
+            raise InputError("center=collection needs at least 2 clips, or reference clips (a clip centred on "
+                             "itself is nothing)")
+        mean = ref_mean if ref_mean is not None else emb.mean(axis=0)
+        return _l2(emb - mean), Centering("collection", n_ref)
+    return _center_speakers(emb, speakers, ref_mean, n_ref)
+
+
+def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: np.ndarray | None,
+                     n_ref: int) -> tuple[np.ndarray, Centering]:
+    check_speakers(len(emb), speakers)
+    groups: dict[Any, list[int]] = {}
+    for i, s in enumerate(speakers):  # type: ignore[arg-type]
+        groups.setdefault(s, []).append(i)
+    out = np.empty_like(emb)
+    fallback = 0
+    for s, idx in groups.items():
+        if len(idx) == 1:
+            if ref_mean is None:
+                raise InputError(f"center=speaker: speaker {s!r} has only one clip; give reference clips "
+                                 "(--reference) or use center=collection")
+            out[idx] = emb[idx] - ref_mean
+            fallback += 1
+        else:
+            out[idx] = emb[idx] - emb[idx].mean(axis=0)
+    return _l2(out), Centering("speaker", n_ref, len(groups), fallback)
