@@ -10,7 +10,7 @@ Model load time is measured in a fresh interpreter, imports included.
 "batched" passes ``batch_size=8``; the encoder may still run fewer clips per forward pass
 (``max_batch_positions``: 20 s of padded audio for the HF waveform encoders, so 30 s clips of
 WavLM-Large go one at a time); each row records the batch sizes that actually ran (``batches``).
-``--repeats N`` keeps the best of N timings; ``--max-batch-seconds`` overrides the encoder's budget
+``--repeats N`` keeps the best of N timings (default 3); ``--max-batch-seconds`` overrides the encoder's budget
 (0: none), and ``PARASPEECHCLAP_REUSE_MEMORY=0`` turns off the reuse of freed memory in HF audio
 encoders (glibc's default behaviour), for before/after comparisons.
 
@@ -136,7 +136,9 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16,int8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--long-minutes", type=float, default=10.0)
-    ap.add_argument("--repeats", type=int, default=1, help="time each mode N times and keep the best")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="time each mode N times and keep the best (default 3: the first run of a mode also pays "
+                         "for growing the heap, which would count against whichever mode runs first)")
     ap.add_argument("--max-batch-seconds", type=float, default=None,
                     help="override the encoder's padded audio per forward pass (0: no limit)")
     add_json_arg(ap, "inference.json")

@@ -364,9 +364,74 @@ def card_heldout_piper(r: Results) -> str:
 
 @block("card-loco")
 def card_loco(r: Results) -> str:
-    h = r["historical"]["loco_v15_recipe"]
-    return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`; UAR over the classes present, "
-            "`k/K`):\n\n" + table(["corpus (language)", *h["columns"]], [[x["corpus"], *x["values"]] for x in h["rows"]]))
+    if not r.has("loco"):
+        h = r["historical"]["loco_v15_recipe"]
+        return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`; UAR over the classes present, "
+                "`k/K`):\n\n" + table(["corpus (language)", *h["columns"]], [[x["corpus"], *x["values"]] for x in h["rows"]]))
+    res = r["loco"]
+    rows = []
+    for c, x in res["per_corpus"].items():
+        why = res["apart"].get(c)
+        rows.append([c + (f" (apart: {why})" if why else ""), x["model"], x["clips"], x["speakers"],
+                     *(f"{f3(x[m]['uar4'])} ({x[m]['classes4']}/4) / {f3(x[m]['uar8'])}" for m in LOCO_MODES)])
+    out = (f"{command(res)} (`benchmarks/results/loco.json`; recipe {res['recipe']}, {res['steps']} steps per left-out "
+           f"run, {res['precision']}; {_minutes(res['wall_s'])} wall). 4-class / 8-class emotion UAR over the classes "
+           "present, on all clips of each corpus, by a model that never heard it:\n\n")
+    out += table(["corpus", "model", "clips", "speakers", *(f"{m}: 4 / 8" for m in LOCO_MODES)], rows)
+    out += "\n\n" + _loco_summary_table(res)
+    return out
+
+
+LOCO_MODES = ("plain", "speaker", "collection")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min"
+
+
+def _loco_summary_table(res: dict[str, Any]) -> str:
+    rows = []
+    for m in LOCO_MODES:
+        s = res["summary"][m]
+        rows.append([m, f3(s["uar4_mean"]), f3(s["uar4_min"]), f3(s["uar8_mean"]),
+                     " / ".join(f3(s["recall"][k]) for k in ("neutral", "sad", "happy", "angry"))])
+    return (f"Summary over {', '.join(res['summary_corpora'])} (the development signal):\n\n"
+            + table(["scoring", "4-class mean", "4-class min", "8-class mean", "recall neutral / sad / happy / angry"],
+                    rows))
+
+
+@block("card-loco-centring")
+def card_loco_centring(r: Results) -> str:
+    if not r.has("loco"):
+        return "(run `python benchmarks/loco.py`)"
+    res = r["loco"]
+    rows = []
+    for c, x in res["per_corpus"].items():
+        sk, ref = x.get("skewed"), x.get("reference_clips")
+        if not sk and not ref:
+            continue
+        rows.append([c, f"{f3(sk['plain']['uar4_mean'])} / {f3(sk['speaker']['uar4_mean'])}" if sk else "—",
+                     " / ".join(f3(ref[k]) for k in sorted(ref, key=int)) if ref else "—"])
+    return ("Speaker centring on skewed collections (each speaker's clips skewed towards one class, 1/3 to 2/3 of "
+            "them; mean 4-class UAR over the four skews) and against k neutral reference clips per speaker (the "
+            "speaker's other clips centred on their mean; k = 1, 2, 4, 8, 16):\n\n"
+            + table(["corpus", "skewed: plain / speaker-centred", "k neutral references: 1 / 2 / 4 / 8 / 16"], rows))
+
+
+@block("readme-unseen")
+def readme_unseen(r: Results) -> str:
+    q = r[QUALITY_TEST]
+    rows = [["unseen speakers of the training corpora (test split)", f3(uar(q, "real", "emotion")),
+             f3(uar(q, "real", "emotion8")), "—", "—"]]
+    if r.has("loco"):
+        s = r["loco"]["summary"]
+        rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(r['loco']['summary_corpora'])})",
+                     f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]), f3(s["speaker"]["uar4_mean"]),
+                     f3(s["collection"]["uar4_mean"])])
+    return ("**Real emotional speech: unseen speakers vs unseen corpora** (`python benchmarks/quality.py --split test`, "
+            "`python benchmarks/loco.py`; emotion UAR over the classes present; centred = `center=\"speaker\"` or "
+            "`\"collection\"`):\n\n" + table(["real speech", "4 classes, plain", "8 classes, plain",
+                                                "4 classes, speaker-centred", "4 classes, collection-centred"], rows))
 
 
 @block("card-partial-tuning")

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Regenerate the committed split of the shared real data (``src/paraspeechclap/data/splits/shared_real.json``).
 
-Speaker-disjoint 70/15/15 split of ``real/manifest.jsonl`` and ``real2/manifest.jsonl`` balanced over
+Speaker-disjoint 70/15/15 split of the shared manifests (``real/``, ``real2/``, ``real3/``) balanced over
 emotion, corpus and corpus x emotion (:func:`paraspeechclap.data.splits.speaker_disjoint_split`).
+The batches are split in the groups they arrived in (``GROUPS``: real and real2 together, then real3
+on its own, with the same seed and fractions), so adding a batch never moves a row of an earlier one:
+the default model's train, dev and test speakers stay what they were.
 Fixed choices: the 8 CC0 Thorsten clips and the two single whisper clips (wesper, whisper2voice) go
 to test (they are example clips and the only real whispers; whispered training data comes from
 synthesis).
@@ -23,20 +26,26 @@ from paraspeechclap.data.manifest import Manifest, load_manifest
 from paraspeechclap.data.splits import SPLITS, SplitFile, find_shared_data, speaker_disjoint_split, speaker_group
 from paraspeechclap.data.vocabulary import map_label
 
-MANIFESTS = {"real": "real/manifest.jsonl", "real2": "real2/manifest.jsonl"}
+MANIFESTS = {"real": "real/manifest.jsonl", "real2": "real2/manifest.jsonl", "real3": "real3/manifest.jsonl"}
+GROUPS = (("real", "real2"), ("real3",))
 FIXED_SOURCES_TO_TEST = ("thorsten", "wesper", "whisper2voice")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/paraspeechclap/data/splits/shared_real.json"
 
 
 def build(data_root: Path, seed: int, fractions: tuple[float, float, float]) -> tuple[SplitFile, Manifest, list[str]]:
-    parts, names = [], []
-    for name, rel in MANIFESTS.items():
-        m = load_manifest(data_root / rel)
-        parts.append(m)
-        names += [name] * len(m)
+    parts, names, assign = [], [], []
+    for group in GROUPS:
+        ms = [load_manifest(data_root / MANIFESTS[name]) for name in group]
+        gm = Manifest.concat(ms)
+        fixed = {speaker_group(r): "test" for r in gm if r["source"] in FIXED_SOURCES_TO_TEST}
+        assign += speaker_disjoint_split(gm.rows, fractions, seed, fixed=fixed)
+        parts += ms
+        names += [name for name, m in zip(group, ms) for _ in range(len(m))]
     allm = Manifest.concat(parts)
-    fixed = {speaker_group(r): "test" for r in allm if r["source"] in FIXED_SOURCES_TO_TEST}
-    assign = speaker_disjoint_split(allm.rows, fractions, seed, fixed=fixed)
+    speakers = {}
+    for r, a in zip(allm, assign):
+        if speakers.setdefault(speaker_group(r), a) != a:
+            sys.exit(f"speaker {speaker_group(r)} is in two splits (a speaker id shared across batches?)")
     rows = {allm.key(i): (names[i], assign[i]) for i in range(len(allm))}
     if len(rows) != len(allm):
         sys.exit("duplicate row keys across the shared manifests")
@@ -46,6 +55,7 @@ def build(data_root: Path, seed: int, fractions: tuple[float, float, float]) -> 
         "seed": seed,
         "fractions": list(fractions),
         "fixed": {"test": list(FIXED_SOURCES_TO_TEST)},
+        "groups": [list(g) for g in GROUPS],
     }
     return SplitFile(rows, dict(MANIFESTS), meta), allm, assign
 
@@ -65,7 +75,7 @@ def report(allm: Manifest, assign: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=None, help="folder with real/ and real2/ (default: auto-detect)")
+    p.add_argument("--data-root", default=None, help="folder with real/, real2/, real3/ (default: auto-detect)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args()

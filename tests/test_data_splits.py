@@ -69,23 +69,24 @@ def test_split_deterministic_and_fixed_groups():
 
 
 @needs_shared
-def test_shared_split_covers_both_manifests_exactly_once():
+def test_shared_split_covers_every_manifest_exactly_once():
     sf = load_shared_split()
     keys_seen = []
-    for name in ("real", "real2"):
+    for name in ("real", "real2", "real3"):
         for line in (SHARED / name / "manifest.jsonl").read_text().splitlines():
             row = json.loads(line)
             key = f"{row['source']}/{row['relative_audio_path']}"
             keys_seen.append(key)
             assert sf.rows[key][0] == name
-    assert len(keys_seen) == len(set(keys_seen)) == len(sf.rows) == 751 + 2017
+    assert len(keys_seen) == len(set(keys_seen)) == len(sf.rows) == 751 + 2017 + 1860
     assert set(keys_seen) == set(sf.rows)
 
 
 @needs_shared
 def test_shared_split_speaker_disjoint_thorsten_and_emotions():
     rows = [
-        json.loads(line) for n in ("real", "real2") for line in (SHARED / n / "manifest.jsonl").read_text().splitlines()
+        json.loads(line) for n in ("real", "real2", "real3")
+        for line in (SHARED / n / "manifest.jsonl").read_text().splitlines()
     ]
     spk = collections.defaultdict(set)
     for r in rows:
@@ -107,10 +108,18 @@ def test_shared_split_speaker_disjoint_thorsten_and_emotions():
 def test_load_shared_manifest_split_rows():
     sf = load_shared_split()
     test = load_shared_manifest("test", SHARED)
-    assert len(test) == len(sf.keys("test")) and all(split_of(r) == "test" for r in test)
+    assert all(split_of(r) == "test" for r in test)
     assert all(test.audio_path(i).is_file() for i in range(0, len(test), 50))
     with pytest.raises(InputError, match="unknown split"):
         load_shared_manifest("validation", SHARED)
+    # by default the batches the default model trained on; "all" adds the later ones
+    assert {r["source"] for r in test}.isdisjoint({"ucm_es", "emospeech_in"})
+    everything = load_shared_manifest("test", SHARED, batches="all")
+    assert len(everything) == len(sf.keys("test")) > len(test)
+    assert {"ucm_es", "emospeech_in"} <= {r["source"] for r in everything}
+    assert len(load_shared_manifest("test", SHARED, batches=["real3"])) == len(everything) - len(test)
+    with pytest.raises(InputError, match="unknown shared data batch 'real9'"):
+        load_shared_manifest("test", SHARED, batches=["real9"])
 
 
 @needs_shared
@@ -122,3 +131,17 @@ def test_committed_split_matches_the_script(tmp_path):
     assert sf.rows == load_shared_split().rows
     (tmp_path / "s.json").write_text(sf.dumps())
     assert read_split_file(tmp_path / "s.json").rows == sf.rows  # dumps/read round trip
+
+
+@needs_shared
+def test_a_later_batch_moves_no_row_of_the_earlier_ones(monkeypatch):
+    """real3 is split on its own: without it, real and real2 get exactly the committed assignment
+    (the default model's train, dev and test speakers)."""
+    spec = importlib.util.spec_from_file_location("make_shared_split", REPO / "scripts" / "make_shared_split.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "GROUPS", mod.GROUPS[:1])
+    first, _, _ = mod.build(SHARED, seed=0, fractions=(0.7, 0.15, 0.15))
+    committed = load_shared_split().rows
+    assert first.rows == {k: v for k, v in committed.items() if v[0] in ("real", "real2")}
+    assert len(first.rows) == 751 + 2017
