@@ -3,6 +3,7 @@ from the results files (``results[name]`` is ``benchmarks/results/<name>.json``)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -479,8 +480,9 @@ def card_rebuild(r: Results) -> str:
         return (out + f", not the shipped `{res['shipped_checksum'][:12]}…`. The shipped weights were built, and "
                 f"rebuilt byte for byte, on another CPU family ({h['note']}; historical: {h['wall']}); the float "
                 "kernels of different CPUs round differently, so training ends elsewhere. On one machine the "
-                "rebuild is deterministic: the training sources above have the recorded sizes, and the code before "
-                "and after the hardening release logged identical losses step for step here.")
+                "rebuild is deterministic (historical), the training sources above have the recorded sizes, and on "
+                "this machine the code from before the hardening release, trained on the same cache, logged the same "
+                "losses and dev metrics as this rebuild at every logged step up to 650, where it was stopped.")
     h = r["historical"]["rebuild_v15"]
     return (f"Historical (`benchmarks/results/historical.json`; {h['note']}): **{h['wall']}** wall, {h['peak_rss_gb']} GB "
             f"peak RSS (training steps alone: {h['train_steps_s']} s); the rebuilt weights equal the shipped ones byte "
@@ -501,5 +503,4 @@ def card_train_sources(r: Results) -> str:
 
 def _source_name(name: str) -> str:
     """A trainer's source name with the shared data folder written as the recipe writes it."""
-    marker = "/shared/data/"
-    return "${PARASPEECHCLAP_SHARED_DATA}/" + name.split(marker, 1)[1] if marker in name else name
+    return re.sub(r"/[^,()]*/shared/data/", "${PARASPEECHCLAP_SHARED_DATA}/", name)
