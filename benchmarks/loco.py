@@ -123,24 +123,24 @@ def score_corpus(model: Any, manifest: Any) -> dict[str, Any]:
 
     rows = list(manifest)
     speakers = [str(r.get("speaker") or f"{r['source']}/?") for r in rows]
+    from paraspeechclap.data.attributes import get_attribute_set
+
     emb = embed_rows(model, manifest, range(len(manifest)), batch_size=16)
     out = {mode: _scores(model, centred(emb, mode, speakers), rows) for mode in MODES}
     out["clips"], out["speakers"] = len(rows), len(set(speakers))
-    out["skewed"] = skewed_subsets(model, emb, rows, speakers)
-    out["reference_clips"] = reference_curve(model, emb, rows, speakers)
+    gold = [get_attribute_set("emotion").gold(r) for r in rows]  # 4-class labels, for choosing subsets
+    out["skewed"] = skewed_subsets(model, emb, rows, speakers, gold)
+    out["reference_clips"] = reference_curve(model, emb, rows, speakers, gold)
     return out
 
 
 def skewed_subsets(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], speakers: list[str],
-                   seed: int = 0) -> dict[str, Any] | None:
+                   gold: list[str | None], seed: int = 0) -> dict[str, Any] | None:
     """Plain vs speaker-centred UAR when each speaker's clips are skewed towards one class.
 
     For each of the four classes in turn, every speaker keeps all clips of that class and a random
     share of the others so that the class is 1/3 to 2/3 of the speaker's clips (drawn per speaker).
     """
-    from paraspeechclap.data.attributes import get_attribute_set
-
-    gold = [get_attribute_set("emotion").gold(r) for r in rows]
     rng = np.random.default_rng(seed)
     res: dict[str, list[float]] = {"plain": [], "speaker": []}
     for label in RECALL.values():
@@ -166,15 +166,13 @@ def skewed_subsets(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], spea
     return {mode: {"uar4_mean": float(np.mean(v)), "subsets": len(v)} for mode, v in res.items()}
 
 
-def reference_curve(model: Any, emb: np.ndarray, rows: list[dict[str, Any]],
-                    speakers: list[str]) -> dict[str, Any] | None:
+def reference_curve(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], speakers: list[str],
+                    gold: list[str | None]) -> dict[str, Any] | None:
     """4-class UAR with each speaker's other clips centred on k of their neutral clips (first k in
     manifest order; a speaker with fewer than k + 1 neutral clips uses what it has, at least one);
     the reference clips themselves are not scored."""
     from paraspeechclap.centering import center_embeddings
-    from paraspeechclap.data.attributes import get_attribute_set
 
-    gold = [get_attribute_set("emotion").gold(r) for r in rows]
     out = {}
     for k in REFERENCE_COUNTS:
         parts, scored = [], []

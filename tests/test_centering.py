@@ -221,3 +221,15 @@ def test_rerank_scores_centre_every_candidate_on_the_reference(tiny):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     plain = StyleScorer(tiny).score(prompt, cands).scores
     assert not np.allclose(got, plain, atol=1e-3)  # the reference changes the scores
+
+
+def test_speaker_mode_names_the_manifest_row_without_a_speaker(tiny_dir, tmp_path, cli):
+    rows = _rows(["angry", "happy", "neutral", "angry"])
+    del rows[2]["speaker"]
+    m = _manifest(tmp_path, rows)
+    for argv in (("embed", "--manifest", m, "--out", str(tmp_path / "e.npy")),
+                 ("evaluate", "classification", "--manifest", m, "--attribute", "emotion", "--out", str(tmp_path / "r"))):
+        r = cli(*argv, "--model", str(tiny_dir), "--center", "speaker")
+        assert r.returncode == 2
+        assert "1 row(s) have no 'speaker' field, e.g. test/c2.wav" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "e.npy").exists()

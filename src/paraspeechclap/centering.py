@@ -52,10 +52,6 @@ class Centering:
     def applied(self) -> bool:
         return self.mode != "none" or self.reference > 0
 
-    def to_json(self, **extra: Any) -> dict[str, Any]:
-        return {"mode": self.mode, "reference_clips": self.reference, "speakers": self.speakers,
-                "fallback_to_reference": self.fallback, **extra}
-
 
 def check_mode(mode: str) -> str:
     if mode not in CENTER_MODES:
@@ -71,6 +67,21 @@ def check_speakers(n: int, speakers: Sequence[Any] | None) -> None:
     for i, s in enumerate(speakers):
         if s is None or (isinstance(s, str) and not s.strip()):
             raise InputError(f"center=speaker: clip {i} has no speaker id")
+
+
+def manifest_speakers(manifest: Any, field: str, indices: Sequence[int] | None = None) -> list[Any]:
+    """The ``field`` of manifest rows (all, or ``indices``) as speaker ids for ``center="speaker"``.
+
+    Raises:
+        InputError: rows without the field, named by the manifest and the first such row's key.
+    """
+    idx = range(len(manifest)) if indices is None else indices
+    ids = [manifest[i].get(field) for i in idx]
+    missing = [i for i, s in zip(idx, ids) if s is None or str(s).strip() == ""]
+    if missing:
+        raise InputError(f"{manifest.name}: center=speaker: {len(missing)} row(s) have no {field!r} field, "
+                         f"e.g. {manifest.key(missing[0])}")
+    return ids
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

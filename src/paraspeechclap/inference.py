@@ -27,7 +27,7 @@ import torch
 
 from .audio.io import AudioItem, describe_item, load_audio
 from .centering import Centering, center_embeddings, check_mode, check_speakers
-from .encoders.base import PreparedAudio
+from .encoders.base import AudioEncoder, PreparedAudio
 from .errors import AudioError, InputError
 
 if TYPE_CHECKING:
@@ -151,6 +151,37 @@ def _batches(windows: list[_Window], batch_size: int, mode: str,
             batch.append(i)
         if batch:
             yield [windows[j] for j in batch]
+
+
+def _windows(enc: AudioEncoder, pieces: list[list[np.ndarray]]) -> list[_Window]:
+    """Each item's windows, prepared, weighted by their frame counts."""
+    return [_Window(i, float(enc.num_frames(len(w))), enc.prepare(w)) for i, ws in enumerate(pieces) for w in ws]
+
+
+def _batch_inputs(batch: list[_Window], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    inputs = collate_prepared([w.prepared for w in batch])
+    return {k: v.to(device, dtype if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
+
+
+def frozen_from_windows(enc: AudioEncoder, wavs: Sequence[np.ndarray], pieces: Sequence[list[np.ndarray]],
+                        batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Clips (``wavs``, cut into ``pieces`` by :func:`split_windows`) -> ``(N, F)`` ``forward_frozen``
+    features of whole clips, from their windows' summed frame statistics (``window_moments``: exactly
+    pooling the concatenated frames) and extras measured on each whole clip. The one implementation
+    inference and the training feature cache share, so both see the same features of a long clip.
+    """
+    moments: torch.Tensor | None = None
+    for batch in _batches(_windows(enc, list(pieces)), batch_size, enc.batch_mode, enc.max_batch_positions):
+        inputs = _batch_inputs(batch, device, dtype)
+        rows = enc.window_moments(inputs["features"], inputs["lengths"]).cpu()  # (b, K) float64
+        if moments is None:
+            moments = torch.zeros(len(wavs), rows.shape[1], dtype=torch.float64)
+        for w, r in zip(batch, rows):
+            moments[w.item] += r
+    assert moments is not None, "no windows"
+    extras = collate_prepared([PreparedAudio(torch.zeros(1), enc.clip_extras(w)) for w in wavs])
+    extras = {k: v.to(device, dtype) for k, v in extras.items() if k not in ("features", "lengths")}
+    return enc.frozen_from_moments(moments.to(device), **extras)
 
 
 def collate_prepared(items: Sequence[PreparedAudio]) -> dict[str, torch.Tensor]:
@@ -362,28 +393,21 @@ class InferenceMixin:
         enc = self.audio_branch
         pieces = [split_windows(w, enc.window_samples) for w in wavs]
         exact = [i for i, p in enumerate(pieces) if len(p) > 1 and enc.has_window_moments]
-        plain = [i for i in range(len(wavs)) if i not in set(exact)]
+        exact_set = set(exact)
+        plain = [i for i in range(len(wavs)) if i not in exact_set]
         pooled = torch.zeros(len(wavs), enc.hidden_size, dtype=torch.float64)
         pooled[plain] = self._pool_windows([pieces[i] for i in plain], batch_size)
         if exact:
             pooled[exact] = self._pool_moments([wavs[i] for i in exact], [pieces[i] for i in exact], batch_size)
         return _l2(self.project_audio(pooled.to(self.device, self._dtype), normalize=False))
 
-    def _windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]]) -> list[_Window]:
-        enc = self.audio_branch
-        return [_Window(i, float(enc.num_frames(len(w))), enc.prepare(w)) for i, ws in enumerate(pieces) for w in ws]
-
-    def _batch_inputs(self: "ParaSpeechCLAP", batch: list[_Window]) -> dict[str, torch.Tensor]:
-        inputs = collate_prepared([w.prepared for w in batch])
-        return {k: v.to(self.device, self._dtype if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
-
     def _pool_windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]], batch_size: int) -> torch.Tensor:
         """Items' windows -> ``(N, H)`` float64: the frame-weighted mean of each item's pooled windows."""
         enc = self.audio_branch
         pooled = torch.zeros(len(pieces), enc.hidden_size, dtype=torch.float64)
         total = torch.zeros(len(pieces), dtype=torch.float64)
-        for batch in _batches(self._windows(pieces), batch_size, enc.batch_mode, enc.max_batch_positions):
-            inputs = self._batch_inputs(batch)
+        for batch in _batches(_windows(enc, pieces), batch_size, enc.batch_mode, enc.max_batch_positions):
+            inputs = _batch_inputs(batch, self.device, self._dtype)
             feats = enc(inputs.pop("features"), inputs.pop("lengths"), **inputs).double().cpu()  # (b, H)
             for w, f in zip(batch, feats):
                 pooled[w.item] += w.weight * f
@@ -394,18 +418,8 @@ class InferenceMixin:
                       batch_size: int) -> torch.Tensor:
         """Long clips -> ``(N, H)`` float64 from their windows' summed frame statistics."""
         enc = self.audio_branch
-        moments: torch.Tensor | None = None
-        for batch in _batches(self._windows(pieces), batch_size, enc.batch_mode, enc.max_batch_positions):
-            inputs = self._batch_inputs(batch)
-            rows = enc.window_moments(inputs["features"], inputs["lengths"]).cpu()  # (b, K) float64
-            if moments is None:
-                moments = torch.zeros(len(wavs), rows.shape[1], dtype=torch.float64)
-            for w, r in zip(batch, rows):
-                moments[w.item] += r
-        extras = collate_prepared([PreparedAudio(torch.zeros(1), enc.clip_extras(w)) for w in wavs])
-        extras = {k: v.to(self.device, self._dtype) for k, v in extras.items() if k not in ("features", "lengths")}
-        assert moments is not None
-        return enc.forward_head(enc.frozen_from_moments(moments.to(self.device), **extras)).double().cpu()
+        frozen = frozen_from_windows(enc, wavs, pieces, batch_size, self.device, self._dtype)
+        return enc.forward_head(frozen).double().cpu()
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, items: Sequence[AudioItem], captions: Sequence[str], sample_rate: int | None = None,

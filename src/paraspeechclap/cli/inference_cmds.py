@@ -106,13 +106,10 @@ def _items(args: argparse.Namespace) -> tuple[list[str], list[Any] | None]:
     if args.manifest:
         from ..data.manifest import load_manifest
 
+        from ..centering import manifest_speakers
+
         manifest = load_manifest(args.manifest, audio_root=args.audio_root)
-        speakers = manifest.column(args.speaker_field)
-        if args.center == "speaker":
-            missing = [manifest.key(i) for i, s in enumerate(speakers) if s is None or str(s).strip() == ""]
-            if missing:
-                raise InputError(f"{args.manifest}: --center speaker: {len(missing)} row(s) have no "
-                                 f"{args.speaker_field!r} field, e.g. {missing[0]}")
+        speakers = manifest_speakers(manifest, args.speaker_field) if args.center == "speaker" else None
         return [str(manifest.audio_path(i)) for i in range(len(manifest))], speakers
     if not args.audio:
         raise InputError("no audio given: pass audio files or --manifest")

@@ -73,12 +73,10 @@ def embed_rows(model: Any, manifest: Manifest, indices: Sequence[int], batch_siz
     if c.get("center", "none") != "none" or c.get("reference"):
         kwargs = {"center": c.get("center", "none"), "reference": c.get("reference")}
         if kwargs["center"] == "speaker":
-            field = c.get("speaker_field", "speaker")
-            kwargs["speakers"] = [manifest[indices[k]].get(field) for k in order]
-            missing = [indices[k] for k, spk in zip(order, kwargs["speakers"]) if spk is None or str(spk).strip() == ""]
-            if missing:
-                raise InputError(f"{manifest.name}: center=speaker: {len(missing)} row(s) have no {field!r} field, "
-                                 f"e.g. {manifest.key(missing[0])}")
+            from ..centering import manifest_speakers
+
+            kwargs["speakers"] = manifest_speakers(manifest, c.get("speaker_field", "speaker"),
+                                                   [indices[k] for k in order])
     emb = model.embed_audio([paths[k] for k in order], batch_size=batch_size, progress=progress, **kwargs)
     out = np.empty_like(emb)
     out[order] = emb

@@ -39,7 +39,7 @@ from ..atomic import atomic_path, atomic_write_json
 from ..audio.io import load_audio
 from ..encoders.base import AudioEncoder, PreparedAudio
 from ..errors import AudioError, ConfigError
-from ..inference import collate_prepared, split_windows
+from ..inference import collate_prepared, frozen_from_windows, split_windows
 from .augment import ClipPipeline, process_clip
 
 logger = logging.getLogger(__name__)
@@ -194,16 +194,10 @@ def full_clip_features(wav: np.ndarray, encoder: AudioEncoder, batch_size: int) 
     the windows' outputs (exact for mean pooling).
     """
     windows = split_windows(wav, encoder.window_samples)
-    prepared = [encoder.prepare(w) for w in windows]
     if len(windows) > 1 and encoder.has_window_moments:
         device = next(encoder.parameters()).device
-        moments = torch.zeros(0, dtype=torch.float64)
-        for s in range(0, len(prepared), batch_size):
-            inputs = {k: v.to(device) for k, v in collate_prepared(prepared[s:s + batch_size]).items()}
-            rows = encoder.window_moments(inputs["features"], inputs["lengths"]).sum(0).cpu()
-            moments = rows if not len(moments) else moments + rows
-        extras = {k: v[None].to(device) for k, v in encoder.clip_extras(wav).items()}
-        return encoder.frozen_from_moments(moments[None].to(device), **extras)[0].float().cpu()
+        return frozen_from_windows(encoder, [wav], [windows], batch_size, device, torch.float32)[0].float().cpu()
+    prepared = [encoder.prepare(w) for w in windows]
     feats = frozen_features(encoder, prepared, batch_size)
     weights = [float(encoder.num_frames(len(w))) for w in windows]
     return (sum(f.double() * w for f, w in zip(feats, weights)) / sum(weights)).float()
