@@ -5,7 +5,8 @@ clips, the model that never heard it is scored on all of its clips:
 
 - a corpus the recipe trains on: the recipe trained with every clip of that corpus removed from the
   training *and* dev sources (``exclude: {source: [corpus]}``, so model selection never sees it; its
-  re-pitched and re-timed clips go too);
+  re-pitched and re-timed clips go too, dropped from the full recipe's derived corpora, which are
+  rendered and cached once for every fold);
 - a corpus the recipe never reads (``real3`` for the v15 recipe): the recipe's full model
   (``--full-model``, default the embedded one, which is the v15 recipe's).
 
@@ -77,8 +78,12 @@ def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None
         return final
     cfg = load_config(config)
     for src in [*cfg.data.train, *cfg.data.dev]:
-        if src.manifest is not None:
-            src.exclude = {**src.exclude, "source": [*src.exclude.get("source", []), corpus]}
+        if src.manifest is None:
+            continue
+        # re-pitched sources drop the left-out corpus's derived clips *after* deriving: the derived
+        # corpus (and its feature cache) stays the full recipe's, so a fold only trains
+        where = src.repitch if src.repitch is not None else src
+        where.exclude = {**where.exclude, "source": [*where.exclude.get("source", []), corpus]}
     cfg.train.output_dir = str(out_dir)
     cfg.train.progress = False
     if max_steps:

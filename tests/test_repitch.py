@@ -118,6 +118,29 @@ def test_derived_source_is_built_once_from_the_filtered_rows_without_emotion(tmp
     assert [f.stat().st_mtime_ns for f in files] == mtimes
 
 
+@needs_world
+def test_repitch_exclude_drops_derived_clips_of_the_origin_without_rendering_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraspeechclap.training.config import RepitchConfig, SourceConfig
+    from paraspeechclap.training.data import load_source
+
+    monkeypatch.setenv("PARASPEECHCLAP_CACHE", str(tmp_path / "cache"))
+    clips = [(tone(1.0, f0, amp=0.2, seed=i), {"gender": g, "speaker": f"s{i % 2}", "corpus": "ab"[i % 2]})
+             for i, (g, f0) in enumerate([("male", 110.0), ("female", 220.0), ("male", 150.0), ("female", 180.0)])]
+    man = _write_corpus(tmp_path / "corpus", clips)
+    full = load_source(SourceConfig(manifest=str(man), captions="describe", repitch=RepitchConfig(n=8, seed=0)))
+    files = sorted((tmp_path / "cache" / "repitch").rglob("*.flac"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    cut = load_source(SourceConfig(manifest=str(man), captions="describe",
+                                   repitch=RepitchConfig(n=8, seed=0, exclude={"corpus": ["b"]})))
+    every = [full.manifest[i] for i in range(len(full.manifest))]
+    want = [r for r in every if r["origin"] in {"c/0.flac", "c/2.flac"}]  # the rows of corpus "a"
+    assert want and len(want) < len(every)
+    assert [cut.manifest[i] for i in range(len(cut.manifest))] == want
+    assert sorted((tmp_path / "cache" / "repitch").rglob("*.flac")) == files  # the same derived corpus
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # nothing rendered again
+
+
 def test_repitch_needs_a_positive_n() -> None:
     from paraspeechclap.errors import ConfigError
     from paraspeechclap.training.config import load_config

@@ -208,6 +208,10 @@ class RepitchConfig:
         speaking_rate: also re-time each clip to a balanced speaking-rate level, relative to the
             clip's own tempo, and label it (use on clips at an ordinary rate, e.g.
             ``include: {emotion: [neutral]}``).
+        exclude: drop the derived clips whose *origin* row has one of the listed values, e.g.
+            ``{source: [emodb]}``. Unlike the source's own ``exclude`` (applied before re-pitching, so a
+            different corpus is derived and rendered), the derived corpus stays the full recipe's, cached
+            once: leave-one-corpus-out runs only drop its clips of the left-out corpus.
     """
 
     n: PositiveInt = 1000
@@ -215,6 +219,7 @@ class RepitchConfig:
     jobs: PositiveInt = 1
     cache_dir: str | None = None
     speaking_rate: Bool = False
+    exclude: dict[str, list[str]] = field(default_factory=dict)
 
 
 _SOURCE_KINDS = ("manifest", "hf_dataset", "synth")

@@ -221,6 +221,13 @@ def _filter_fields(manifest: Manifest, exclude: dict[str, list[str]], include: d
                            and all(str(r.get(k)) in vs for k, vs in keep.items()))
 
 
+def _drop_by_origin(derived: Manifest, origins: Manifest, exclude: dict[str, list[str]]) -> Manifest:
+    """``derived`` without the rows whose ``origin`` (a key of ``origins``) matches ``exclude``."""
+    kept = _filter_fields(origins, exclude, {})
+    allowed = {kept.key(i) for i in range(len(kept))}
+    return derived.filter(lambda r: r.get("origin") in allowed)
+
+
 def load_source(src: SourceConfig) -> Source:
     """Load one source's rows (split filter, ``max_items``, caption validation).
 
@@ -236,7 +243,10 @@ def load_source(src: SourceConfig) -> Source:
     if src.max_items is not None:
         manifest = manifest.select(range(min(src.max_items, len(manifest))))
     if src.repitch is not None:
+        origins = manifest
         manifest, name = load_manifest(ensure_repitched(manifest, src.repitch)), f"repitch({name}, n={src.repitch.n})"
+        if src.repitch.exclude:
+            manifest = _drop_by_origin(manifest, origins, src.repitch.exclude)
     manifest, dropped = _validate_rows(manifest, src.captions)
     if dropped:
         first = next(iter(dropped.items()))
