@@ -320,3 +320,54 @@ def test_cli_index_manifest_and_errors(tmp_path, tiny_dir, audio_dir, capsys):
     rc, out, _ = _run(capsys, ["index", str(audio_dir), "--out", str(tmp_path / "i2"), "--skip-bad", "--json", *common])
     stats = json.loads(out)
     assert rc == 0 and stats["embedded"] == 4 and [s["path"] for s in stats["skipped"]] == ["broken.wav"]
+
+
+def _hand_centred(emb, groups):
+    """Each row minus the mean of the rows in its group (``groups``: a list of index lists), re-normalised."""
+    out = np.array(emb, dtype=np.float64)
+    for g in groups:
+        out[g] = out[g] - np.asarray(emb, dtype=np.float64)[g].mean(axis=0)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_cli_search_centres_the_index_as_asked(tmp_path, tiny_dir, audio_dir, capsys):
+    from paraspeechclap.pretrained import load_model
+
+    files = ["clip0.wav", "sub/clip1.wav", "clip2.wav", "sub/clip3.wav"]
+    rows = [{"source": "clips", "relative_audio_path": f, "who": w} for f, w in zip(files, ["a", "b", "a", "b"])]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    idx = tmp_path / "idx"
+    common = ["--model", str(tiny_dir), "--device", "cpu"]
+    assert _run(capsys, ["index", "--manifest", str(manifest), "--audio-root", str(audio_dir.parent),
+                         "--speaker-field", "who", "--out", str(idx), *common])[0] == 0
+    assert [r["speaker"] for r in load_index(idx).items] == ["a", "b", "a", "b"]
+
+    model = load_model(tiny_dir, device="cpu")
+    raw = model.embed_audio([str(audio_dir / f) for f in files])
+    query = "a deep, slow voice"
+    q = model.embed_text([query])[0]
+    ref_clip = str(audio_dir / "clip0.wav")
+    expected = {"collection": _hand_centred(raw, [[0, 1, 2, 3]]), "speaker": _hand_centred(raw, [[0, 2], [1, 3]])}
+    shifted = raw - raw[0]  # centred on the one reference clip (clip0 itself becomes the zero vector)
+    expected["reference"] = shifted / np.maximum(np.linalg.norm(shifted, axis=1, keepdims=True), 1e-12)
+    for name, flags in {"collection": ["--center", "collection"], "speaker": ["--center", "speaker"],
+                        "reference": ["--reference", ref_clip]}.items():
+        rc, out, _ = _run(capsys, ["search", str(idx), query, "--top-k", "4", "--json", *flags])
+        assert rc == 0, name
+        got = json.loads(out)
+        scores = expected[name] @ q
+        hits = got["results"][0]["hits"]
+        np.testing.assert_allclose([h["score"] for h in hits], np.sort(scores)[::-1], atol=1e-4, err_msg=name)
+        assert got["center"]["mode"] == ("none" if name == "reference" else name)
+        assert got["center"]["reference"] == ([ref_clip] if name == "reference" else [])
+    assert got["center"]["speakers"] == 0
+    rc, out, _ = _run(capsys, ["search", str(idx), query, "--json"])
+    assert json.loads(out)["center"] == {"mode": "none", "speaker_field": None, "reference": []}
+
+
+def test_cli_search_speaker_centring_needs_stored_speakers(tmp_path, tiny_dir, audio_dir, capsys):
+    idx = tmp_path / "idx"
+    assert _run(capsys, ["index", str(audio_dir), "--out", str(idx), "--model", str(tiny_dir), "--device", "cpu"])[0] == 0
+    rc, _, err = _run(capsys, ["search", str(idx), "calm", "--center", "speaker"])
+    assert rc == 2 and "4 row(s) have no speaker id" in err and "--speaker-field" in err

@@ -42,18 +42,19 @@ def add_model_args(parser: argparse.ArgumentParser, precision_default: str | Non
     g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
 
 
-def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True) -> None:
+def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True, speaker_field: bool = True,
+                    speaker_help: str = "needs --manifest with speaker ids") -> None:
     """``--center``, ``--speaker-field`` and ``--reference``: centring of the audio embeddings
-    (:mod:`paraspeechclap.centering`). ``speakers=False`` where items carry no speaker ids."""
+    (:mod:`paraspeechclap.centering`). ``speakers=False`` where items carry no speaker ids;
+    ``speaker_field=False`` where the ids come from elsewhere (an index stores them)."""
     from ..centering import CENTER_MODES
 
     g = parser.add_argument_group("centring (subtract a reference mean from the audio embeddings)")
     modes = CENTER_MODES if speakers else tuple(m for m in CENTER_MODES if m != "speaker")
     g.add_argument("--center", default="none", choices=modes,
                    help="none (default: a clip's result does not depend on the others), collection (the mean of "
-                        "all clips)" + (", speaker (each speaker's mean; needs --manifest with speaker ids)"
-                                        if speakers else ""))
-    if speakers:
+                        "all clips)" + (f", speaker (each speaker's mean; {speaker_help})" if speakers else ""))
+    if speakers and speaker_field:
         g.add_argument("--speaker-field", default="speaker", metavar="F",
                        help="manifest field with the speaker id (default: speaker)")
     g.add_argument("--reference", nargs="+", default=None, metavar="CLIP",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import add_model_args, model_from_args, print_json, print_table
+from .common import add_center_args, add_model_args, center_json, model_from_args, print_json, print_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, metavar="S", help="split of a Hugging Face dataset manifest")
     p.add_argument("--audio-root", metavar="DIR", help="audio root of the manifest (default: its directory)")
     p.add_argument("--out", required=True, metavar="INDEX", help="index directory (created or updated)")
+    p.add_argument("--speaker-field", default="speaker", metavar="F",
+                   help="manifest field stored as each row's speaker id, for 'search --center speaker' "
+                        "(default: speaker; rows without it have none)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed in meta.json)")
     p.add_argument("--json", action="store_true", help="print build statistics as JSON")
     add_model_args(p)
@@ -37,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exact search with numpy (default) or FAISS (optional extra 'faiss')")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_args(p)
+    add_center_args(p, speaker_field=False, speaker_help="the speaker ids 'index --manifest' stored")
     p.set_defaults(func=run_search)
 
 
@@ -55,13 +59,15 @@ def _index_items(args: argparse.Namespace) -> tuple[list[Any], Path, dict[str, A
     items = []
     for i, row in enumerate(manifest):
         extra = {"key": manifest.key(i)}
+        if row.get(args.speaker_field) not in (None, ""):
+            extra["speaker"] = str(row[args.speaker_field])
         desc = row.get("text_description")
         if desc:
             extra["caption"] = desc if isinstance(desc, str) else desc[0]
         items.append(IndexItem(manifest.audio_path(i), extra))
     roots = {r for r in manifest.roots if r is not None}
     root = roots.pop() if len(roots) == 1 else Path("/")
-    return items, root, {"manifest": manifest.name, "split": args.split}
+    return items, root, {"manifest": manifest.name, "split": args.split, "speaker_field": args.speaker_field}
 
 
 def _model_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,6 +120,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     index = load_index(args.index)
     model = _search_model(args, index.meta)
+    index, centering = _centred(index, model, args)
     results = index.search(model.embed_text(args.queries), top_k=args.top_k, backend=args.backend)
     out = []
     for query, hits in zip(args.queries, results):
@@ -124,9 +131,35 @@ def run_search(args: argparse.Namespace) -> int:
                          **({"caption": item["caption"]} if "caption" in item else {})})
         out.append({"query": query, "hits": rows})
     if args.json:
-        print_json({"index": args.index, "model": index.meta["model"], "backend": args.backend, "results": out})
+        print_json({"index": args.index, "model": index.meta["model"], "backend": args.backend,
+                    "center": {**center_json(args), **centering}, "results": out})
         return 0
     for res in out:
         print(f"query: {res['query']}")
         print_table(["rank", "score", "path"], [[h["rank"], h["score"], h["path"]] for h in res["hits"]])
     return 0
+
+
+def _centred(index: Any, model: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The index with its embeddings centred as ``--center``/``--reference`` say (a copy in memory; the
+    files are untouched), and what was done (``speakers``, ``fallback``: one-clip speakers centred on
+    the reference)."""
+    import numpy as np
+
+    from ..centering import center_embeddings
+    from ..search.index import EmbeddingIndex
+
+    if args.center == "none" and not args.reference:
+        return index, {}
+    speakers = None
+    if args.center == "speaker":
+        missing = [i for i, it in enumerate(index.items) if it.get("speaker") in (None, "")]
+        if missing:
+            raise InputError(f"{args.index}: {len(missing)} row(s) have no speaker id, e.g. "
+                             f"{index.path_of(missing[0])}; build the index with --manifest and --speaker-field, "
+                             "or use --center collection")
+        speakers = [it["speaker"] for it in index.items]
+    reference = model.embed_audio(args.reference, batch_size=args.batch_size) if args.reference else None
+    emb, done = center_embeddings(np.asarray(index.embeddings), args.center, speakers, reference)
+    return EmbeddingIndex(index.directory, emb, index.items, index.meta), {"speakers": done.speakers,
+                                                                          "fallback": done.fallback}
