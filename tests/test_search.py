@@ -368,6 +368,7 @@ def test_cli_search_centres_the_index_as_asked(tmp_path, tiny_dir, audio_dir, ca
 
 def test_cli_search_speaker_centring_needs_stored_speakers(tmp_path, tiny_dir, audio_dir, capsys):
     idx = tmp_path / "idx"
-    assert _run(capsys, ["index", str(audio_dir), "--out", str(idx), "--model", str(tiny_dir), "--device", "cpu"])[0] == 0
+    common = ["--model", str(tiny_dir), "--device", "cpu"]
+    assert _run(capsys, ["index", str(audio_dir), "--out", str(idx), *common])[0] == 0
     rc, _, err = _run(capsys, ["search", str(idx), "calm", "--center", "speaker"])
     assert rc == 2 and "4 row(s) have no speaker id" in err and "--speaker-field" in err
