@@ -203,6 +203,40 @@ def test_cached_narrowband_variants_drop_the_clarity_label(tmp_path: Path) -> No
     assert fetch(0.0).row["clarity"] == "telephone" and fetch(0.0).tags == ["telephone"]
 
 
+def test_channel_variants_are_drawn_flagged_keyed_and_keep_old_ids() -> None:
+    wav = (0.2 * np.sin(2 * np.pi * 300 * np.arange(SR) / SR)).astype(np.float32)
+    always = process_clip(wav, StubEncoder(), ClipPipeline(None, False, None, None, 1.0), random.Random(0))
+    assert always.channel and always.randomized and not always.narrowband
+    assert not np.allclose(always.prepared.features.numpy(), wav)
+    never = process_clip(wav, StubEncoder(), ClipPipeline(None, False, None, None, 0.0), random.Random(0))
+    assert not never.channel and np.array_equal(never.prepared.features.numpy(), wav)
+    half = ClipPipeline(None, False, None, None, 0.5)
+    hits = sum(process_clip(wav, StubEncoder(), half, random.Random(i)).channel for i in range(200))
+    assert 70 < hits < 130
+    assert "channel" not in ClipPipeline(None, False, (-6.0, 6.0), (0.3, 8000)).describe()  # old cache ids hold
+    assert ClipPipeline(None, False, None, None, 0.5).describe()["channel"][0] == 0.5
+    # the gain and band-limit draws of a pipeline without channel are unchanged
+    plain = process_clip(wav, StubEncoder(), ClipPipeline(None, False, (-6.0, 6.0)), random.Random(3))
+    assert plain.gain_db == random.Random(3).uniform(-6.0, 6.0)
+
+
+def test_cached_channel_variants_drop_the_clarity_label(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "c.wav", (0.2 * np.sin(2 * np.pi * 300 * np.arange(SR) / SR)).astype(np.float32), SR)
+    row = {"source": "a", "relative_audio_path": "c.wav", "clarity": "crisp", "gender": "female",
+           "intrinsic_tags": ["crisp"]}
+    src = load_source(SourceConfig(manifest=str(_manifest(tmp_path, [row])), captions="describe"))
+    enc = StubEncoder()
+    for prob in (1.0, 0.0):
+        pipe = ClipPipeline(None, False, None, None, prob)
+        key = TrainDataset([src], [(0, 0)], enc, pipe, AugmentConfig(), seed=0).key(0)
+        table = build_feature_table([CacheRequest(key, src.manifest.audio_path(0))], enc, tmp_path / "c", pipe,
+                                    seed=0, variants=2, progress=False)
+        assert all(bool(e.get("channel")) == (prob == 1.0) for e in table.entries[key])
+        item = TrainDataset([src], [(0, 0)], enc, pipe, AugmentConfig(), seed=0, features=table)[0]
+        assert (item.row["clarity"], item.tags) == ((None, []) if prob == 1.0 else ("crisp", ["crisp"]))
+
+
 def test_plans() -> None:
     assert build_plan([2, 3], [1, 1], "interleave", None, 0) == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 0), (1, 2)]
     assert build_plan([2, 1], [1, 1], "concat", None, 0) == [(0, 0), (0, 1), (1, 0)]

@@ -1,6 +1,7 @@
-"""Training-time clip processing: narrowband and gain augmentation, the backbone's ``prepare``, random crop.
+"""Training-time clip processing: channel, narrowband and gain augmentation, the backbone's ``prepare``, random crop.
 
-Order (as the official recipe for the crop): raw waveform -> narrowband (optional) -> random gain
+Order (as the official recipe for the crop): raw waveform -> a random room/microphone/noise channel
+(optional, :mod:`paraspeechclap.training.channel`) -> narrowband (optional) -> random gain
 (optional) -> the backbone's ``prepare`` on the whole clip (per-utterance normalisation for WavLM,
 log-mel for Whisper, level measured on the raw waveform) -> random crop of the prepared input to
 ``crop_seconds`` (zero-padded to that length when ``pad_to_crop``, as audtorch's ``RandomCrop`` does
@@ -48,17 +49,21 @@ class ClipPipeline:
         gain_db: ``(low, high)`` uniform random gain in dB, or ``None``.
         narrowband: ``(probability, rate_hz)``: band-limit a clip to ``rate_hz`` with that
             probability, or ``None``.
+        channel: probability of a random room, microphone and noise floor
+            (:mod:`paraspeechclap.training.channel`), or ``None``.
     """
 
     crop_positions: int | None
     pad_to_crop: bool
     gain_db: tuple[float, float] | None
     narrowband: tuple[float, int] | None = None
+    channel: float | None = None
 
     @property
     def is_random(self) -> bool:
         """True when two passes over the same clip may give different inputs."""
-        return self.crop_positions is not None or self.gain_db is not None or self.narrowband is not None
+        return (self.crop_positions is not None or self.gain_db is not None or self.narrowband is not None
+                or self.channel is not None)
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly identity (part of the feature-cache key; ``narrowband`` only when set, so
@@ -67,6 +72,10 @@ class ClipPipeline:
                "gain_db": list(self.gain_db) if self.gain_db else None}  # fmt: skip
         if self.narrowband is not None:
             out["narrowband"] = list(self.narrowband)
+        if self.channel is not None:
+            from .channel import VERSION
+
+            out["channel"] = [self.channel, VERSION]
         return out
 
 
@@ -88,7 +97,9 @@ def make_pipeline(audio: AudioConfig, augment: AugmentConfig, encoder: AudioEnco
     crop = window if crop is None else min(crop, window)
     gain = tuple(augment.gain_db) if augment.gain_db is not None else None
     narrow = (float(augment.narrowband_prob), int(augment.narrowband_rate)) if augment.narrowband_prob > 0 else None
-    return ClipPipeline(crop, audio.pad_to_crop and audio.crop_seconds is not None, gain, narrow)  # type: ignore[arg-type]
+    channel = float(augment.channel_prob) if augment.channel_prob > 0 else None
+    return ClipPipeline(crop, audio.pad_to_crop and audio.crop_seconds is not None, gain, narrow,  # type: ignore[arg-type]
+                        channel)
 
 
 def crop_prepared(prepared: PreparedAudio, length: int | None, pad: bool, rng: random.Random) -> PreparedAudio:
@@ -128,6 +139,7 @@ class ProcessedClip:
     level_dbfs: float | None
     randomized: bool = True
     narrowband: bool = False
+    channel: bool = False
 
 
 def band_limit(wav: np.ndarray, rate: int) -> np.ndarray:
@@ -140,7 +152,7 @@ def band_limit(wav: np.ndarray, rate: int) -> np.ndarray:
 
 def process_clip(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeline, rng: random.Random,
                  measure_level: bool = False) -> ProcessedClip:
-    """Narrowband -> gain -> ``prepare`` -> crop one 16 kHz waveform (see module docstring).
+    """Channel -> narrowband -> gain -> ``prepare`` -> crop one 16 kHz waveform (see module docstring).
 
     Args:
         wav: ``(S,)`` float32 waveform; a clip longer than the encoder's ``window_samples`` is first
@@ -155,14 +167,20 @@ def process_clip(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeline,
         wav = wav[start:start + window]
     # drawn only when configured, so pipelines without it consume the generator as before
     narrow = pipeline.narrowband is not None and rng.random() < pipeline.narrowband[0]
+    channel = pipeline.channel is not None and rng.random() < pipeline.channel
+    if channel:  # a room and microphone come before any band limit (a phone line, an 8 kHz corpus)
+        from .channel import random_channel
+
+        wav = random_channel(wav, rng.getrandbits(63))
     if narrow:
         wav = band_limit(wav, pipeline.narrowband[1])  # type: ignore[index]
     if gain:
         wav = (wav * np.float32(10.0 ** (gain / 20.0))).astype(np.float32)
     level = active_level_dbfs(wav) if measure_level else None
     prepared, cropped = _crop(encoder.prepare(wav), pipeline.crop_positions, pipeline.pad_to_crop, rng)
-    randomized = pipeline.gain_db is not None or pipeline.narrowband is not None or windowed or cropped
-    return ProcessedClip(prepared, gain, level, randomized, narrow)
+    randomized = (pipeline.gain_db is not None or pipeline.narrowband is not None or pipeline.channel is not None
+                  or windowed or cropped)
+    return ProcessedClip(prepared, gain, level, randomized, narrow, channel)
 
 
 def loudness_from_level(level_dbfs: float, thresholds: Sequence[float]) -> str:

@@ -367,6 +367,9 @@ class AugmentConfig:
             and back), as a telephone or 8 kHz recording sounds once loaded; such a clip's
             ``clarity`` (recording) label is dropped. 0 = off.
         narrowband_rate: the low sample rate, Hz.
+        channel_prob: probability that a clip passes through a random room, microphone colouring and
+            noise floor (:mod:`paraspeechclap.training.channel`); such a clip's ``clarity`` label is
+            dropped too. 0 = off.
     """
 
     gain_db: Pair | None = None
@@ -374,6 +377,7 @@ class AugmentConfig:
     loudness_thresholds_dbfs: Pair = field(default_factory=lambda: [-29.0, -18.0])
     narrowband_prob: Fraction = 0.0
     narrowband_rate: Annotated[Int, Field(ge=1000, lt=16000)] = 8000
+    channel_prob: Fraction = 0.0
 
     @field_validator("gain_db", "loudness_thresholds_dbfs")
     @classmethod

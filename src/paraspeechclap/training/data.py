@@ -341,11 +341,12 @@ class TrainDataset(torch.utils.data.Dataset):
             if variants is None:
                 raise AudioError(self.features.bad.get(self.key(pos), f"{self.key(pos)}: not in the feature cache"))
             entry = variants[rng.randrange(len(variants))]
-            audio, level, narrow = entry["features"], entry.get("level_dbfs"), bool(entry.get("narrowband"))
+            audio, level = entry["features"], entry.get("level_dbfs")
+            narrow = bool(entry.get("narrowband")) or bool(entry.get("channel"))  # either way the recording changed
         else:
             wav = load_audio(src.manifest.audio_path(i), min_samples=self.encoder.min_samples)
             clip = process_clip(wav, self.encoder, self.pipeline, rng, measure_level=relabel)
-            audio, level, narrow = clip.prepared, clip.level_dbfs, clip.narrowband
+            audio, level, narrow = clip.prepared, clip.level_dbfs, clip.narrowband or clip.channel
         if relabel and level is not None:
             row = relabel_loudness(row, level, self.augment.loudness_thresholds_dbfs)
         if narrow:

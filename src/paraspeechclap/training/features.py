@@ -15,8 +15,9 @@ per fetch; ``K = 0`` is refused. Variant ``k`` of a clip is drawn from a generat
 ``(seed, file hash, k)``, so the cache content does not depend on the rank, the order or the run.
 
 Layout: ``<root>/<backbone hash>/<augmentation id>/<sha[:2]>/<sha>.pt`` (``torch.save`` of
-``{"features": (...) tensor, "level_dbfs": float | None[, "narrowband": True]}``), each written atomically; file hashes
-are remembered in ``<root>/file_hashes.json`` keyed by path, size and modification time.
+``{"features": (...) tensor, "level_dbfs": float | None[, "narrowband": True][, "channel": True]}``),
+each written atomically; file hashes are remembered in ``<root>/file_hashes.json`` keyed by path, size and
+modification time.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def _variant_inputs(wav: np.ndarray, encoder: AudioEncoder, pipeline: ClipPipeli
         meta: dict[str, Any] = {"level_dbfs": clip.level_dbfs}
         if clip.narrowband:  # only when true: entries of pipelines without it stay as they were
             meta["narrowband"] = True
+        if clip.channel:
+            meta["channel"] = True
         out.append((clip.prepared, meta))
         if not clip.randomized:  # e.g. no gain and shorter than the crop: every variant is this one
             return out * variants
