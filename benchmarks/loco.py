@@ -229,6 +229,15 @@ def selection_corpora(per_corpus: dict[str, Any]) -> tuple[list[str], dict[str, 
     return chosen, apart
 
 
+def tried_entry(path: str) -> dict[str, Any]:
+    """What ``loco.json`` records of another recipe tried: its name, config, steps, corpora and summary."""
+    import json
+
+    res = json.loads(Path(path).read_text())
+    return {"recipe": res["recipe"], "config": res["config"], "steps": res["steps"],
+            "summary_corpora": res["summary_corpora"], "summary": res["summary"], "file": str(path)}
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"{'corpus':13s} {'clips':>5s} {'model':>9s} " + " ".join(f"{m + ' 4/8':>13s}" for m in MODES))
     for c, r in results["per_corpus"].items():
@@ -251,6 +260,8 @@ def main() -> int:
     ap.add_argument("--full-model", default=None,
                     help="the recipe trained on everything, for corpora it never reads (default: the embedded model)")
     ap.add_argument("--baseline", default=None, help="a loco.json of v15 whose summary goes into baseline_v15")
+    ap.add_argument("--tried", nargs="*", default=[], metavar="JSON",
+                    help="loco results of the other recipes tried (summaries recorded under recipes_tried)")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
     add_json_arg(ap, "loco.json")
     args = ap.parse_args()
@@ -287,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
     results["apart_summary"] = {c: {m: results["per_corpus"][c][m] for m in MODES} for c in apart}
     base = json.loads(Path(args.baseline).read_text())["summary"] if args.baseline else None
     results["baseline_v15"] = base if base is not None else (results["summary"] if args.recipe == "v15" else None)
+    results["recipes_tried"] = [tried_entry(p) for p in args.tried]
+    results["recipes_tried_count"] = 1 + len(args.tried)  # this recipe and the others compared with it
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     write_results(json_path(args), results)
     print_table(results)

@@ -84,12 +84,13 @@ def repitched_manifest(split: str, n: int, jobs: int, speaking_rate: bool = Fals
 
 
 def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retrieval: bool,
-             group_by: Sequence[str] = (), prefix: str = "synthetic") -> dict[str, Any]:
+             group_by: Sequence[str] = (), prefix: str = "synthetic", centred: bool = False) -> dict[str, Any]:
     """Zero-shot scores per attribute set (+ chance), optionally caption retrieval, on one manifest.
 
     Clips are embedded once; every value of each ``group_by`` field (e.g. ``engine``, ``voice``) with at
     least :data:`MIN_GROUP` clips also gets its own entry ``<prefix>/<field>=<value>`` (``engine`` and
-    ``source`` keep the short ``<prefix>/<value>``).
+    ``source`` keep the short ``<prefix>/<value>``). With ``centred``, also ``<prefix>/center=speaker``
+    (each clip centred on its speaker's mean) and ``<prefix>/center=collection`` (on its corpus's mean).
 
     Returns:
         ``{prefix: results, f"{prefix}/{value}": results, ...}``.
@@ -97,6 +98,8 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
     rows = [manifest[i] for i in range(len(manifest))]
     audio = model.embed_audio([str(manifest.audio_path(i)) for i in range(len(manifest))], batch_size=16)
     out = {prefix: scores(model, audio, rows, sets, ensemble, retrieval)}
+    if centred:
+        out.update(centred_scores(model, audio, rows, sets, ensemble, prefix))
     for field in group_by:
         for value in sorted({str(r.get(field)) for r in rows}):
             keep = [i for i, r in enumerate(rows) if str(r.get(field)) == value]
@@ -105,6 +108,18 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
             key = f"{prefix}/{value}" if field in ("engine", "source") else f"{prefix}/{field}={value}"
             out[key] = scores(model, audio[keep], [rows[i] for i in keep], sets, ensemble, retrieval)
     return out
+
+
+def centred_scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
+                   prefix: str) -> dict[str, Any]:
+    """Scores with each clip centred on its speaker's mean, and on its corpus's (``source``) mean."""
+    from paraspeechclap.centering import center_embeddings
+
+    speakers = [str(r.get("speaker") or f"{r['source']}/?") for r in rows]
+    by_corpus = [str(r["source"]) for r in rows]  # a collection is one corpus: its room and microphone
+    return {f"{prefix}/center={mode}": scores(model, center_embeddings(audio, "speaker", groups, audio)[0],
+                                              rows, sets, ensemble, retrieval=False)
+            for mode, groups in (("speaker", speakers), ("collection", by_corpus))}
 
 
 def scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
@@ -180,7 +195,7 @@ def main() -> int:
     results["sets"].update(evaluate(model, synthetic_manifest(args.split, n, args.jobs), SYNTH_SETS, ensemble,
                                     retrieval=True, group_by=("engine", "voice")))
     results["sets"].update(evaluate(model, load_shared_manifest(args.split), REAL_SETS, ensemble, retrieval=False,
-                                    group_by=("source",), prefix="real"))
+                                    group_by=("source",), prefix="real", centred=True))
     results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs), REPITCH_SETS, ensemble,
                                     retrieval=False, group_by=("gender",), prefix="real_repitched"))
     results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs, speaking_rate=True),

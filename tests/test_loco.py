@@ -1,0 +1,70 @@
+"""benchmarks/loco.py: what a left-out run trains on, and how corpora are summarised."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def loco() -> Any:
+    spec = importlib.util.spec_from_file_location("loco_bench", ROOT / "benchmarks" / "loco.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def test_a_left_out_run_excludes_the_corpus_from_every_real_source(loco: Any, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import paraspeechclap.training.loop as loop
+
+    seen = {}
+    monkeypatch.setattr(loop, "train", lambda cfg: seen.setdefault("cfg", cfg))
+    loco.train_without("emodb", str(ROOT / "configs/train/lite.yaml"), tmp_path / "run", 100)
+    cfg = seen["cfg"]
+    real = [s for s in [*cfg.data.train, *cfg.data.dev] if s.manifest is not None]
+    assert real and all(s.synth is None for s in real)
+    for s in real:
+        if s.repitch is not None:  # derived clips of the corpus are dropped after deriving, the corpus kept
+            assert s.repitch.exclude == {"source": ["emodb"]} and "source" not in s.exclude
+        else:
+            assert s.exclude == {"source": ["emodb"]}
+    assert sum(s.repitch is not None for s in real) == 4
+    assert (cfg.train.max_steps, cfg.eval.every_steps, cfg.train.output_dir) == (100, 100, str(tmp_path / "run"))
+
+
+def _corpus(uar4: float, classes4: int, recall_sad: float | None = 0.5) -> dict[str, Any]:
+    scores = {"uar4": uar4, "classes4": classes4, "uar8": uar4 / 2, "classes8": classes4,
+              "recall": {"neutral": 0.9, "sad": recall_sad, "happy": 0.4, "angry": 0.8}}
+    return {m: dict(scores) for m in ("plain", "speaker", "collection")}
+
+
+def test_summary_is_over_corpora_with_three_of_four_classes_and_not_the_apart_ones(loco: Any) -> None:
+    per = {"a": _corpus(0.6, 4), "b": _corpus(0.4, 3, None), "c": _corpus(0.9, 2),
+           "ucm_es": _corpus(0.1, 4), "emospeech_in": _corpus(0.1, 4)}
+    chosen, apart = loco.selection_corpora(per)
+    assert chosen == ["a", "b"]
+    assert set(apart) == {"c", "ucm_es", "emospeech_in"} and apart["c"] == "2 of the 4 classes"
+    s = loco.summarize(per, chosen)["plain"]
+    assert s["uar4_mean"] == pytest.approx(0.5) and s["uar4_min"] == pytest.approx(0.4)
+    assert s["uar8_mean"] == pytest.approx(0.25)
+    assert s["recall"]["sad"] == pytest.approx(0.5)  # b has no sad clips: averaged over the corpora that do
+
+
+def test_plain_leaves_embeddings_and_speaker_mode_centres_each_speaker(loco: Any) -> None:
+    emb = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    spk = ["x", "x", "y", "y", "z"]  # z has one clip: centred on the corpus's mean
+    assert loco.centred(emb, "plain", spk) is emb
+    got = loco.centred(emb, "speaker", spk)
+    want = emb.astype(np.float64).copy()
+    want[[0, 1]] -= emb[[0, 1]].mean(axis=0)
+    want[[2, 3]] -= emb[[2, 3]].mean(axis=0)
+    want[4] -= emb.mean(axis=0)
+    np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
