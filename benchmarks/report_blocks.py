@@ -365,10 +365,6 @@ def card_heldout_piper(r: Results) -> str:
 
 @block("card-loco")
 def card_loco(r: Results) -> str:
-    if not r.has("loco"):
-        h = r["historical"]["loco_v15_recipe"]
-        return (f"Historical (`benchmarks/results/historical.json`; `{h['command']}`; UAR over the classes present, "
-                "`k/K`):\n\n" + table(["corpus (language)", *h["columns"]], [[x["corpus"], *x["values"]] for x in h["rows"]]))
     res = r["loco"]
     rows = []
     for c, x in res["per_corpus"].items():
@@ -384,6 +380,37 @@ def card_loco(r: Results) -> str:
 
 
 LOCO_MODES = ("plain", "speaker", "collection")
+#: recipes compared on leave-one-corpus-out (``benchmarks/results/loco_<name>.json``), with what each changes
+LOCO_RECIPES = {
+    "lite-real3": "+ the train speakers of real3 (ucm_es, emospeech_in)",
+    "lite-channel": "+ channel augmentation (room, microphone, noise floor on half the cached variants)",
+    "lite-real3-channel": "+ real3 and channel augmentation",
+}
+
+
+@block("card-loco-recipes")
+def card_loco_recipes(r: Results) -> str:
+    if not r.has("loco"):
+        return "No leave-one-corpus-out results yet (`python benchmarks/loco.py`)."
+    base = r["loco"]
+    rows = [_recipe_row(f"{base['recipe']} (configs/train/lite.yaml)", "the shipped recipe", base)]
+    for name, what in LOCO_RECIPES.items():
+        if r.has(f"loco_{name}"):
+            res = r[f"loco_{name}"]
+            rows.append(_recipe_row(f"{name} ({res['config']})", what, res))
+    steps = sorted({base["steps"], *(r[f"loco_{n}"]["steps"] for n in LOCO_RECIPES if r.has(f"loco_{n}"))})
+    return (f"Recipes compared on the same corpora ({', '.join(base['summary_corpora'])}) and steps "
+            f"({', '.join(map(str, steps))} per left-out run); `python benchmarks/loco.py --config C --recipe NAME "
+            "--corpora ... --json benchmarks/results/loco_NAME.json`. Every row is a recipe that was tried "
+            f"({len(rows)} in all); `ucm_es` and `emospeech_in` never chose between them:\n\n"
+            + table(["recipe", "change", "plain 4-class mean / min", "plain 8-class mean", "recall sad",
+                     "speaker-centred 4-class mean", "collection-centred 4-class mean"], rows))
+
+
+def _recipe_row(name: str, what: str, res: dict[str, Any]) -> list[str]:
+    s = res["summary"]
+    return [name, what, f"{f3(s['plain']['uar4_mean'])} / {f3(s['plain']['uar4_min'])}", f3(s["plain"]["uar8_mean"]),
+            f3(s["plain"]["recall"]["sad"]), f3(s["speaker"]["uar4_mean"]), f3(s["collection"]["uar4_mean"])]
 
 
 def _minutes(seconds: float) -> str:
@@ -403,8 +430,7 @@ def _loco_summary_table(res: dict[str, Any]) -> str:
 
 @block("card-loco-centring")
 def card_loco_centring(r: Results) -> str:
-    name = "loco" if r.has("loco") else "loco_real3_v15"
-    res = r[name]
+    res = r["loco"]
     rows = []
     for c, x in res["per_corpus"].items():
         sk, ref = x.get("skewed"), x.get("reference_clips")
@@ -412,41 +438,34 @@ def card_loco_centring(r: Results) -> str:
             continue
         rows.append([c, f"{f3(sk['plain']['uar4_mean'])} / {f3(sk['speaker']['uar4_mean'])}" if sk else "—",
                      " / ".join(f3(ref[k]) for k in sorted(ref, key=int)) if ref else "—"])
-    return (f"{command(res)} (`benchmarks/results/{name}.json`). Speaker centring on skewed collections (each speaker's clips skewed towards one class, 1/3 to 2/3 of "
-            "them; mean 4-class UAR over the four skews) and against k neutral reference clips per speaker (the "
-            "speaker's other clips centred on their mean; k = 1, 2, 4, 8, 16):\n\n"
+    return (f"{command(res)} (`benchmarks/results/loco.json`). Speaker centring on skewed collections (each speaker's "
+            "clips skewed towards one class, 1/3 to 2/3 of them; mean 4-class UAR over the four skews) and against k "
+            "neutral reference clips per speaker (the speaker's other clips centred on their mean; k = 1, 2, 4, 8, "
+            "16):\n\n"
             + table(["corpus", "skewed: plain / speaker-centred", "k neutral references: 1 / 2 / 4 / 8 / 16"], rows))
 
 
 @block("readme-unseen")
 def readme_unseen(r: Results) -> str:
-    q = r[QUALITY_TEST]
+    q, loco = r[QUALITY_TEST], r["loco"]
     rows = [["unseen speakers of the training corpora (test split)", f3(uar(q, "real", "emotion")),
-             f3(uar(q, "real", "emotion8")), "—", "—"]]
-    if r.has("loco"):
-        s = r["loco"]["summary"]
-        rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(r['loco']['summary_corpora'])})",
-                     f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]), f3(s["speaker"]["uar4_mean"]),
-                     f3(s["collection"]["uar4_mean"])])
-    else:  # the v15 recipe's leave-one-corpus-out runs of an earlier session, plain scoring only
-        h = r["historical"]["loco_v15_recipe"]
-        kept = [x for x in h["rows"] if "neutral only" not in x["corpus"]]
-        four = [float(x["values"][2].split()[0]) for x in kept]
-        eight = [float(x["values"][3].split()[0]) for x in kept]
-        rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(kept)}; historical)",
-                     f3(sum(four) / len(four)), f3(sum(eight) / len(eight)), "—", "—"])
-    if r.has("loco_real3_v15"):
-        for c, x in r["loco_real3_v15"]["per_corpus"].items():
-            classes = f"{x['plain']['classes4']} of 4 classes"
-            rows.append([f"unseen corpus {c} ({classes}; shipped model, never trained on it)",
-                         *(f3(x[m][k]) for m, k in (("plain", "uar4"), ("plain", "uar8"), ("speaker", "uar4"),
-                                                     ("collection", "uar4")))])
-    return ("**Real emotional speech: unseen speakers vs unseen corpora** (`python benchmarks/quality.py --split test`, "
-            "`python benchmarks/loco.py`; for the `real3` corpora `python benchmarks/loco.py --corpora ucm_es,emospeech_in "
-            "--json benchmarks/results/loco_real3_v15.json`; emotion UAR over the classes present, all clips of an "
-            "unseen corpus; centred = `center=\"speaker\"` or "
-            "`\"collection\"`):\n\n" + table(["real speech", "4 classes, plain", "8 classes, plain",
-                                                "4 classes, speaker-centred", "4 classes, collection-centred"], rows))
+             f3(uar(q, "real", "emotion8")), f3(uar(q, "real/center=speaker", "emotion")),
+             f3(uar(q, "real/center=collection", "emotion"))]]
+    s = loco["summary"]
+    rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(loco['summary_corpora'])}: "
+                 f"{', '.join(loco['summary_corpora'])})", f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]),
+                 f3(s["speaker"]["uar4_mean"]), f3(s["collection"]["uar4_mean"])])
+    for c, why in loco["apart"].items():
+        x = loco["per_corpus"][c]
+        model = "left out" if x["model"] == "left out" else "never trained on it"
+        rows.append([f"unseen corpus {c} ({x['plain']['classes4']} of 4 classes; {model}; apart: {why})",
+                     *(f3(x[m][k]) for m, k in (("plain", "uar4"), ("plain", "uar8"), ("speaker", "uar4"),
+                                                 ("collection", "uar4")))])
+    return ("**Real emotional speech: unseen speakers vs unseen corpora** (`python benchmarks/quality.py --split "
+            f"test`, {command(loco)}; emotion UAR over the classes present, all clips of an unseen corpus; centred = "
+            "`center=\"speaker\"` or `\"collection\"`, a collection being one corpus):\n\n"
+            + table(["real speech", "4 classes, plain", "8 classes, plain", "4 classes, speaker-centred",
+                     "4 classes, collection-centred"], rows))
 
 
 @block("card-partial-tuning")
