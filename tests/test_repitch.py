@@ -139,6 +139,12 @@ def test_repitch_exclude_drops_derived_clips_of_the_origin_without_rendering_aga
     assert [cut.manifest[i] for i in range(len(cut.manifest))] == want
     assert sorted((tmp_path / "cache" / "repitch").rglob("*.flac")) == files  # the same derived corpus
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # nothing rendered again
+    kept = load_source(SourceConfig(manifest=str(man), captions="describe",
+                                    repitch=RepitchConfig(n=8, seed=0, keep=["corpus"])))
+    rows = [kept.manifest[i] for i in range(len(kept.manifest))]
+    assert "corpus" not in every[0]  # derived rows carry no origin fields unless asked
+    assert [r["corpus"] for r in rows] == ["ab"[int(r["origin"][2]) % 2] for r in rows]  # c/<i>.flac -> "ab"[i % 2]
+    assert [{k: v for k, v in r.items() if k != "corpus"} for r in rows] == every
 
 
 def test_repitch_needs_a_positive_n() -> None:

@@ -212,6 +212,8 @@ class RepitchConfig:
             ``{source: [emodb]}``. Unlike the source's own ``exclude`` (applied before re-pitching, so a
             different corpus is derived and rendered), the derived corpus stays the full recipe's, cached
             once: leave-one-corpus-out runs only drop its clips of the left-out corpus.
+        keep: fields of the origin row copied onto its derived clips, e.g. ``[emotion]`` (a moderate pitch
+            shift leaves the emotion a listener hears; the derived corpus and its cache do not change).
     """
 
     n: PositiveInt = 1000
@@ -220,6 +222,7 @@ class RepitchConfig:
     cache_dir: str | None = None
     speaking_rate: Bool = False
     exclude: dict[str, list[str]] = field(default_factory=dict)
+    keep: list[str] = field(default_factory=list)
 
 
 _SOURCE_KINDS = ("manifest", "hf_dataset", "synth")

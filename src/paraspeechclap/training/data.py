@@ -228,6 +228,13 @@ def _drop_by_origin(derived: Manifest, origins: Manifest, exclude: dict[str, lis
     return derived.filter(lambda r: r.get("origin") in allowed)
 
 
+def _copy_from_origin(derived: Manifest, origins: Manifest, fields: list[str]) -> Manifest:
+    """``derived`` with ``fields`` of each row's origin row (a key of ``origins``) copied onto it."""
+    by_key = {origins.key(i): origins[i] for i in range(len(origins))}
+    rows = [{**r, **{f: by_key[r["origin"]].get(f) for f in fields}} for r in derived.rows]
+    return Manifest(rows, derived.roots, derived.name, derived.lines)
+
+
 def load_source(src: SourceConfig) -> Source:
     """Load one source's rows (split filter, ``max_items``, caption validation).
 
@@ -247,6 +254,8 @@ def load_source(src: SourceConfig) -> Source:
         manifest, name = load_manifest(ensure_repitched(manifest, src.repitch)), f"repitch({name}, n={src.repitch.n})"
         if src.repitch.exclude:
             manifest = _drop_by_origin(manifest, origins, src.repitch.exclude)
+        if src.repitch.keep:
+            manifest = _copy_from_origin(manifest, origins, src.repitch.keep)
     manifest, dropped = _validate_rows(manifest, src.captions)
     if dropped:
         first = next(iter(dropped.items()))
