@@ -385,6 +385,7 @@ LOCO_RECIPES = {
     "lite-real3": "+ the train speakers of real3 (ucm_es, emospeech_in)",
     "lite-channel": "+ channel augmentation (room, microphone, noise floor on half the cached variants)",
     "lite-real3-channel": "+ real3 and channel augmentation",
+    "lite-keep-emotion": "re-pitched and re-timed clips keep their emotion label (repitch.keep)",
 }
 
 

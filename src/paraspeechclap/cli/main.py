@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "paraspeechclap.cli.models_cmd",  # models
     "paraspeechclap.cli.data_cmd",  # data check / split / sets
     "paraspeechclap.cli.evaluate_cmd",  # evaluate retrieval / classification
+    "paraspeechclap.cli.calibrate_cmd",  # calibrate (temperature scaling of zero-shot scores)
     "paraspeechclap.cli.search_cmd",  # index, search
     "paraspeechclap.cli.train_cmd",  # train
     "paraspeechclap.cli.synth_cmd",  # synth (synthetic corpus, prompted candidates)

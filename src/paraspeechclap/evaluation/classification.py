@@ -65,6 +65,22 @@ def embed_class_prompts(model: Any, prompts: Mapping[str, Sequence[str]], candid
     return class_embeddings([model.embed_text(list(prompts[c])) for c in candidates])
 
 
+def attribute_set_scores(model: Any, audio: np.ndarray, aset: Any, ensemble: bool = True) -> np.ndarray:
+    """Zero-shot cosine scores of clips against an attribute set's candidates.
+
+    Args:
+        model: anything with ``embed_text`` (the class prompts are embedded with it).
+        audio: ``(N, D)`` normalised clip embeddings.
+        aset: an :class:`~paraspeechclap.data.attributes.AttributeSet`.
+        ensemble: each class the mean of its prompt ensemble (else its default prompt).
+
+    Returns:
+        ``(N, C)`` cosines, columns in ``aset.candidates`` order.
+    """
+    classes = embed_class_prompts(model, aset.prompts(ensemble=ensemble), aset.candidates)  # (C, D)
+    return audio @ classes.T
+
+
 def confusion_matrix(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Counts ``[i, j]`` = clips with gold ``labels[i]`` predicted as ``labels[j]``.
 
@@ -174,8 +190,7 @@ def score_attribute_set(model: Any, audio: np.ndarray, rows: Sequence[Mapping[st
     keep = [i for i, g in enumerate(gold) if g in aset.candidates]
     if not keep:
         return None
-    classes = embed_class_prompts(model, aset.prompts(ensemble=ensemble), aset.candidates)
-    pred = predict_labels(audio[keep] @ classes.T, list(aset.candidates))
+    pred = predict_labels(attribute_set_scores(model, audio[keep], aset, ensemble), list(aset.candidates))
     m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
     predicted: list[str | None] = [None] * len(rows)
     for i, p in zip(keep, pred):
