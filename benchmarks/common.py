@@ -95,6 +95,19 @@ def write_results(path: str | os.PathLike, data: dict[str, Any]) -> Path:
     return path
 
 
+def row_speakers(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Speaker id of each row; a row without one is its corpus's unknown speaker (``<source>/?``)."""
+    return [str(r.get("speaker") or f"{r['source']}/?") for r in rows]
+
+
+def group_centred(emb: np.ndarray, groups: Sequence[Any]) -> np.ndarray:
+    """``(N, D)`` ``emb`` with each row centred on its group's mean (``center="speaker"`` with the groups as
+    speakers); a group of one row is centred on the mean of all rows."""
+    from paraspeechclap.centering import center_embeddings
+
+    return center_embeddings(emb, "speaker", list(groups), emb)[0]
+
+
 def model_fields(model: Any) -> dict[str, Any]:
     """What identifies the scored model in a results file."""
     return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision}

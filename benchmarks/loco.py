@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import add_json_arg, json_path, write_results  # noqa: E402
+from common import add_json_arg, group_centred, json_path, row_speakers, write_results  # noqa: E402
 
 MODES = ("plain", "speaker", "collection")
 RECALL = {"neutral": "neutral", "sad": "saddened", "happy": "happy", "angry": "angry"}
@@ -118,8 +118,7 @@ def centred(emb: np.ndarray, mode: str, speakers: list[str]) -> np.ndarray:
 
     if mode == "plain":
         return emb
-    ref = emb if mode == "speaker" else None  # the fallback for one-clip speakers
-    return center_embeddings(emb, mode, speakers if mode == "speaker" else None, ref)[0]
+    return group_centred(emb, speakers) if mode == "speaker" else center_embeddings(emb, mode)[0]
 
 
 def score_corpus(model: Any, manifest: Any) -> dict[str, Any]:
@@ -127,7 +126,7 @@ def score_corpus(model: Any, manifest: Any) -> dict[str, Any]:
     from paraspeechclap.evaluation.runner import embed_rows
 
     rows = list(manifest)
-    speakers = [str(r.get("speaker") or f"{r['source']}/?") for r in rows]
+    speakers = row_speakers(rows)
     from paraspeechclap.data.attributes import get_attribute_set
 
     emb = embed_rows(model, manifest, range(len(manifest)), batch_size=16)

@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_arg, attribute_scores, json_path, model_fields, write_results  # noqa: E402
+from common import (  # noqa: E402
+    add_json_arg,
+    attribute_scores,
+    group_centred,
+    json_path,
+    model_fields,
+    row_speakers,
+    write_results,
+)
 
 REPITCH_SETS = ["pitch_level", "gender"]
 RETIME_SETS = ["speaking_rate", "pitch_level"]
@@ -113,13 +121,10 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
 def centred_scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
                    prefix: str) -> dict[str, Any]:
     """Scores with each clip centred on its speaker's mean, and on its corpus's (``source``) mean."""
-    from paraspeechclap.centering import center_embeddings
-
-    speakers = [str(r.get("speaker") or f"{r['source']}/?") for r in rows]
     by_corpus = [str(r["source"]) for r in rows]  # a collection is one corpus: its room and microphone
-    return {f"{prefix}/center={mode}": scores(model, center_embeddings(audio, "speaker", groups, audio)[0],
-                                              rows, sets, ensemble, retrieval=False)
-            for mode, groups in (("speaker", speakers), ("collection", by_corpus))}
+    return {f"{prefix}/center={mode}": scores(model, group_centred(audio, groups), rows, sets, ensemble,
+                                              retrieval=False)
+            for mode, groups in (("speaker", row_speakers(rows)), ("collection", by_corpus))}
 
 
 def scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,

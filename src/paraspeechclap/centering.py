@@ -59,13 +59,18 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def has_speaker_id(speaker: Any) -> bool:
+    """True for a usable speaker id: not None and not empty or blank once written as text."""
+    return speaker is not None and str(speaker).strip() != ""
+
+
 def check_speakers(n: int, speakers: Sequence[Any] | None) -> None:
     """``speakers`` must give one non-empty id for each of ``n`` clips (``center="speaker"``)."""
     if speakers is None or len(speakers) != n:
         got = "none" if speakers is None else len(speakers)
         raise InputError(f"center=speaker needs one speaker id per clip ({n} clips, {got} ids)")
     for i, s in enumerate(speakers):
-        if s is None or (isinstance(s, str) and not s.strip()):
+        if not has_speaker_id(s):
             raise InputError(f"center=speaker: clip {i} has no speaker id")
 
 
@@ -77,7 +82,7 @@ def manifest_speakers(manifest: Any, field: str, indices: Sequence[int] | None =
     """
     idx = range(len(manifest)) if indices is None else indices
     ids = [manifest[i].get(field) for i in idx]
-    missing = [i for i, s in zip(idx, ids) if s is None or str(s).strip() == ""]
+    missing = [i for i, s in zip(idx, ids) if not has_speaker_id(s)]
     if missing:
         raise InputError(f"{manifest.name}: center=speaker: {len(missing)} row(s) have no {field!r} field, "
                          f"e.g. {manifest.key(missing[0])}")

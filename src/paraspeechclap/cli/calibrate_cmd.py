@@ -26,6 +26,7 @@ from .common import (
     add_center_args,
     add_model_args,
     center_json,
+    centering_spec,
     model_from_args,
     print_json,
     print_table,
@@ -106,11 +107,13 @@ def _labelled(aset: Any, manifest: Any) -> tuple[list[int], np.ndarray]:
 
 def _speaker_groups(manifest: Any, idx: list[int], field: str) -> list[Any] | None:
     """Speaker ids of the rows as fold groups, or None when no row has one (folds by row)."""
+    from ..centering import has_speaker_id
+
     ids = [manifest[i].get(field) for i in idx]
-    if all(s is None or str(s).strip() == "" for s in ids):
+    if not any(has_speaker_id(s) for s in ids):
         return None
     # a row without an id is a group of its own: it cannot be matched to any known speaker
-    return [("row", i) if s is None or str(s).strip() == "" else ("speaker", str(s)) for i, s in zip(idx, ids)]
+    return [("speaker", str(s)) if has_speaker_id(s) else ("row", i) for i, s in zip(idx, ids)]
 
 
 def _unusable(rows: _SetRows, manifest: Any, eval_manifest: Any) -> str | None:
@@ -154,7 +157,7 @@ def _embed(model: Any, manifest: Any, idx: list[int], args: argparse.Namespace) 
     """``(len(manifest), D)`` embeddings; only ``idx`` rows are filled unless centring needs all rows."""
     from ..evaluation.runner import embed_rows
 
-    centering = {"center": args.center, "speaker_field": args.speaker_field, "reference": args.reference}
+    centering = centering_spec(args)
     progress = sys.stderr.isatty()
     if args.center != "none" or args.reference:  # the mean is over every row, whatever its label
         return embed_rows(model, manifest, range(len(manifest)), args.batch_size, progress, centering)

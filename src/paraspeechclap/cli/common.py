@@ -68,6 +68,11 @@ def center_kwargs(args: argparse.Namespace, speakers: Sequence[Any] | None = Non
             "reference": args.reference}
 
 
+def centering_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``centering`` mapping of :func:`paraspeechclap.evaluation.runner.embed_rows` from the flags."""
+    return {"center": args.center, "speaker_field": args.speaker_field, "reference": args.reference}
+
+
 def center_json(args: argparse.Namespace) -> dict[str, Any]:
     """The centring a run used, as recorded in ``--json`` outputs and reports."""
     return {"mode": args.center, "speaker_field": getattr(args, "speaker_field", None) if args.center == "speaker"

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError
-from .common import add_center_args, add_model_args, model_from_args, print_json, print_table
+from .common import add_center_args, add_model_args, centering_spec, model_from_args, print_json, print_table
 
 PRECISION_HELP = ("default: fp32 for official checkpoints (released names, .pth.tar files), as the official "
                   "evaluation runs; auto for other models (bf16 where the CPU/GPU computes it natively, else "
@@ -107,10 +107,6 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, str]:
     return model, source
 
 
-def _centering(args: argparse.Namespace) -> dict[str, Any]:
-    return {"center": args.center, "speaker_field": args.speaker_field, "reference": args.reference}
-
-
 def run_retrieval_cmd(args: argparse.Namespace) -> int:
     from ..evaluation.runner import run_retrieval
 
@@ -118,7 +114,7 @@ def run_retrieval_cmd(args: argparse.Namespace) -> int:
     model, source = _load_model(args)
     m = run_retrieval(model, manifest, args.out, split=args.split, batch_size=args.batch_size,
                       tie_rule=args.tie_rule, progress=_progress(), precision_source=source,
-                      centering=_centering(args))
+                      centering=centering_spec(args))
     if args.json:
         print_json(m)
         return 0
@@ -205,7 +201,7 @@ def run_classification_cmd(args: argparse.Namespace) -> int:
     model, source = _load_model(args)
     m = run_classification(model, manifest, aset, args.out, split=args.split, template=args.template,
                            ensemble=args.ensemble, batch_size=args.batch_size, progress=_progress(),
-                           on_unmatched=on_unmatched, precision_source=source, centering=_centering(args))
+                           on_unmatched=on_unmatched, precision_source=source, centering=centering_spec(args))
     if m["excluded"]:  # never silent: the table shows the count, this line the labels
         excl = ", ".join(f"{k} ({v})" for k, v in sorted(m["excluded_labels"].items(), key=lambda kv: -kv[1]))
         print(f"note: {m['excluded']} clips excluded, their gold labels are no candidate: {excl}", file=sys.stderr)

@@ -53,13 +53,14 @@ def _index_items(args: argparse.Namespace) -> tuple[list[Any], Path, dict[str, A
         root = Path(args.audio_dir)
         items = [IndexItem(p) for p in list_audio_files(root)]
         return items, root, {"audio_dir": str(root.resolve())}
+    from ..centering import has_speaker_id
     from ..data.manifest import load_manifest
 
     manifest = load_manifest(args.manifest, split=args.split, audio_root=args.audio_root)
     items = []
     for i, row in enumerate(manifest):
         extra = {"key": manifest.key(i)}
-        if row.get(args.speaker_field) not in (None, ""):
+        if has_speaker_id(row.get(args.speaker_field)):
             extra["speaker"] = str(row[args.speaker_field])
         desc = row.get("text_description")
         if desc:
@@ -146,14 +147,14 @@ def _centred(index: Any, model: Any, args: argparse.Namespace) -> tuple[Any, dic
     the reference)."""
     import numpy as np
 
-    from ..centering import center_embeddings
+    from ..centering import center_embeddings, has_speaker_id
     from ..search.index import EmbeddingIndex
 
     if args.center == "none" and not args.reference:
         return index, {}
     speakers = None
     if args.center == "speaker":
-        missing = [i for i, it in enumerate(index.items) if it.get("speaker") in (None, "")]
+        missing = [i for i, it in enumerate(index.items) if not has_speaker_id(it.get("speaker"))]
         if missing:
             raise InputError(f"{args.index}: {len(missing)} row(s) have no speaker id, e.g. "
                              f"{index.path_of(missing[0])}; build the index with --manifest and --speaker-field, "
