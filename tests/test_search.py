@@ -347,10 +347,11 @@ def test_cli_search_centres_the_index_as_asked(tmp_path, tiny_dir, audio_dir, ca
     raw = model.embed_audio([str(audio_dir / f) for f in files])
     query = "a deep, slow voice"
     q = model.embed_text([query])[0]
-    ref_clip = str(audio_dir / "clip0.wav")
+    ref_clip = str(tmp_path / "room.wav")  # not in the index: a clip centred on itself is a zero vector, whose
+    sf.write(ref_clip, tone(0.9, 150.0, seed=9), 16000)  # direction is rounding noise
     expected = {"collection": _hand_centred(raw, [[0, 1, 2, 3]]), "speaker": _hand_centred(raw, [[0, 2], [1, 3]])}
-    shifted = raw - raw[0]  # centred on the one reference clip (clip0 itself becomes the zero vector)
-    expected["reference"] = shifted / np.maximum(np.linalg.norm(shifted, axis=1, keepdims=True), 1e-12)
+    shifted = raw - model.embed_audio([ref_clip])[0]  # centred on the one reference clip
+    expected["reference"] = shifted / np.linalg.norm(shifted, axis=1, keepdims=True)
     for name, flags in {"collection": ["--center", "collection"], "speaker": ["--center", "speaker"],
                         "reference": ["--reference", ref_clip]}.items():
         rc, out, _ = _run(capsys, ["search", str(idx), query, "--top-k", "4", "--json", *flags])
