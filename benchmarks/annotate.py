@@ -6,8 +6,11 @@ statistics. Peak memory at two sizes shows whether the job streams (it should no
 corpus); the per-stage rates give a scaling estimate: the embed stage parallelises over machines, the
 labelling pass (over every shard, for the centring means) and model loading do not.
 
+The Ray executor is measured on the first size too, on a local Ray instance with this machine's CPUs,
+``ray.init`` and the actors' model loading included: its overhead over the local executor.
+
     python benchmarks/annotate.py                         # 1,000 and 4,000 clips -> results/annotate.json
-    python benchmarks/annotate.py --sizes 200 --json /tmp/annotate.json
+    python benchmarks/annotate.py --sizes 200 --executors local --json /tmp/annotate.json
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, add_json_arg, json_path, write_results
 
 
-def child(n: int, out: Path, precision: str, threads: int) -> None:
+def child(n: int, out: Path, precision: str, threads: int, executor: str) -> None:
     """Annotate the first ``n`` shared real clips into ``out``; print wall time and own peak RSS."""
     import resource
 
@@ -44,22 +47,23 @@ def child(n: int, out: Path, precision: str, threads: int) -> None:
     src = out.parent / f"input-{n}.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     t0 = time.perf_counter()
-    rc = cli(["annotate", "--manifest", str(src), "--out", str(out), "--precision", precision, "--no-progress"])
+    rc = cli(["annotate", "--manifest", str(src), "--out", str(out), "--precision", precision, "--no-progress",
+              "--executor", executor])
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(json.dumps({"rc": rc, "wall_s": round(wall, 2), "peak_rss_gb": round(peak, 3)}))
 
 
-def measure_size(n: int, precision: str, threads: int, work: Path) -> dict[str, Any]:
-    out = work / f"out-{n}"
+def measure_size(n: int, precision: str, threads: int, work: Path, executor: str = "local") -> dict[str, Any]:
+    out = work / f"out-{executor}-{n}"
     cmd = [sys.executable, __file__, "--child", str(n), "--child-out", str(out), "--precision", precision,
-           "--threads", str(threads)]
+           "--threads", str(threads), "--executor", executor]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     run = json.loads((out / "run.json").read_text())
-    return {"clips": n, **res, "annotated": run["counts"]["annotated"], "errors": run["counts"]["errors"],
+    return {"clips": n, "executor": executor, **res, "annotated": run["counts"]["annotated"], "errors": run["counts"]["errors"],
             "timings_s": run["timings_s"], "stages": run["executor"]["stages"],
             "clips_per_s": round(n / res["wall_s"], 2)}
 
@@ -71,32 +75,44 @@ def scaling(row: dict[str, Any], machines: list[int]) -> dict[str, float]:
     return {str(m): round(serial + stage / m, 1) for m in machines}
 
 
+def _print(r: dict[str, Any]) -> None:
+    print(f"{r['executor']:5s} {r['clips']:6d} clips: {r['wall_s']:8.1f} s wall, {r['clips_per_s']:6.2f} clips/s, "
+          f"peak RSS {r['peak_rss_gb']:.2f} GB; stages "
+          + ", ".join(f"{k} {v['clips_per_s']}/s" for k, v in r["stages"].items()), flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,4000")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--executors", default="local,ray", help="ray is measured on the first size only")
+    ap.add_argument("--executor", default="local", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     add_json_arg(ap, "annotate.json")
     args = ap.parse_args()
     if args.child is not None:
-        child(args.child, Path(args.child_out), args.precision, args.threads)
+        child(args.child, Path(args.child_out), args.precision, args.threads, args.executor)
         return 0
     os.environ.setdefault("TQDM_DISABLE", "1")
-    rows = []
+    rows, sizes = [], list(map(int, args.sizes.split(",")))
     with tempfile.TemporaryDirectory(prefix="pscl-annotate-") as work:
-        for n in map(int, args.sizes.split(",")):
+        for n in sizes:
             rows.append(measure_size(n, args.precision, args.threads, Path(work)))
-            r = rows[-1]
-            print(f"{n:6d} clips: {r['wall_s']:8.1f} s wall, {r['clips_per_s']:6.2f} clips/s, "
-                  f"peak RSS {r['peak_rss_gb']:.2f} GB; stages " +
-                  ", ".join(f"{k} {v['clips_per_s']}/s" for k, v in r["stages"].items()), flush=True)
-    result = {"precision": args.precision, "threads": args.threads, "executor": "local", "sizes": rows,
+            _print(rows[-1])
+        ray_row = None
+        if "ray" in args.executors.split(","):
+            ray_row = measure_size(sizes[0], args.precision, args.threads, Path(work), "ray")
+            _print(ray_row)
+    result = {"precision": args.precision, "threads": args.threads, "sizes": rows,
               "rss_ratio": round(rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"], 3) if len(rows) > 1 else None,
               "scaling_estimate_s": scaling(rows[-1], [1, 2, 4, 8, 16])}
-    print(f"peak RSS ratio largest/smallest: {result['rss_ratio']}; estimated wall on N machines "
-          f"({rows[-1]['clips']} clips): {result['scaling_estimate_s']}")
+    if ray_row is not None:
+        result["ray"] = ray_row
+        result["ray_overhead"] = round(ray_row["wall_s"] / rows[0]["wall_s"] - 1, 3)
+    print(f"peak RSS ratio largest/smallest: {result['rss_ratio']}; Ray overhead: {result.get('ray_overhead')}; "
+          f"estimated wall on N machines ({rows[-1]['clips']} clips): {result['scaling_estimate_s']}")
     write_results(json_path(args), result)
     return 0
 

@@ -461,6 +461,10 @@ def readme_unseen(r: Results) -> str:
     rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(loco['summary_corpora'])}: "
                  f"{', '.join(loco['summary_corpora'])})", f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]),
                  f3(s["speaker"]["uar4_mean"]), f3(s["collection"]["uar4_mean"])])
+    b = loco.get("baseline_v15")
+    if b and loco["recipe"] != PREVIOUS:
+        rows.append([f"the same, {PREVIOUS} (the previous version)", f3(b["plain"]["uar4_mean"]),
+                     f3(b["plain"]["uar8_mean"]), f3(b["speaker"]["uar4_mean"]), f3(b["collection"]["uar4_mean"])])
     for c, why in loco["apart"].items():
         x = loco["per_corpus"][c]
         model = "left out" if x["model"] == "left out" else "never trained on it"
