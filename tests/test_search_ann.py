@@ -219,12 +219,21 @@ def test_without_faiss(tmp_path, data, no_faiss, caplog):
 
 
 @needs_faiss
-def test_index_with_ann_but_no_faiss_searches_exactly(ann_index, data, monkeypatch, caplog):
-    idx = load_index(ann_index.out)
-    exact = idx.search(data[1][:5], 10, backend="numpy")
-    monkeypatch.setattr(ann_mod, "faiss_available", lambda: False)
-    monkeypatch.setattr("paraspeechclap.search.backends.faiss_available", lambda: False)
-    assert idx.search(data[1][:5], 10) == exact and "FAISS is not installed" in caplog.text
+def test_index_with_ann_but_no_faiss_searches_exactly(ann_index, data, no_faiss, caplog):
+    idx = load_index(ann_index.out)  # built with FAISS; now it cannot be imported
+    exact = numpy_search(ann_index.emb, data[1][:5], 10)[0]
+    assert [[i for i, _ in h] for h in idx.search(data[1][:5], 10)] == exact.tolist()  # auto: numpy
+    assert "FAISS is not installed" in caplog.text
+    with pytest.raises(InputError, match=r"'ann' search backend needs FAISS: pip install 'paraspeechclap\[faiss\]'"):
+        idx.search(data[1][:5], 10, backend="ann")
+
+
+def test_cli_ann_without_faiss_is_a_one_line_error(tmp_path, no_faiss, capsys):
+    audio = tmp_path / "audio"
+    _files(audio, range(3))
+    rc, _, err = _run(capsys, ["index", str(audio), "--out", str(tmp_path / "idx"), "--ann", "hnsw"])
+    assert rc == 2 and err == "error: --ann hnsw needs FAISS: pip install 'paraspeechclap[faiss]' (or faiss-cpu)\n"
+    assert not (tmp_path / "idx").exists()  # refused before the model was loaded or anything embedded
 
 
 # ---------------------------------------------------------------- CLI with the tiny model

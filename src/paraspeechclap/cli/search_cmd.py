@@ -148,17 +148,16 @@ def run_search(args: argparse.Namespace) -> int:
     from ..search.index import load_index
 
     index = load_index(args.index)
-    backend = args.backend
-    index.resolve_backend(backend)  # --backend ann on an index without one: fail before loading the model
+    backend = index.resolve_backend(args.backend)  # --backend ann without an ANN index: fail before the model loads
     model = _search_model(args, index.meta)
     index, centering = _centred(index, model, args)
     note = None
-    if centering and backend == "ann":
-        note = ("--backend ann cannot serve centred vectors (its index holds the uncentred ones): "
-                "searched exactly with numpy")
-        print(f"note: {note}", file=sys.stderr)
+    if centering and backend == "ann":  # the ANN index holds the uncentred vectors: search the centred ones exactly
         backend = "numpy"
-    backend = index.resolve_backend(backend)  # a centred copy has no ANN index: auto -> numpy
+        if args.backend == "ann":
+            note = ("--backend ann cannot serve centred vectors (its index holds the uncentred ones): "
+                    "searched exactly with numpy")
+            print(f"note: {note}", file=sys.stderr)
     results = index.search(model.embed_text(args.queries), top_k=args.top_k, backend=backend,
                            nprobe=args.nprobe, ef_search=args.ef_search)
     out = []
