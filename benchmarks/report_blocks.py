@@ -320,14 +320,27 @@ def card_speed(r: Results) -> str:
 
 
 # -- other benchmarks -------------------------------------------------------------------------------
+def _ann_summary(se: dict[str, Any]) -> str:
+    """``; approximate IVF search ...`` from the ``ann`` part of search.json (empty without one)."""
+    ann = se.get("ann")
+    ivf = next((k for k in (ann or {}).get("kinds", []) if k["kind"] == "ivf"), None)
+    if ivf is None:
+        return ""
+    lat = max(ivf["latency"], key=lambda x: x["threads"])
+    return (f"; approximate IVF search over {ann['clips'] / 1e6:g}M clustered vectors finds "
+            f"{ivf['recall_at_10']:.3f} of the exact top-10 in {lat['single_query_ms_median']:.1f} ms a query, "
+            f"{lat['speedup_single']:.0f}x faster than exact ({lat['speedup_batch']:.0f}x in batches)")
+
+
 @block("readme-other")
 def readme_other(r: Results) -> str:
     se, sy = r["search"], r["synth"]
     q = next(x for x in se["query"] if x["backend"] == "numpy" and x["clips"] == max(y["clips"] for y in se["query"]))
     mix = next(x for x in sy["runs"] if x["run"] == "default mix")
     return (f"**Other benchmarks**: `benchmarks/search.py` (index build and query latency; one exact query over "
-            f"{q['clips'] // 1000}k clips takes {q['single_query_ms_median']:.0f} ms on {se['threads']} cores, "
-            f"`benchmarks/results/search.json`), `benchmarks/synth.py` (clips/s per engine; the default mix: "
+            f"{q['clips'] // 1000}k clips takes {q['single_query_ms_median']:.0f} ms on {se['threads']} cores"
+            f"{_ann_summary(se)}, `benchmarks/results/search.json`), `benchmarks/synth.py` (clips/s per engine; the "
+            "default mix: "
             f"{mix['clips_per_s']} clips/s with `--jobs {mix['jobs']}`, {command(sy)}), `benchmarks/train.py` "
             "(samples/s), `benchmarks/robustness.py`, `benchmarks/backbone_probe.py`, `benchmarks/partial_tuning.py` "
             "(frozen vs partly tuned speech tower; model card).")
