@@ -19,6 +19,8 @@ step examples && run benchmarks/examples.py
 step regression && run benchmarks/regression.py
 step robustness && run benchmarks/robustness.py --split dev
 step rerank && run benchmarks/rerank.py
+step calibration && run benchmarks/calibrate_shipped.py --write --loco-runs "${LOCO_RUNS:-runs/loco-lite-real3}"
+step annotate && run benchmarks/annotate.py
 step probe && run benchmarks/backbone_probe.py --variants tiny.en,base --split dev
 step search && run benchmarks/search.py
 step synth && run benchmarks/synth.py --mix-clips 200 --jobs 2

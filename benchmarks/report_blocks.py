@@ -12,6 +12,8 @@ from report import Block, Results
 BLOCKS: dict[str, Block] = {}
 
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
+#: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
+SHIPPED, PREVIOUS = "v16", "v15"
 ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
 SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
              "whisper": "whispered vs voiced", "voice_quality": "voice quality (5)", "recording": "recording condition (4)",
@@ -171,7 +173,7 @@ def card_quality_dev(r: Results) -> str:
              ("re-pitched real dev speakers: pitch level", f3(uar(res, "real_repitched", "pitch_level"))),
              ("re-timed real dev clips: speaking rate", f3(uar(res, "real_retimed", "speaking_rate")))]
     return (f"{command(res)} (`benchmarks/results/{QUALITY_DEV}.json`, {res['precision']}): the baseline the next "
-            "model is chosen against.\n\n" + table(["dev", "v15"], cells))
+            "model is chosen against.\n\n" + table(["dev", SHIPPED], cells))
 
 
 @block("card-split-effect")
@@ -318,14 +320,27 @@ def card_speed(r: Results) -> str:
 
 
 # -- other benchmarks -------------------------------------------------------------------------------
+def _ann_summary(se: dict[str, Any]) -> str:
+    """``; approximate IVF search ...`` from the ``ann`` part of search.json (empty without one)."""
+    ann = se.get("ann")
+    ivf = next((k for k in (ann or {}).get("kinds", []) if k["kind"] == "ivf"), None)
+    if ivf is None:
+        return ""
+    lat = max(ivf["latency"], key=lambda x: x["threads"])
+    return (f"; approximate IVF search over {ann['clips'] / 1e6:g}M clustered vectors finds "
+            f"{ivf['recall_at_10']:.3f} of the exact top-10 in {lat['single_query_ms_median']:.1f} ms a query, "
+            f"{lat['speedup_single']:.0f}x faster than exact ({lat['speedup_batch']:.0f}x in batches)")
+
+
 @block("readme-other")
 def readme_other(r: Results) -> str:
     se, sy = r["search"], r["synth"]
     q = next(x for x in se["query"] if x["backend"] == "numpy" and x["clips"] == max(y["clips"] for y in se["query"]))
     mix = next(x for x in sy["runs"] if x["run"] == "default mix")
     return (f"**Other benchmarks**: `benchmarks/search.py` (index build and query latency; one exact query over "
-            f"{q['clips'] // 1000}k clips takes {q['single_query_ms_median']:.0f} ms on {se['threads']} cores, "
-            f"`benchmarks/results/search.json`), `benchmarks/synth.py` (clips/s per engine; the default mix: "
+            f"{q['clips'] // 1000}k clips takes {q['single_query_ms_median']:.0f} ms on {se['threads']} cores"
+            f"{_ann_summary(se)}, `benchmarks/results/search.json`), `benchmarks/synth.py` (clips/s per engine; the "
+            "default mix: "
             f"{mix['clips_per_s']} clips/s with `--jobs {mix['jobs']}`, {command(sy)}), `benchmarks/train.py` "
             "(samples/s), `benchmarks/robustness.py`, `benchmarks/backbone_probe.py`, `benchmarks/partial_tuning.py` "
             "(frozen vs partly tuned speech tower; model card).")
@@ -382,7 +397,6 @@ def card_loco(r: Results) -> str:
 LOCO_MODES = ("plain", "speaker", "collection")
 #: recipes compared on leave-one-corpus-out (``benchmarks/results/loco_<name>.json``), with what each changes
 LOCO_RECIPES = {
-    "lite-real3": "+ the train speakers of real3 (ucm_es, emospeech_in)",
     "lite-channel": "+ channel augmentation (room, microphone, noise floor on half the cached variants)",
     "lite-real3-channel": "+ real3 and channel augmentation",
     "lite-keep-emotion": "re-pitched and re-timed clips keep their emotion label (repitch.keep)",
@@ -394,7 +408,11 @@ def card_loco_recipes(r: Results) -> str:
     if not r.has("loco"):
         return "No leave-one-corpus-out results yet (`python benchmarks/loco.py`)."
     base = r["loco"]
-    rows = [_recipe_row(f"{base['recipe']} (configs/train/lite.yaml)", "the shipped recipe", base)]
+    rows = [_recipe_row(f"{base['recipe']} (configs/train/lite.yaml; tried as lite-real3)",
+                        f"{PREVIOUS} + the train speakers of real3 (ucm_es, emospeech_in): shipped", base)]
+    if r.has(f"{PREVIOUS}/loco"):
+        rows.append(_recipe_row(f"{PREVIOUS} (the lite.yaml before real3)", "the previous shipped recipe",
+                                r[f"{PREVIOUS}/loco"]))
     for name, what in LOCO_RECIPES.items():
         if r.has(f"loco_{name}"):
             res = r[f"loco_{name}"]
@@ -456,6 +474,10 @@ def readme_unseen(r: Results) -> str:
     rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(loco['summary_corpora'])}: "
                  f"{', '.join(loco['summary_corpora'])})", f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]),
                  f3(s["speaker"]["uar4_mean"]), f3(s["collection"]["uar4_mean"])])
+    b = loco.get("baseline_v15")
+    if b and loco["recipe"] != PREVIOUS:
+        rows.append([f"the same, {PREVIOUS} (the previous version)", f3(b["plain"]["uar4_mean"]),
+                     f3(b["plain"]["uar8_mean"]), f3(b["speaker"]["uar4_mean"]), f3(b["collection"]["uar4_mean"])])
     for c, why in loco["apart"].items():
         x = loco["per_corpus"][c]
         model = "left out" if x["model"] == "left out" else "never trained on it"
@@ -524,3 +546,53 @@ def card_train_sources(r: Results) -> str:
 def _source_name(name: str) -> str:
     """A trainer's source name with the shared data folder written as the recipe writes it."""
     return re.sub(r"/[^,()]*/shared/data/", "${PARASPEECHCLAP_SHARED_DATA}/", name)
+
+
+# -- the shipped version against the previous one -----------------------------------------------------
+#: (entry, set, what may be lost): the kept targets of issue 18 (in-corpus real test within 0.03 on the
+#: previous version's own test clips, synthetic attribute UARs within 0.02)
+KEPT = [("real", "emotion", 0.03), ("real", "emotion8", 0.03), ("real", "gender", 0.03),
+        *(("synthetic", n, 0.02) for n in ("pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality",
+                                          "recording", "gender"))]
+
+
+@block("card-version-change")
+def card_version_change(r: Results) -> str:
+    new, old = r[QUALITY_TEST], r[f"{PREVIOUS}/{QUALITY_TEST}"]
+    rows = []
+    for entry, name, margin in KEPT:
+        a, b = uar(old, entry, name), uar(new, entry, name)
+        ok = "yes" if b >= a - margin else "**no**"
+        rows.append([f"{entry}: {SET_NAMES[name]}", f3(a), f3(b), signed(b - a), f"-{margin:.2f}", ok])
+    lo_new, lo_old = r["loco"]["summary"], r[f"{PREVIOUS}/loco"]["summary"]
+    for mode in ("plain", "speaker", "collection"):
+        a, b = lo_old[mode]["uar4_mean"], lo_new[mode]["uar4_mean"]
+        rows.append([f"unseen corpora (LOCO mean), {mode}: emotion, 4 classes", f3(a), f3(b), signed(b - a), "—", "—"])
+    return (f"{SHIPPED} against {PREVIOUS} on the same test clips (`python benchmarks/quality.py --split test`; "
+            f"{PREVIOUS}'s files are kept in `benchmarks/results/{PREVIOUS}/`; real test speakers of `real` and `real2`, "
+            f"the corpora both trained on) and on leave-one-corpus-out (`benchmarks/results/loco.json`, its "
+            "`baseline_v15`), with the loss each kept number was allowed:\n\n"
+            + table(["test", PREVIOUS, SHIPPED, "change", "allowed", "kept"], rows))
+
+
+@block("card-calibration")
+def card_calibration(r: Results) -> str:
+    if not r.has("calibration"):
+        return "No calibration results yet (`python benchmarks/calibrate_shipped.py --write`)."
+    res = r["calibration"]
+    rows = [[n, f"{m['temperature']:.2f}" + ("" if m["fitted"] else " (not fitted)"), m["dev_errors"],
+             f"{f3(m['dev_cv']['before']['ece'])} → {f3(m['dev_cv']['after']['ece'])}",
+             f"{f3(m['test']['before']['ece'])} → {f3(m['test']['after']['ece'])}", m["test_rows"]]
+            for n, m in res["sets"].items()]
+    out = (f"{command(res)} (`benchmarks/results/calibration.json`, {res['precision']}; reliability diagrams of the "
+           "test split in `benchmarks/results/calibration/`). Temperature per attribute set fitted on the dev split, "
+           "top-label ECE (15 bins) before → after on dev clips held out by speaker (5 folds) and on the test split, "
+           "which the fit never saw:\n\n"
+           + table(["set", "T", "dev errors", "ECE, dev (5-fold by speaker)", "ECE, test", "test clips"], rows))
+    loco = res.get("left_out_corpus")
+    if loco:
+        cells = [f"{c}: " + ", ".join(f"{n} {f3(m['before']['ece'])} → {f3(m['after']['ece'])}" for n, m in sets.items())
+                 for c, sets in loco.items()]
+        out += ("\n\nOn corpora the model never heard (each leave-one-corpus-out model calibrated on its own dev "
+                "clips, scored on every clip of the left-out corpus; ECE before → after): " + "; ".join(cells) + ".")
+    return out

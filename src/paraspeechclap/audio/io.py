@@ -29,9 +29,19 @@ def describe_item(item: AudioItem, index: int | None = None) -> str:
     return f"array #{index}" if index is not None else "array"
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a file at its own rate: ``((S,) float32 mono, sample_rate)``; channels are averaged.
+
+    No validation beyond decoding (:func:`load_audio` checks and resamples); ``load_audio(wav,
+    sample_rate)`` of the result equals ``load_audio(path)``, so a caller that needs the native
+    samples too (``annotate`` measures them) decodes once.
+
+    Raises:
+        AudioError: missing, a directory, or undecodable.
+    """
     import soundfile as sf
 
+    path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: file not found")
     if path.is_dir():
@@ -77,7 +87,7 @@ def load_audio(
     """
     if isinstance(item, (str, os.PathLike)):
         name = name or str(item)
-        wav, sr = _read_file(Path(item))
+        wav, sr = read_audio(item)
     else:
         name = name or "array"
         try:

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 from .common import (
     add_center_args,
+    add_manifest_source_args,
     add_model_args,
     center_json,
     centering_spec,
@@ -39,10 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "and NLL before and after on held-out rows.")
     p.add_argument("--manifest", required=True, metavar="LABELLED", help="labelled manifest (JSONL/JSON/CSV/Parquet, "
                    "a saved HF dataset or a hub name)")
-    p.add_argument("--split", default=None, metavar="S", help="split of a Hugging Face dataset")
-    p.add_argument("--audio-root", default=None, metavar="DIR",
-                   help="audio is at DIR/<source>/<relative_audio_path> (default: the manifest's directory); "
-                        "also used for --eval-manifest")
+    add_manifest_source_args(p, "; also used for --eval-manifest")
     p.add_argument("--out", required=True, metavar="CAL",
                    help="output folder (created): calibration.json and reliability_<set>.png")
     p.add_argument("--attributes", nargs="+", default=None, metavar="SET",
@@ -96,12 +94,9 @@ def _attribute_sets(args: argparse.Namespace) -> list[Any]:
 
 
 def _labelled(aset: Any, manifest: Any) -> tuple[list[int], np.ndarray]:
-    idx, labels = [], []
-    for i, row in enumerate(manifest):
-        gold = aset.gold(row)
-        if gold is not None:
-            idx.append(i)
-            labels.append(aset.candidates.index(gold))
+    from ..data.attributes import gold_indices
+
+    idx, labels = gold_indices(aset, manifest)
     return idx, np.asarray(labels, dtype=np.int64)
 
 

@@ -39,7 +39,15 @@ def add_model_args(parser: argparse.ArgumentParser, precision_default: str | Non
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     g.add_argument("--precision", default=precision_default, choices=["auto", "fp32", "bf16", "int8"],
                    help=precision_help)
-    g.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="clips per batch (default 16)")
+    g.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="clips per batch (default 16)")
+
+
+def add_manifest_source_args(parser: argparse.ArgumentParser, root_note: str = "") -> None:
+    """``--split`` and ``--audio-root``: where a manifest's rows and audio come from."""
+    parser.add_argument("--split", default=None, metavar="S", help="split of a Hugging Face dataset")
+    parser.add_argument("--audio-root", default=None, metavar="DIR",
+                        help="audio is at DIR/<source>/<relative_audio_path> (default: the manifest's directory)"
+                             + root_note)
 
 
 def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True, speaker_field: bool = True,
@@ -79,7 +87,7 @@ def center_json(args: argparse.Namespace) -> dict[str, Any]:
             else None, "reference": list(args.reference or [])}
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "paraspeechclap.cli.evaluate_cmd",  # evaluate retrieval / classification
     "paraspeechclap.cli.calibrate_cmd",  # calibrate (temperature scaling of zero-shot scores)
     "paraspeechclap.cli.search_cmd",  # index, search
+    "paraspeechclap.cli.annotate_cmd",  # annotate (tags, measurements, captions for a corpus)
     "paraspeechclap.cli.train_cmd",  # train
     "paraspeechclap.cli.synth_cmd",  # synth (synthetic corpus, prompted candidates)
     "paraspeechclap.cli.rerank_cmd",  # rerank (best-of-N)

@@ -1,7 +1,8 @@
 """``index`` and ``search``: style search over a folder (or manifest) of audio files.
 
 ``index`` embeds the files once into an index directory and, when run again, embeds only new or
-changed files; ``search`` embeds a caption and lists the best-matching clips.
+changed files (and keeps an approximate FAISS index beside large collections, ``--ann``); ``search``
+embeds a caption and lists the best-matching clips.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import add_center_args, add_model_args, center_json, model_from_args, print_json, print_table
+from ..search.backends import BACKEND_CHOICES
+from .common import (
+    _positive_int,
+    add_center_args,
+    add_model_args,
+    center_json,
+    model_from_args,
+    print_json,
+    print_table,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="manifest field stored as each row's speaker id, for 'search --center speaker' "
                         "(default: speaker; rows without it have none)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed in meta.json)")
+    p.add_argument("--ann", default="auto", choices=["auto", "none", "ivf", "hnsw"],
+                   help="approximate (FAISS) index kept beside the exact embeddings for fast search of large "
+                        "collections: auto (default) = none below 50,000 clips, else ivf; none = exact only; "
+                        "ivf or hnsw at any size. Rebuilt whenever the embeddings change. ivf/hnsw need "
+                        "pip install 'paraspeechclap[faiss]' (auto without FAISS builds none)")
     p.add_argument("--json", action="store_true", help="print build statistics as JSON")
     add_model_args(p)
     p.set_defaults(func=run_index)
@@ -36,8 +51,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("index", metavar="INDEX", help="index directory written by 'paraspeechclap index'")
     p.add_argument("queries", nargs="+", metavar="QUERY", help="style caption(s), e.g. 'a woman whispering slowly'")
     p.add_argument("--top-k", type=int, default=10, metavar="K", help="results per query (default 10)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "faiss"],
-                   help="exact search with numpy (default) or FAISS (optional extra 'faiss')")
+    p.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
+                   help="auto (default): ann when the index has an ANN index ('index --ann') and FAISS is "
+                        "installed, else numpy; numpy or faiss: exact search; ann: the approximate index (an "
+                        "error when there is none). With --center/--reference the search is exact (numpy): "
+                        "the ANN index holds the uncentred vectors")
+    p.add_argument("--nprobe", type=_positive_int, default=None, metavar="N",
+                   help="IVF lists scanned per query (default: stored with the index, nlist/64 and at least "
+                        "16); more = higher recall, slower")
+    p.add_argument("--ef-search", type=_positive_int, default=None, metavar="N",
+                   help="HNSW candidate beam per query (default: stored with the index, 256); more = higher "
+                        "recall, slower")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_args(p)
     add_center_args(p, speaker_field=False, speaker_help="the speaker ids 'index --manifest' stored")
@@ -81,21 +105,25 @@ def _model_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    from ..search.ann import check_choice
     from ..search.index import build_index
 
     items, root, source = _index_items(args)
+    check_choice(args.ann)  # before loading the model: --ann ivf without FAISS fails at once
     model = model_from_args(args)
     stats = build_index(model, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args))
+                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args), ann=args.ann)
     summary = {"index": args.out, "files": stats.total, "reused": stats.reused, "embedded": stats.embedded,
                "skipped": [{"path": p, "error": e} for p, e in stats.skipped],
+               "ann": {"requested": args.ann, "kind": stats.ann, "built": stats.ann_built},
                "seconds": {"hash": round(stats.hash_s, 3), "embed": round(stats.embed_s, 3),
-                           "write": round(stats.write_s, 3)}}
+                           "write": round(stats.write_s, 3), "ann": round(stats.ann_s, 3)}}
     if args.json:
         print_json(summary)
         return 0
+    ann = "no ANN index" if stats.ann is None else f"{stats.ann} ANN index {'built' if stats.ann_built else 'kept'}"
     print(f"{stats.total} files: {stats.embedded} embedded, {stats.reused} reused, "
-          f"{len(stats.skipped)} skipped -> {args.out}")
+          f"{len(stats.skipped)} skipped, {ann} -> {args.out}")
     for p, e in stats.skipped:
         print(f"skipped: {e}", file=sys.stderr)
     return 0
@@ -120,9 +148,18 @@ def run_search(args: argparse.Namespace) -> int:
     from ..search.index import load_index
 
     index = load_index(args.index)
+    backend = index.resolve_backend(args.backend)  # --backend ann without an ANN index: fail before the model loads
     model = _search_model(args, index.meta)
     index, centering = _centred(index, model, args)
-    results = index.search(model.embed_text(args.queries), top_k=args.top_k, backend=args.backend)
+    note = None
+    if centering and backend == "ann":  # the ANN index holds the uncentred vectors: search the centred ones exactly
+        backend = "numpy"
+        if args.backend == "ann":
+            note = ("--backend ann cannot serve centred vectors (its index holds the uncentred ones): "
+                    "searched exactly with numpy")
+            print(f"note: {note}", file=sys.stderr)
+    results = index.search(model.embed_text(args.queries), top_k=args.top_k, backend=backend,
+                           nprobe=args.nprobe, ef_search=args.ef_search)
     out = []
     for query, hits in zip(args.queries, results):
         rows = []
@@ -132,8 +169,10 @@ def run_search(args: argparse.Namespace) -> int:
                          **({"caption": item["caption"]} if "caption" in item else {})})
         out.append({"query": query, "hits": rows})
     if args.json:
-        print_json({"index": args.index, "model": index.meta["model"], "backend": args.backend,
-                    "center": {**center_json(args), **centering}, "results": out})
+        print_json({"index": args.index, "model": index.meta["model"], "backend": backend,
+                    "backend_requested": args.backend, **_ann_json(index, backend, args),
+                    **({"note": note} if note else {}), "center": {**center_json(args), **centering},
+                    "results": out})
         return 0
     for res in out:
         print(f"query: {res['query']}")
@@ -141,14 +180,25 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ann_json(index: Any, backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ANN index a search used (kind, stored parameters, the knob value applied), for ``--json``."""
+    if backend != "ann":
+        return {}
+    from ..search.ann import ANN_KINDS
+
+    ann = index.ann()
+    knob = ANN_KINDS[ann.kind].knob
+    given = getattr(args, knob)
+    return {"ann": {"kind": ann.kind, "params": ann.params, knob: given if given is not None else ann.params[knob]}}
+
+
 def _centred(index: Any, model: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The index with its embeddings centred as ``--center``/``--reference`` say (a copy in memory; the
-    files are untouched), and what was done (``speakers``, ``fallback``: one-clip speakers centred on
-    the reference)."""
+    """The index with its embeddings centred as ``--center``/``--reference`` say (a copy in memory, without
+    the ANN index; the files are untouched), and what was done (``speakers``, ``fallback``: one-clip
+    speakers centred on the reference; empty when nothing was centred)."""
     import numpy as np
 
     from ..centering import center_embeddings, has_speaker_id
-    from ..search.index import EmbeddingIndex
 
     if args.center == "none" and not args.reference:
         return index, {}
@@ -162,5 +212,4 @@ def _centred(index: Any, model: Any, args: argparse.Namespace) -> tuple[Any, dic
         speakers = [it["speaker"] for it in index.items]
     reference = model.embed_audio(args.reference, batch_size=args.batch_size) if args.reference else None
     emb, done = center_embeddings(np.asarray(index.embeddings), args.center, speakers, reference)
-    return EmbeddingIndex(index.directory, emb, index.items, index.meta), {"speakers": done.speakers,
-                                                                          "fallback": done.fallback}
+    return index.with_embeddings(emb), {"speakers": done.speakers, "fallback": done.fallback}

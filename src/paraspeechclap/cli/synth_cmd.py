@@ -17,18 +17,11 @@ import sys
 from typing import Any
 
 from ..errors import InputError
-from .common import print_json, print_table
+from .common import positive_int, print_json, print_table
 
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (audio root of the manifest)")
     p.add_argument("--n", type=int, default=100, metavar="N", help="number of clips (default 100)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="plan seed (default 0)")
-    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="J",
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="J",
                    help="worker processes (default: all cores); output does not depend on it")
     p.add_argument("--engines", type=_csv, metavar="E,..",
                    help="engines to use: espeak, piper, kokoro, flite (default: all; the built-in mix gives "
@@ -63,8 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("style-prompted candidates (for reranking)")
     src = g.add_mutually_exclusive_group()
     src.add_argument("--prompted", metavar="PROMPTS", help="JSONL of prompts: label fields or tags, optional text")
-    src.add_argument("--random-prompts", type=_positive_int, metavar="K", help="K random prompts from the style grid")
-    g.add_argument("--candidates", type=_positive_int, default=10, metavar="N",
+    src.add_argument("--random-prompts", type=positive_int, metavar="K", help="K random prompts from the style grid")
+    g.add_argument("--candidates", type=positive_int, default=10, metavar="N",
                    help="candidates per prompt (default 10)")
     g.add_argument("--p-match", type=float, default=0.5, metavar="P",
                    help="probability that each prompted attribute is realised as prompted (default 0.5)")

@@ -148,6 +148,17 @@ class AttributeSet:
         return GOLD_READERS[self.gold_reader](self, row)
 
 
+def gold_indices(aset: AttributeSet, rows: Any) -> tuple[list[int], list[int]]:
+    """The rows with a gold label among ``aset``'s candidates: ``(row indices, class indices)``."""
+    idx, labels = [], []
+    for i, row in enumerate(rows):
+        gold = aset.gold(row)
+        if gold is not None:
+            idx.append(i)
+            labels.append(aset.candidates.index(gold))
+    return idx, labels
+
+
 _REGISTRY: dict[str, AttributeSet] = {}
 
 

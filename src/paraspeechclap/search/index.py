@@ -3,13 +3,19 @@
 Layout of an index directory::
 
     INDEX/
-      meta.json                    format, model id + checksum, dim, count, root, the two data files
+      meta.json                    format, model id + checksum, dim, count, root, the data files, [ann]
       embeddings-<token>.npy       (N, D) float32, L2-normalised, row i <-> line i of items
       items-<token>.jsonl          one object per row: path (relative to root), hash, size, [caption]
+      ann-<token>.faiss            optional approximate (FAISS IVF/HNSW) index over the embeddings
 
 ``meta.json`` is the commit point: it is replaced atomically *after* the data files it names are
-complete, so a reader always sees a consistent pair and an interrupted build leaves the previous
+complete, so a reader always sees a consistent set and an interrupted build leaves the previous
 index intact (stale data files are removed at the next commit).
+
+The ANN file (:mod:`.ann`) is derived data: a commit of new embeddings writes a ``meta.json`` without
+it (so it is dropped), and :func:`update_ann` then builds a new one from the committed embeddings and
+commits it into ``meta.json["ann"]`` with the identity of those embeddings; a file whose identity no
+longer matches is refused at search time.
 
 Updates are incremental: a file is re-embedded only when no row of the existing index has the same
 content hash (BLAKE2b-128 of the bytes, so a touched but unchanged file is reused and an edited file
@@ -34,7 +40,17 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json
 from ..errors import InputError
-from .backends import Searcher, create_searcher
+from .ann import (
+    AnnIndex,
+    build_ann,
+    check_choice,
+    choose_kind,
+    embeddings_identity,
+    load_ann,
+    stale_reason,
+    write_ann,
+)
+from .backends import Searcher, backend_class, resolve_backend
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +101,8 @@ class EmbeddingIndex:
     embeddings: np.ndarray
     items: list[dict[str, Any]]
     meta: dict[str, Any]
-    _searchers: dict[str, Searcher] = field(default_factory=dict, init=False, repr=False)
+    _searchers: dict[tuple[Any, ...], Searcher] = field(default_factory=dict, init=False, repr=False)
+    _ann: AnnIndex | None = field(default=None, init=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -95,17 +112,52 @@ class EmbeddingIndex:
         """Absolute path of row ``i``."""
         return self.root / self.items[i]["path"]
 
-    def search(self, queries: np.ndarray, top_k: int = 10, backend: str = "numpy") -> list[list[tuple[int, float]]]:
+    @property
+    def has_ann(self) -> bool:
+        """Whether ``meta.json`` names an ANN index (it is checked only when loaded: :meth:`ann`)."""
+        return bool(self.meta.get("ann"))
+
+    def identity(self) -> dict[str, Any]:
+        """What ties an ANN index to these embeddings (:func:`.ann.embeddings_identity`)."""
+        return embeddings_identity(self.embeddings, self.meta.get("embeddings_file", ""))
+
+    def ann(self) -> AnnIndex:
+        """The persisted ANN index, loaded (memory-mapped) on first use.
+
+        Raises:
+            InputError: none, FAISS missing, or stale (built from other embeddings than these).
+        """
+        if self._ann is None:
+            resolve_backend("ann", self.has_ann, str(self.directory))
+            self._ann = load_ann(self.directory, self.meta["ann"], self.identity())
+        return self._ann
+
+    def with_embeddings(self, embeddings: np.ndarray) -> EmbeddingIndex:
+        """A copy over other ``(N, D)`` embeddings for the same items (e.g. centred ones), without the
+        ANN index: that was built from the stored vectors and cannot serve these."""
+        meta = {k: v for k, v in self.meta.items() if k != "ann"}
+        return EmbeddingIndex(self.directory, embeddings, self.items, meta)
+
+    def resolve_backend(self, backend: str) -> str:
+        """``auto`` -> ``ann`` or ``numpy``; checks an explicit name (see :func:`.backends.resolve_backend`)."""
+        return resolve_backend(backend, self.has_ann, str(self.directory))
+
+    def search(self, queries: np.ndarray, top_k: int = 10, backend: str = "auto", nprobe: int | None = None,
+               ef_search: int | None = None) -> list[list[tuple[int, float]]]:
         """Top-k rows for each query embedding.
 
         Args:
             queries: ``(Q, D)`` or ``(D,)`` L2-normalised query embeddings.
             top_k: results per query.
-            backend: ``"numpy"`` (exact, default) or ``"faiss"`` (optional extra; its index is built
-                on the first call and reused by later ones).
+            backend: ``"auto"`` (default: ``"ann"`` when the index has an ANN index and FAISS is
+                installed, else ``"numpy"``), ``"numpy"`` (exact), ``"faiss"`` (exact, optional extra)
+                or ``"ann"`` (approximate, needs an index built with ``--ann``). A searcher is built
+                on the first call and reused by later ones.
+            nprobe, ef_search: override the ANN index's stored search-time knob (IVF / HNSW).
 
         Returns:
-            Per query, ``(row, score)`` pairs best first (ties: lower row first with numpy).
+            Per query, ``(row, score)`` pairs best first (ties: lower row first with numpy). ``ann``
+            may return fewer than ``top_k`` pairs when its search visits fewer rows.
         """
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if len(self.items) == 0:
@@ -114,10 +166,12 @@ class EmbeddingIndex:
             raise InputError(f"query dimension {q.shape[1]} does not match the index ({self.embeddings.shape[1]})")
         if top_k < 1:
             raise InputError(f"--top-k must be at least 1, got {top_k}")
-        if backend not in self._searchers:
-            self._searchers[backend] = create_searcher(backend, self.embeddings)
-        idx, scores = self._searchers[backend].search(q, top_k)
-        return [[(int(i), float(s)) for i, s in zip(ri, rs)] for ri, rs in zip(idx, scores)]
+        name = self.resolve_backend(backend)
+        key = (name, nprobe, ef_search)
+        if key not in self._searchers:
+            self._searchers[key] = backend_class(name).from_index(self, nprobe=nprobe, ef_search=ef_search)
+        idx, scores = self._searchers[key].search(q, top_k)
+        return [[(int(i), float(s)) for i, s in zip(ri, rs) if i >= 0] for ri, rs in zip(idx, scores)]
 
 
 def file_hash(path: str | os.PathLike) -> str:
@@ -182,10 +236,27 @@ def load_index(directory: str | os.PathLike, mmap: bool = True) -> EmbeddingInde
     return EmbeddingIndex(directory, emb, items, meta)
 
 
+def _token() -> str:
+    """A fresh name part for data files: never reused, so a reader's open file is never rewritten."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def _prune(directory: Path, meta: Mapping[str, Any]) -> None:
+    """Remove data files (embeddings, items, ANN) that ``meta`` does not name."""
+    keep = {meta["embeddings_file"], meta["items_file"], (meta.get("ann") or {}).get("file")}
+    for pattern in ("embeddings-*.npy", "items-*.jsonl", "ann-*.faiss"):
+        for old in directory.glob(pattern):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+
+
 def _write_index(directory: Path, emb: np.ndarray, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Write the data files under fresh names, then commit by replacing meta.json; prune stale files."""
+    """Write the data files under fresh names, then commit by replacing meta.json; prune stale files.
+
+    ``meta`` has no ``ann`` entry, so new embeddings drop the ANN index built from the old ones.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    token = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    token = _token()
     meta = dict(meta, embeddings_file=f"embeddings-{token}.npy", items_file=f"items-{token}.jsonl",
                 count=len(rows), dim=int(emb.shape[1]), updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     with atomic_path(directory / meta["embeddings_file"]) as tmp, open(tmp, "wb") as f:
@@ -193,15 +264,16 @@ def _write_index(directory: Path, emb: np.ndarray, rows: list[dict[str, Any]], m
     with atomic_path(directory / meta["items_file"]) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write_json(directory / "meta.json", meta)
-    keep = {meta["embeddings_file"], meta["items_file"]}
-    for old in [*directory.glob("embeddings-*.npy"), *directory.glob("items-*.jsonl")]:
-        if old.name not in keep:
-            old.unlink(missing_ok=True)
+    _prune(directory, meta)
 
 
 @dataclass
 class BuildStats:
-    """What :func:`build_index` did. Times in seconds."""
+    """What :func:`build_index` did. Times in seconds.
+
+    ``ann`` is the kind of ANN index the index has afterwards (None: none), ``ann_built`` whether
+    this run built it (False: an up-to-date one was kept), ``ann_s`` the time that took.
+    """
 
     total: int = 0
     reused: int = 0
@@ -211,6 +283,9 @@ class BuildStats:
     hash_s: float = 0.0
     embed_s: float = 0.0
     write_s: float = 0.0
+    ann: str | None = None
+    ann_built: bool = False
+    ann_s: float = 0.0
 
 
 @dataclass
@@ -303,6 +378,7 @@ def build_index(
     block_size: int | None = None,
     source: Mapping[str, Any] | None = None,
     model_spec: Mapping[str, Any] | None = None,
+    ann: str = "auto",
 ) -> BuildStats:
     """Create or update the index at ``directory`` so that it holds exactly ``items``.
 
@@ -324,6 +400,9 @@ def build_index(
         source: description of the input stored in ``meta.json`` (e.g. the manifest path).
         model_spec: how to load the model again (``load_model`` arguments), stored in ``meta.json``
             so that ``search`` can default to the same model.
+        ann: the approximate index to keep beside the embeddings (:func:`update_ann`): ``auto``
+            (none below 50,000 rows, else IVF), ``none``, ``ivf`` or ``hnsw``. Checked before
+            anything is embedded (an explicit kind needs FAISS).
 
     Raises:
         AudioError: a file cannot be read or embedded and ``skip_bad`` is False (rows embedded so
@@ -331,6 +410,7 @@ def build_index(
     """
     from tqdm.auto import tqdm
 
+    check_choice(ann)
     directory, root = Path(directory), Path(os.path.abspath(root))
     stats = BuildStats(total=len(items))
     t0 = time.perf_counter()
@@ -368,4 +448,41 @@ def build_index(
     finally:
         bar.close()
         commit()  # also on error: keep what was embedded so a re-run resumes
+    stats.ann, stats.ann_built, stats.ann_s = update_ann(directory, ann)
     return stats
+
+
+def update_ann(directory: str | os.PathLike, ann: str = "auto") -> tuple[str | None, bool, float]:
+    """Make the ANN index of the index at ``directory`` what ``ann`` asks for, from its committed embeddings.
+
+    ``ann``: ``auto`` (none below :data:`.ann.AUTO_MIN_ROWS` rows, else ``ivf``), ``none`` (an existing
+    ANN index is removed), ``ivf`` or ``hnsw``. An existing ANN index of the wanted kind that was
+    built from exactly these embeddings is kept; any other is replaced. The new file is written
+    atomically, then committed by rewriting ``meta.json``.
+
+    Returns:
+        ``(kind or None, built by this call, seconds spent building)``.
+    """
+    directory = Path(directory)
+    index = load_index(directory, mmap=True)
+    kind = choose_kind(ann, len(index.items))
+    old = index.meta.get("ann")
+    if kind is None:
+        if old:
+            _commit_meta(directory, {k: v for k, v in index.meta.items() if k != "ann"})
+        return None, False, 0.0
+    identity = index.identity()
+    if old and old["kind"] == kind and stale_reason(old, identity) is None and (directory / old["file"]).is_file():
+        return kind, False, 0.0
+    t = time.perf_counter()
+    built = build_ann(index.embeddings, kind)
+    seconds = time.perf_counter() - t
+    entry = write_ann(directory, built, identity, _token(), seconds)
+    _commit_meta(directory, dict(index.meta, ann=entry))
+    logger.info("%s: built a %s ANN index over %d rows in %.1f s", directory, kind, len(index.items), seconds)
+    return kind, True, seconds
+
+
+def _commit_meta(directory: Path, meta: dict[str, Any]) -> None:
+    atomic_write_json(directory / "meta.json", meta)
+    _prune(directory, meta)

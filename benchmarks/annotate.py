@@ -1,0 +1,121 @@
+"""Corpus annotation speed and memory: ``paraspeechclap annotate`` on shared real clips.
+
+Each size runs in a fresh process (``annotate`` end to end: model loading, the stage, labelling and
+writing), which reports its wall time, its own peak resident memory and ``run.json``'s per-stage
+statistics. Peak memory at two sizes shows whether the job streams (it should not grow with the
+corpus); the per-stage rates give a scaling estimate: the embed stage parallelises over machines, the
+labelling pass (over every shard, for the centring means) and model loading do not.
+
+The Ray executor is measured on the first size too, on a local Ray instance with this machine's CPUs,
+``ray.init`` and the actors' model loading included: its overhead over the local executor.
+
+    python benchmarks/annotate.py                         # 1,000 and 4,000 clips -> results/annotate.json
+    python benchmarks/annotate.py --sizes 200 --executors local --json /tmp/annotate.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, add_json_arg, json_path, write_results
+
+
+def child(n: int, out: Path, precision: str, threads: int, executor: str) -> None:
+    """Annotate the first ``n`` shared real clips into ``out``; print wall time and own peak RSS."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    from paraspeechclap.cli.main import main as cli
+    from paraspeechclap.data.splits import load_shared_manifest
+
+    manifest = load_shared_manifest(batches="all")
+    if len(manifest) < n:
+        raise SystemExit(f"only {len(manifest)} shared clips, asked for {n}")
+    rows = [{**manifest[i], "relative_audio_path": str(manifest.audio_path(i)), "source": "shared"}
+            for i in range(n)]
+    src = out.parent / f"input-{n}.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t0 = time.perf_counter()
+    rc = cli(["annotate", "--manifest", str(src), "--out", str(out), "--precision", precision, "--no-progress",
+              "--executor", executor])
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(json.dumps({"rc": rc, "wall_s": round(wall, 2), "peak_rss_gb": round(peak, 3)}))
+
+
+def measure_size(n: int, precision: str, threads: int, work: Path, executor: str = "local") -> dict[str, Any]:
+    out = work / f"out-{executor}-{n}"
+    cmd = [sys.executable, __file__, "--child", str(n), "--child-out", str(out), "--precision", precision,
+           "--threads", str(threads), "--executor", executor]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    run = json.loads((out / "run.json").read_text())
+    return {"clips": n, "executor": executor, **res, "annotated": run["counts"]["annotated"], "errors": run["counts"]["errors"],
+            "timings_s": run["timings_s"], "stages": run["executor"]["stages"],
+            "clips_per_s": round(n / res["wall_s"], 2)}
+
+
+def scaling(row: dict[str, Any], machines: list[int]) -> dict[str, float]:
+    """Wall time estimate on N machines like this one: the stage divides by N, the rest does not."""
+    stage = row["timings_s"]["stage"]
+    serial = row["wall_s"] - stage
+    return {str(m): round(serial + stage / m, 1) for m in machines}
+
+
+def _print(r: dict[str, Any]) -> None:
+    print(f"{r['executor']:5s} {r['clips']:6d} clips: {r['wall_s']:8.1f} s wall, {r['clips_per_s']:6.2f} clips/s, "
+          f"peak RSS {r['peak_rss_gb']:.2f} GB; stages "
+          + ", ".join(f"{k} {v['clips_per_s']}/s" for k, v in r["stages"].items()), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,4000")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--executors", default="local,ray", help="ray is measured on the first size only")
+    ap.add_argument("--executor", default="local", help=argparse.SUPPRESS)
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    add_json_arg(ap, "annotate.json")
+    args = ap.parse_args()
+    if args.child is not None:
+        child(args.child, Path(args.child_out), args.precision, args.threads, args.executor)
+        return 0
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    rows, sizes = [], list(map(int, args.sizes.split(",")))
+    with tempfile.TemporaryDirectory(prefix="pscl-annotate-") as work:
+        for n in sizes:
+            rows.append(measure_size(n, args.precision, args.threads, Path(work)))
+            _print(rows[-1])
+        ray_row = None
+        if "ray" in args.executors.split(","):
+            ray_row = measure_size(sizes[0], args.precision, args.threads, Path(work), "ray")
+            _print(ray_row)
+    result = {"precision": args.precision, "threads": args.threads, "sizes": rows,
+              "rss_ratio": round(rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"], 3) if len(rows) > 1 else None,
+              "scaling_estimate_s": scaling(rows[-1], [1, 2, 4, 8, 16])}
+    if ray_row is not None:
+        result["ray"] = ray_row
+        result["ray_overhead"] = round(ray_row["wall_s"] / rows[0]["wall_s"] - 1, 3)
+    print(f"peak RSS ratio largest/smallest: {result['rss_ratio']}; Ray overhead: {result.get('ray_overhead')}; "
+          f"estimated wall on N machines ({rows[-1]['clips']} clips): {result['scaling_estimate_s']}")
+    write_results(json_path(args), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The ``ray`` executor: the costly stage as a Ray Data pipeline, on one machine or a cluster.
+
+One dataset row per pending shard flows through three stages:
+
+1. ``decode``: CPU tasks read every clip of the shard once, measure it and resample it to 16 kHz
+   (:func:`~paraspeechclap.annotate.stage.decode_and_measure`);
+2. ``embed``: an actor pool, one model per actor (a GPU each when the cluster has GPUs), embeds
+   the shard's waveforms in batches (:func:`~paraspeechclap.annotate.stage.embed_decoded`);
+3. ``write``: CPU tasks write the stage shard atomically to the output folder, which every node
+   must see (shared storage: NFS or a mounted bucket), and report the node that wrote it.
+
+A failed task is retried and a killed actor restarted (Ray's own fault tolerance); a shard is written
+whole or not at all, under a name fixed by its position, so a retried shard can only replace itself
+and the finished stage has every input exactly once. Runs on a local Ray instance (``address``
+None: ``ray.init()`` with this machine's CPUs) or joins a cluster (``address``: ``"auto"`` or
+``"ray://host:10001"``/``"host:6379"``). Ray's progress bars and logs are silenced; the project's
+bar counts clips as shards finish. ``Dataset.stats()`` goes to ``run.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+import warnings
+from typing import Any
+
+from .executors import StageJob
+
+#: CPUs a decode task and a write task ask for: fractions, so that writes and decodes still fit on a
+#: node whose whole CPUs are held by an embedding actor
+DECODE_CPUS, WRITE_CPUS = 0.5, 0.1
+#: how often Ray retries a failed task (a killed worker process included)
+TASK_RETRIES = 3
+
+
+def _decode(row: dict[str, Any], min_samples: int) -> dict[str, Any]:
+    from .stage import decode_and_measure
+
+    decoded = decode_and_measure(pickle.loads(row["items"]), min_samples)
+    return {"shard": row["shard"], "decoded": pickle.dumps(decoded)}
+
+
+class _Embedder:
+    """An actor of the pool: loads the model once, embeds whole shards."""
+
+    def __init__(self, model_spec: dict[str, Any], batch_size: int, threads: int | None) -> None:
+        import torch
+
+        from ..pretrained import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = load_model(**model_spec)
+        self.batch_size = batch_size
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        from .stage import embed_decoded
+
+        decoded = pickle.loads(row["decoded"])
+        table = embed_decoded(self.model, decoded, self.batch_size)
+        return {"shard": row["shard"], "table": pickle.dumps(table), "seconds": pickle.dumps(decoded.seconds),
+                "embed_pid": os.getpid()}
+
+
+def _write(row: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    from pathlib import Path
+
+    import ray
+
+    from .executors import write_stage_table
+
+    t0 = time.perf_counter()
+    table = pickle.loads(row["table"])
+    write_stage_table(table, Path(paths[row["shard"]]))
+    seconds = pickle.loads(row["seconds"])
+    seconds["write"] = time.perf_counter() - t0
+    return {"shard": row["shard"], "clips": table.num_rows, "node": ray.get_runtime_context().get_node_id(),
+            "seconds": pickle.dumps(seconds), "embed_pid": row["embed_pid"]}
+
+
+def _init(address: str | None) -> bool:
+    """Connect to (or start) Ray quietly; True when this call started it (and should stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             configure_logging=True)
+    return True
+
+
+def _quiet_context() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # the project's one bar counts clips instead
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.issue_detectors_config.detectors = []  # memory hints about the pickled shards, not actionable here
+    for name in ("ray", "ray.data"):  # Ray Data sets its own handlers on import: quiet them afterwards
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _pipeline(job: StageJob) -> Any:
+    import ray
+
+    rows = [{"shard": k, "items": pickle.dumps(list(job.shards[k]))} for k in job.pending]
+    workers = int(job.options.get("workers") or 1)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and job.model_spec.get("device") != "cpu" else 0
+    spec = {**job.model_spec, "device": "cuda" if gpus else "cpu"}
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+    # retries, restarts and spreading have no named parameter yet in Ray Data (2.60): they go through
+    # **ray_remote_args, which warns that it will change in 2.64 (the extra pins ray below 2.64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map(_decode, fn_kwargs={"min_samples": job.model.audio_branch.min_samples}, num_cpus=DECODE_CPUS,
+                    max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
+        ds = ds.map(_Embedder, fn_constructor_kwargs={"model_spec": spec, "batch_size": job.batch_size,
+                                                      "threads": job.options.get("threads")},
+                    concurrency=workers, num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
+        return ds.map(_write, fn_kwargs={"paths": [str(p) for p in job.paths]}, num_cpus=WRITE_CPUS,
+                      max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
+
+
+def run_ray(job: StageJob) -> dict[str, Any]:
+    """Run the pending shards through the Ray Data pipeline (see the module docstring)."""
+    import ray
+
+    t0 = time.perf_counter()
+    if not job.pending:  # a finished stage: no cluster to start
+        return job.stats(0.0, {}, 0, shards_by_node={}, embed_pids=[])
+    started = _init(job.options.get("address"))
+    try:
+        _quiet_context()
+        steps: dict[str, float] = {"decode": 0.0, "measure": 0.0, "embed": 0.0, "write": 0.0}
+        nodes: dict[str, int] = {}
+        pids: set[int] = set()
+        clips = 0
+        bar = job.progress_bar()
+        ds = _pipeline(job)
+        for row in ds.iter_rows():
+            for s, v in pickle.loads(row["seconds"]).items():
+                steps[s] = steps.get(s, 0.0) + v
+            nodes[row["node"]] = nodes.get(row["node"], 0) + 1
+            pids.add(int(row["embed_pid"]))
+            clips += row["clips"]
+            bar.update(row["clips"])
+        bar.close()
+        resources = ray.cluster_resources()
+        return job.stats(time.perf_counter() - t0, steps, clips, shards_by_node=nodes, embed_pids=sorted(pids),
+                         cluster={"nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                                  "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0)},
+                         ray_version=ray.__version__, ray_stats=ds.stats())
+    finally:
+        if started:
+            ray.shutdown()

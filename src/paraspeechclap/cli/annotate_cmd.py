@@ -1,0 +1,147 @@
+"""``annotate``: style tags, measurements, captions and embeddings for a whole corpus.
+
+Unlike ``embed``/``index``, bad clips never stop the job: they are listed in ``OUT/errors.jsonl``.
+Re-running into the same ``--out`` finishes an interrupted job (finished shards are kept) and does
+nothing when the same job is already complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import (
+    add_center_args,
+    add_manifest_source_args,
+    add_model_args,
+    model_from_args,
+    positive_int,
+    print_json,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..annotate.labels import DEFAULT_CAPTIONS, DEFAULT_MIN_CONFIDENCE, DEFAULT_SETS
+    from ..annotate.run import DEFAULT_SHARD_SIZE
+
+    p = sub.add_parser("annotate", help="tag, measure, caption and embed a corpus (PSC manifest + Parquet shards)",
+                       description="Annotate every clip of a folder or manifest: calibrated zero-shot labels per "
+                                   "attribute set (abstaining below --min-confidence), DSP measurements, "
+                                   "ParaSpeechCaps-style tags and captions, and embeddings. Writes OUT/manifest.jsonl, "
+                                   "OUT/shards/*.parquet, OUT/errors.jsonl and OUT/run.json; resumable.")
+    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="a folder of audio files (recursive)")
+    p.add_argument("--manifest", metavar="F", help="a manifest instead (JSONL/JSON/CSV/Parquet, a saved Hugging Face "
+                   "dataset or a hub name)")
+    add_manifest_source_args(p)
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder (created; re-use it to resume)")
+    p.add_argument("--attributes", nargs="+", default=None, metavar="SET",
+                   help="attribute sets, in priority order (the first to label a field wins it; default: the sets "
+                        f"the model was trained for; for Lite: {' '.join(DEFAULT_SETS)})")
+    p.add_argument("--min-confidence", type=_probability, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
+                   help=f"abstain (label null) when the top calibrated probability is below P (default "
+                        f"{DEFAULT_MIN_CONFIDENCE}: more likely than all other labels together)")
+    p.add_argument("--calibration", default=None, metavar="CAL",
+                   help="calibration.json (or its folder) from 'paraspeechclap calibrate' (default: the one shipped "
+                        "beside the model when it matches the model and centring, else none: the raw softmax)")
+    p.add_argument("--captions", type=positive_int, default=DEFAULT_CAPTIONS, metavar="K",
+                   help=f"captions per clip (default {DEFAULT_CAPTIONS}; the first is the canonical wording)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the caption wordings (default 0)")
+    p.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                   help=f"clips per shard, the unit of resuming (default {DEFAULT_SHARD_SIZE})")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="who runs the decode/measure/embed stage: local (default: this process, no Ray needed) or "
+                        "ray (a Ray Data pipeline: CPU tasks decode, an actor pool embeds; pip install "
+                        "'paraspeechclap[ray]')")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--executor ray: the cluster to join ('auto', 'host:6379' or 'ray://host:10001'; default: a "
+                        "local Ray instance on this machine). OUT and the audio must be on storage every node sees")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="--executor ray: embedding actors, one model each (default 1; one per GPU or machine)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print run.json to stdout")
+    add_model_args(p)
+    add_center_args(p)
+    p.set_defaults(func=run_annotate)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _items(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
+    from ..annotate.inputs import items_from_dir, items_from_manifest
+
+    if bool(args.audio_dir) == bool(args.manifest):
+        raise InputError("give either AUDIO_DIR or --manifest (exactly one)")
+    if args.audio_dir:
+        return items_from_dir(args.audio_dir), {"audio_dir": str(Path(args.audio_dir).resolve())}
+    from ..data.manifest import load_manifest
+
+    manifest = load_manifest(args.manifest, split=args.split, audio_root=args.audio_root)
+    return items_from_manifest(manifest, args.speaker_field), {"manifest": manifest.name, "split": args.split}
+
+
+def model_dir(name: str | None) -> Path | None:
+    """The folder a model was loaded from (embedded or saved), where a shipped calibration lives."""
+    from ..pretrained import DEFAULT_MODEL, EMBEDDED_DIR
+
+    if name is None or name == DEFAULT_MODEL or (EMBEDDED_DIR / name).is_dir():
+        return EMBEDDED_DIR / (name or DEFAULT_MODEL)
+    return Path(name) if Path(name).is_dir() else None
+
+
+def _calibration(args: argparse.Namespace, model: Any) -> Any | None:
+    """The explicit calibration (refused on a model or centring mismatch), else the model's shipped
+    one when it matches, else None."""
+    from ..calibration import Calibration, center_key
+
+    center = center_key(args.center, args.reference)
+    if args.calibration:
+        path = Path(args.calibration)
+        cal = Calibration.load(path / "calibration.json" if path.is_dir() else path)
+        cal.check(model.checksum, center)
+        return cal
+    folder = model_dir(args.model)
+    shipped = folder / "calibration.json" if folder is not None else None
+    if shipped is None or not shipped.is_file():
+        return None
+    cal = Calibration.load(shipped)
+    if cal.model_checksum != model.checksum or cal.center != center:
+        print(f"note: the shipped calibration is for center={cal.center}; this run (center={center}) reports the "
+              "uncalibrated softmax", file=sys.stderr)
+        return None
+    return cal
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from ..annotate.labels import default_attribute_sets
+    from ..annotate.run import Settings, annotate, print_summary
+    from ..pretrained import is_official_checkpoint
+
+    items, info = _items(args)
+    model = model_from_args(args)
+    official = is_official_checkpoint(args.model)
+    settings = Settings(attributes=list(args.attributes or default_attribute_sets(model, official)),
+                        min_confidence=args.min_confidence, captions=args.captions, seed=args.seed,
+                        shard_size=args.shard_size, center=args.center, reference=list(args.reference or []),
+                        batch_size=args.batch_size, executor=args.executor)
+    calibration = _calibration(args, model)
+    settings.calibration = calibration.source if calibration is not None else None
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.executor != "ray" and (args.address or args.workers != 1):
+        raise InputError("--address and --workers are for --executor ray")
+    model_path = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
+    spec = {"name_or_path": model_path, "audio_encoder": args.audio_encoder, "text_encoder": args.text_encoder,
+            "device": args.device, "precision": model.precision, "pooling": args.pooling}
+    options = {"address": args.address, "workers": args.workers}
+    record = annotate(model, items, args.out, settings, calibration, official, progress, info, spec, options)
+    if args.json:
+        print_json(record)
+    print_summary(record, Path(args.out))
+    return 0
