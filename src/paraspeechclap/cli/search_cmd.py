@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InputError
 from ..search.backends import BACKEND_CHOICES
 from .common import (
-    _positive_int,
+    positive_int,
     add_center_args,
     add_model_args,
     center_json,
@@ -56,10 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "installed, else numpy; numpy or faiss: exact search; ann: the approximate index (an "
                         "error when there is none). With --center/--reference the search is exact (numpy): "
                         "the ANN index holds the uncentred vectors")
-    p.add_argument("--nprobe", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--nprobe", type=positive_int, default=None, metavar="N",
                    help="IVF lists scanned per query (default: stored with the index, nlist/64 and at least "
                         "16); more = higher recall, slower")
-    p.add_argument("--ef-search", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--ef-search", type=positive_int, default=None, metavar="N",
                    help="HNSW candidate beam per query (default: stored with the index, 256); more = higher "
                         "recall, slower")
     p.add_argument("--json", action="store_true", help="print JSON")
