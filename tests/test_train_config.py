@@ -315,14 +315,14 @@ def test_manifest_override_info_line_reaches_the_cli(capsys) -> None:
 
 # -- ${PARASPEECHCLAP_SHARED_DATA} ---------------------------------------------------------------------
 def test_shared_data_variable_resolves_recipe_manifests(tmp_path: Path, monkeypatch) -> None:
-    for name in ("real", "real2"):
+    for name in ("real", "real2", "real3"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.jsonl").write_text('{"source": "s", "relative_audio_path": "a.flac"}\n')
     monkeypatch.setenv("PARASPEECHCLAP_SHARED_DATA", str(tmp_path))
     cfg = load_config(RECIPES / "lite.yaml")
     manifests = [s.manifest for s in [*cfg.data.train, *cfg.data.dev] if s.manifest]
     assert manifests and all(Path(m).parent.parent == tmp_path for m in manifests)
-    assert {Path(m).parent.name for m in manifests} == {"real", "real2"}
+    assert {Path(m).parent.name for m in manifests} == {"real", "real2", "real3"}  # real3 since v16
     assert all(Path(m).is_file() for m in manifests)
 
 

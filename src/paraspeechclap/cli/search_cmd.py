@@ -15,11 +15,11 @@ from typing import Any
 from ..errors import InputError
 from ..search.backends import BACKEND_CHOICES
 from .common import (
-    positive_int,
     add_center_args,
     add_model_args,
     center_json,
     model_from_args,
+    positive_int,
     print_json,
     print_table,
 )
