@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, add_json_arg, json_path, write_results
 
 
-def child(n: int, out: Path, precision: str, threads: int, executor: str) -> None:
-    """Annotate the first ``n`` shared real clips into ``out``; print wall time and own peak RSS."""
+def child(n: int, base: int, out: Path, precision: str, threads: int, executor: str) -> None:
+    """Annotate ``n`` rows cycling through the first ``base`` shared real clips into ``out``; print wall
+    time and own peak RSS."""
     import resource
 
     import torch
@@ -40,9 +41,11 @@ def child(n: int, out: Path, precision: str, threads: int, executor: str) -> Non
     from paraspeechclap.data.splits import load_shared_manifest
 
     manifest = load_shared_manifest(batches="all")
-    if len(manifest) < n:
-        raise SystemExit(f"only {len(manifest)} shared clips, asked for {n}")
-    rows = [{**manifest[i], "relative_audio_path": str(manifest.audio_path(i)), "source": "shared"}
+    if len(manifest) < base:
+        raise SystemExit(f"only {len(manifest)} shared clips, asked for {base}")
+    # every size cycles through the same first ``base`` clips, so sizes differ in count only (the
+    # corpora differ in clip length and rate, which would otherwise show up as a memory difference)
+    rows = [{**manifest[i % base], "relative_audio_path": str(manifest.audio_path(i % base)), "source": "shared"}
             for i in range(n)]
     src = out.parent / f"input-{n}.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -54,9 +57,11 @@ def child(n: int, out: Path, precision: str, threads: int, executor: str) -> Non
     print(json.dumps({"rc": rc, "wall_s": round(wall, 2), "peak_rss_gb": round(peak, 3)}))
 
 
-def measure_size(n: int, precision: str, threads: int, work: Path, executor: str = "local") -> dict[str, Any]:
+def measure_size(n: int, base: int, precision: str, threads: int, work: Path, executor: str = "local"
+                 ) -> dict[str, Any]:
     out = work / f"out-{executor}-{n}"
-    cmd = [sys.executable, __file__, "--child", str(n), "--child-out", str(out), "--precision", precision,
+    cmd = [sys.executable, __file__, "--child", str(n), "--base", str(base), "--child-out", str(out), "--precision",
+           precision,
            "--threads", str(threads), "--executor", executor]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
@@ -88,24 +93,27 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--executors", default="local,ray", help="ray is measured on the first size only")
     ap.add_argument("--executor", default="local", help=argparse.SUPPRESS)
+    ap.add_argument("--base", type=int, default=None, help="distinct clips (default: the smallest size); larger sizes "
+                    "cycle through them")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     add_json_arg(ap, "annotate.json")
     args = ap.parse_args()
     if args.child is not None:
-        child(args.child, Path(args.child_out), args.precision, args.threads, args.executor)
+        child(args.child, args.base, Path(args.child_out), args.precision, args.threads, args.executor)
         return 0
     os.environ.setdefault("TQDM_DISABLE", "1")
     rows, sizes = [], list(map(int, args.sizes.split(",")))
+    base = args.base or min(sizes)
     with tempfile.TemporaryDirectory(prefix="pscl-annotate-") as work:
         for n in sizes:
-            rows.append(measure_size(n, args.precision, args.threads, Path(work)))
+            rows.append(measure_size(n, base, args.precision, args.threads, Path(work)))
             _print(rows[-1])
         ray_row = None
         if "ray" in args.executors.split(","):
-            ray_row = measure_size(sizes[0], args.precision, args.threads, Path(work), "ray")
+            ray_row = measure_size(sizes[0], base, args.precision, args.threads, Path(work), "ray")
             _print(ray_row)
-    result = {"precision": args.precision, "threads": args.threads, "sizes": rows,
+    result = {"precision": args.precision, "threads": args.threads, "distinct_clips": base, "sizes": rows,
               "rss_ratio": round(rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"], 3) if len(rows) > 1 else None,
               "scaling_estimate_s": scaling(rows[-1], [1, 2, 4, 8, 16])}
     if ray_row is not None:

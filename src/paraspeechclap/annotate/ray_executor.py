@@ -50,8 +50,9 @@ class _Embedder:
 
         from ..pretrained import load_model
 
-        if threads:
-            torch.set_num_threads(threads)
+        # Ray limits a worker to the CPUs it reserved (OMP_NUM_THREADS=1 here): an embedding actor is
+        # meant to own its node (one per machine or GPU), so it takes the node's cores unless told otherwise
+        torch.set_num_threads(threads or os.cpu_count() or 1)
         self.model = load_model(**model_spec)
         self.batch_size = batch_size
 

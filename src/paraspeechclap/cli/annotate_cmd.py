@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "local Ray instance on this machine). OUT and the audio must be on storage every node sees")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="--executor ray: embedding actors, one model each (default 1; one per GPU or machine)")
+    p.add_argument("--worker-threads", type=positive_int, default=None, metavar="T",
+                   help="--executor ray: torch threads per embedding actor (default: all CPUs of its machine, for "
+                        "one actor per machine; lower it when several actors share one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print run.json to stdout")
     add_model_args(p)
@@ -134,12 +137,12 @@ def run_annotate(args: argparse.Namespace) -> int:
     calibration = _calibration(args, model)
     settings.calibration = calibration.source if calibration is not None else None
     progress = not args.no_progress and sys.stderr.isatty()
-    if args.executor != "ray" and (args.address or args.workers != 1):
-        raise InputError("--address and --workers are for --executor ray")
+    if args.executor != "ray" and (args.address or args.workers != 1 or args.worker_threads):
+        raise InputError("--address, --workers and --worker-threads are for --executor ray")
     model_path = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
     spec = {"name_or_path": model_path, "audio_encoder": args.audio_encoder, "text_encoder": args.text_encoder,
             "device": args.device, "precision": model.precision, "pooling": args.pooling}
-    options = {"address": args.address, "workers": args.workers}
+    options = {"address": args.address, "workers": args.workers, "threads": args.worker_threads}
     record = annotate(model, items, args.out, settings, calibration, official, progress, info, spec, options)
     if args.json:
         print_json(record)
