@@ -346,6 +346,25 @@ def readme_other(r: Results) -> str:
             "(frozen vs partly tuned speech tower; model card).")
 
 
+@block("readme-annotate")
+def readme_annotate(r: Results) -> str:
+    if not r.has("annotate"):
+        return "No annotation benchmark yet (`python benchmarks/annotate.py`)."
+    a = r["annotate"]
+    small, big = a["sizes"][0], a["sizes"][-1]
+    out = (f"**Corpus annotation** ({command(a)}, `benchmarks/results/annotate.json`; {host(a)}, {a['precision']}, "
+           f"end to end in a fresh process, model loading included): {small['clips']:,} clips in {small['wall_s']:.0f} s "
+           f"and {big['clips']:,} in {big['wall_s']:.0f} s ({big['clips_per_s']:.1f} clips/s; embedding "
+           f"{big['stages']['embed']['clips_per_s']:.0f} clips/s, measurements {big['stages']['measure']['clips_per_s']:.0f} "
+           f"clips/s); peak memory {small['peak_rss_gb']:.2f} GB and {big['peak_rss_gb']:.2f} GB "
+           f"({a['rss_ratio']:.2f}x for {big['clips'] // small['clips']}x the clips, the same {a['distinct_clips']:,} "
+           "clips cycled)")
+    if "ray" in a:
+        out += (f"; the Ray executor on this one machine, `ray.init` and the actor's model loading included, takes "
+                f"{a['ray']['wall_s']:.0f} s for {a['ray']['clips']:,} clips ({a['ray_overhead']:+.0%} against local)")
+    return out + "."
+
+
 @block("card-backbone-probe")
 def card_backbone_probe(r: Results) -> str:
     res = r["backbone_probe_dev"]

@@ -107,19 +107,10 @@ def bench_query(n: int, dim: int, backend: str, repeats: int, batch: int) -> dic
     t = time.perf_counter()
     searcher = create_searcher(backend, emb)
     build_s = time.perf_counter() - t
-    searcher.search(queries[:1], 10)  # warm-up (BLAS threads)
-    single = []
-    for q in range(repeats):
-        t = time.perf_counter()
-        searcher.search(queries[q:q + 1], 10)
-        single.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    searcher.search(queries[:batch], 10)
-    batched = time.perf_counter() - t
+    lat = _latency(searcher, queries, repeats, batch)
     return {"clips": n, "dim": dim, "backend": backend, "top_k": 10, "searcher_build_ms": 1e3 * build_s,
-            "single_query_ms_median": 1e3 * statistics.median(single),
-            "single_query_ms_p90": 1e3 * sorted(single)[int(0.9 * (len(single) - 1))],
-            f"batch{batch}_ms_per_query": 1e3 * batched / batch}
+            "single_query_ms_median": lat["single_query_ms_median"], "single_query_ms_p90": lat["single_query_ms_p90"],
+            f"batch{batch}_ms_per_query": lat["batch_ms_per_query"]}
 
 
 # ---------------------------------------------------------------- approximate search

@@ -64,17 +64,7 @@ def test_faiss_matches_numpy():
     np.testing.assert_allclose(sa, sb, atol=1e-5)
 
 
-def test_faiss_missing_gives_install_hint(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "faiss":
-            raise ImportError("no faiss")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_faiss_missing_gives_install_hint(no_faiss):
     with pytest.raises(InputError, match=r"paraspeechclap\[faiss\]"):
         create_searcher("faiss", np.ones((2, 2), np.float32))
     with pytest.raises(InputError, match="unknown search backend"):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -193,16 +192,6 @@ def test_stale_ann_index_is_refused(ann_index, data):
 # ---------------------------------------------------------------- without FAISS
 
 
-@pytest.fixture()
-def no_faiss(monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "faiss":
-            raise ImportError("no faiss")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
 
 
 def test_without_faiss(tmp_path, data, no_faiss, caplog):
