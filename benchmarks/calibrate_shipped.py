@@ -62,11 +62,10 @@ def labelled(manifest: Any, set_name: str) -> tuple[list[int], np.ndarray]:
 
 
 def logits(model: Any, emb: np.ndarray, set_name: str) -> np.ndarray:
+    from paraspeechclap.calibration import zero_shot_logits
     from paraspeechclap.data.attributes import get_attribute_set
-    from paraspeechclap.evaluation.classification import attribute_set_scores
 
-    scale = float(model.logit_scale.detach().float().item())
-    return scale * attribute_set_scores(model, emb, get_attribute_set(set_name)).astype(np.float64)
+    return zero_shot_logits(model, emb, get_attribute_set(set_name))
 
 
 def embed(model: Any, manifest: Any) -> np.ndarray:
@@ -158,7 +157,7 @@ def main() -> int:
     record = cal.Calibration(model.checksum, "none", temps,
                              {n: {k: m[k] for k in ("fitted", "dev_rows", "dev_errors", "dev_cv", "test")}
                               for n, m in metrics.items()},
-                             model_id=model.model_id, logit_scale=float(model.logit_scale.detach().float().item()),
+                             model_id=model.model_id, logit_scale=cal.model_logit_scale(model),
                              info={"data": "dev split: synthetic dev voices and sentences + real dev speakers "
                                            "(real, real2, real3)", "command": "python benchmarks/calibrate_shipped.py "
                                    "--write", "precision": model.precision})

@@ -118,6 +118,20 @@ def at_bound(temperature: float, rel: float = 1e-3) -> bool:
     return temperature <= T_MIN * (1 + rel) or temperature >= T_MAX * (1 - rel)
 
 
+def model_logit_scale(model: Any) -> float:
+    """The model's ``logit_scale`` as it runs (in bf16 the parameter itself is rounded)."""
+    return float(model.logit_scale.detach().float().item())
+
+
+def zero_shot_logits(model: Any, audio: np.ndarray, aset: Any) -> np.ndarray:
+    """``(N, C)`` float64 zero-shot logits of ``(N, D)`` unit audio embeddings against an attribute set:
+    the model's ``logit_scale`` times the cosines to each class's prompt-ensemble embedding (what
+    ``classify --attribute`` ranks by, ``calibrate`` fits and ``annotate`` turns into probabilities)."""
+    from .evaluation.classification import attribute_set_scores
+
+    return model_logit_scale(model) * attribute_set_scores(model, audio, aset, ensemble=True).astype(np.float64)
+
+
 def bin_stats(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-label statistics in ``bins`` equal-width confidence bins over ``[0, 1]``.

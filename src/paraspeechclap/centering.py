@@ -89,7 +89,20 @@ def manifest_speakers(manifest: Any, field: str, indices: Sequence[int] | None =
     return ids
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
+def collection_of_one() -> InputError:
+    """The error of a collection centred without reference clips that has a single clip."""
+    return InputError("center=collection needs at least 2 clips, or reference clips (a clip centred on itself is "
+                      "nothing)")
+
+
+def lone_speaker(speaker: Any) -> InputError:
+    """The error of a speaker with a single clip centred without reference clips."""
+    return InputError(f"center=speaker: speaker {speaker!r} has only one clip; give reference clips (--reference) "
+                      "or use center=collection")
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """``(N, D)`` rows scaled to unit length (float32); an all-zero row stays zero."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
@@ -125,13 +138,12 @@ def center_embeddings(
     n_ref = 0 if reference is None else len(reference)
     if mode == "none":
         out = emb if ref_mean is None else emb - ref_mean
-        return _l2(out), Centering("none", n_ref)
+        return l2_rows(out), Centering("none", n_ref)
     if mode == "collection":
         if ref_mean is None and len(emb) < 2:
-            raise InputError("center=collection needs at least 2 clips, or reference clips (a clip centred on "
-                             "itself is nothing)")
+            raise collection_of_one()
         mean = ref_mean if ref_mean is not None else emb.mean(axis=0)
-        return _l2(emb - mean), Centering("collection", n_ref)
+        return l2_rows(emb - mean), Centering("collection", n_ref)
     return _center_speakers(emb, speakers, ref_mean, n_ref)
 
 
@@ -146,10 +158,9 @@ def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: 
     for s, idx in groups.items():
         if len(idx) == 1:
             if ref_mean is None:
-                raise InputError(f"center=speaker: speaker {s!r} has only one clip; give reference clips "
-                                 "(--reference) or use center=collection")
+                raise lone_speaker(s)
             out[idx] = emb[idx] - ref_mean
             fallback += 1
         else:
             out[idx] = emb[idx] - emb[idx].mean(axis=0)
-    return _l2(out), Centering("speaker", n_ref, len(groups), fallback)
+    return l2_rows(out), Centering("speaker", n_ref, len(groups), fallback)

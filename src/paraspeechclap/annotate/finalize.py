@@ -4,7 +4,7 @@ Two streaming passes over the stage shards, so memory does not grow with the cor
 
 1. :func:`scan` sums the embeddings per collection and per speaker (the centring means) and collects
    each speaker's clip F0s (the speaker's reference F0, for ``f0_semitones_re_speaker``);
-2. :func:`label_shard` centres each shard's embeddings on those means, scores every attribute set,
+2. :meth:`Labeller.shard` centres each shard's embeddings on those means, scores every attribute set,
    abstains below the threshold, fills label fields, tags and captions, and gives the output shard
    and its manifest / error rows.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..centering import collection_of_one, l2_rows, lone_speaker
 from .inputs import output_path_fields
 from .labels import SetScorer, compose_captions, decide, fields_and_tags
 from .stage import MEASUREMENTS
@@ -91,21 +91,18 @@ class Centre:
         """The errors :func:`~paraspeechclap.centering.center_embeddings` would raise, before any
         output is written."""
         if self.mode == "collection" and self.reference is None and self.scan.count < 2:
-            raise InputError("center=collection needs at least 2 clips, or reference clips (a clip centred on "
-                             "itself is nothing)")
+            raise collection_of_one()
         if self.mode == "speaker" and self.reference is None:
             lone = sorted(s for s, n in self.scan.speaker_count.items() if n == 1)
             if lone:
-                raise InputError(f"center=speaker: speaker {lone[0]!r} has only one clip; give reference clips "
-                                 "(--reference) or use center=collection")
+                raise lone_speaker(lone[0])
 
     def __call__(self, emb: np.ndarray, speakers: Sequence[str | None]) -> np.ndarray:
         emb = np.asarray(emb, dtype=np.float64)
         if self.mode == "none" and self.reference is None:
             return emb.astype(np.float32)
         means = np.stack([self._mean(s) for s in speakers]) if len(emb) else emb
-        out = emb - means
-        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return l2_rows(emb - means)
 
     def _mean(self, speaker: str | None) -> np.ndarray:
         s = self.scan
@@ -154,6 +151,10 @@ class Labeller:
     captions: int
     seed: int
     out_dir: Path
+    columns: list[str] = field(init=False)  # the label-field columns, derived once rather than per row
+
+    def __post_init__(self) -> None:
+        self.columns = output_columns(self.scorers)
 
     def shard(self, table: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
         """One stage shard -> ``(output table, manifest rows, error rows)``, rows in input order."""
@@ -189,7 +190,7 @@ class Labeller:
             "speaker": rec["speaker"], "duration": rec["duration_s"],
             "text_description": compose_captions(fields, intrinsic, situational, self.captions, seed),
             "intrinsic_tags": intrinsic, "situational_tags": situational,
-            **{f: fields.get(f) for f in output_columns(self.scorers)}, **meas,
+            **{f: fields.get(f) for f in self.columns}, **meas,
             "labels": labels,
             "probabilities": {n: float(p.max()) for n, p in probs.items()},
             "distributions": {s.aset.name: dict(zip(s.aset.candidates, map(float, probs[s.aset.name])))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json
+from ..calibration import model_logit_scale
 from ..errors import InputError
 from .executors import StageJob, get_executor
 from .finalize import Centre, Labeller, scan
@@ -207,7 +208,7 @@ def _label_all(model: Any, out: Path, paths: Sequence[Path], settings: Settings,
     centre = Centre(settings.center, scan(paths), _reference_mean(model, settings))
     centre.check()
     scorers = build_scorers(model, settings.attributes, calibration)
-    labeller = Labeller(scorers, centre, float(model.logit_scale.detach().float().item()),
+    labeller = Labeller(scorers, centre, model_logit_scale(model),
                         settings.min_confidence, settings.captions, settings.seed, out)
     counts: dict[str, Any] = {"inputs": 0, "annotated": 0, "errors": 0,
                               "labels": {s.aset.name: {} for s in scorers}, "abstained": {s.aset.name: 0 for s in scorers}}

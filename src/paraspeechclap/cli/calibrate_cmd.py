@@ -162,18 +162,6 @@ def _embed(model: Any, manifest: Any, idx: list[int], args: argparse.Namespace) 
     return out
 
 
-def _logits(model: Any, audio: np.ndarray, aset: Any) -> np.ndarray:
-    """``(N, C)`` zero-shot logits: the model's ``logit_scale`` times the ensemble cosines."""
-    from ..evaluation.classification import attribute_set_scores
-
-    return _logit_scale(model) * attribute_set_scores(model, audio, aset, ensemble=True).astype(np.float64)
-
-
-def _logit_scale(model: Any) -> float:
-    """The model's ``logit_scale`` as it runs (in bf16 the parameter itself is rounded)."""
-    return float(model.logit_scale.detach().float().item())
-
-
 def _calibrate_set(rows: _SetRows, logits: np.ndarray, eval_logits: np.ndarray | None, folds: int
                    ) -> tuple[float, dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Final ``T`` (all rows), held-out metrics, and the held-out ``(raw, scaled, labels)`` to plot."""
@@ -228,11 +216,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
                   if eval_manifest is not None else None)
     out = Path(args.out)
     record = cal.Calibration(model.checksum, cal.center_key(args.center, args.reference), {},
-                             model_id=model.model_id, logit_scale=_logit_scale(model),
+                             model_id=model.model_id, logit_scale=cal.model_logit_scale(model),
                              info=_info(args, model, manifest, eval_manifest))
     for rows in plans:
-        logits = _logits(model, audio[rows.idx], rows.aset)
-        eval_logits = _logits(model, eval_audio[rows.eval_idx], rows.aset) if eval_audio is not None else None
+        logits = cal.zero_shot_logits(model, audio[rows.idx], rows.aset)
+        eval_logits = cal.zero_shot_logits(model, eval_audio[rows.eval_idx], rows.aset) if eval_audio is not None else None
         t, metrics, (raw, scaled, labels) = _calibrate_set(rows, logits, eval_logits, args.folds)
         record.temperatures[rows.aset.name], record.metrics[rows.aset.name] = t, metrics
         cal.reliability_diagrams({"before (T = 1)": cal.apply(raw, 1.0), "after (held-out T)": cal.apply(scaled, 1.0)},
