@@ -2,7 +2,7 @@
 # Create .venv (if missing) and install paraspeechclap into it, offline-capable, CPU torch.
 #   ./install.sh          the package and its runtime dependencies
 #   ./install.sh --dev    plus everything the test suite and the synthetic corpus need (and, as root
-#                         with apt-get, the flite program)
+#                         with apt-get, the flite program and the chromium browser)
 set -euo pipefail
 cd "$(dirname "$0")"
 extras=""
@@ -23,5 +23,16 @@ if [[ -n "$extras" ]] && ! command -v flite >/dev/null; then
             || echo "note: could not install flite; the flite synthesis engine and its tests are skipped" >&2
     else
         echo "note: flite is not installed (apt-get install flite); the flite synthesis engine and its tests are skipped" >&2
+    fi
+fi
+# The web page's browser tests (tests/test_serve_page.py) drive a real Chromium, also a system program:
+# the same rule as flite. noninteractive: a dependency's configuration question must not wait on stdin.
+if [[ -n "$extras" ]] && ! command -v chromium >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
+            || echo "note: could not install chromium; the web page's browser tests are skipped" >&2
+    else
+        echo "note: chromium is not installed (apt-get install chromium); the web page's browser tests are skipped" >&2
     fi
 fi

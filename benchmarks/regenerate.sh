@@ -21,6 +21,8 @@ step robustness && run benchmarks/robustness.py --split dev
 step rerank && run benchmarks/rerank.py
 step calibration && run benchmarks/calibrate_shipped.py --write --loco-runs "${LOCO_RUNS:-runs/loco-lite-real3}"
 step annotate && run benchmarks/annotate.py
+step serve && run benchmarks/serve.py
+step reward && run benchmarks/reward_robustness.py
 step probe && run benchmarks/backbone_probe.py --variants tiny.en,base --split dev
 step search && run benchmarks/search.py
 step synth && run benchmarks/synth.py --mix-clips 200 --jobs 2

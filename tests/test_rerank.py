@@ -199,3 +199,35 @@ def test_pairs_with_threshold_reject_failing_candidates():
     # winner c2 (passes); c1 passes but is 0.2 below; c0 fails the threshold although its style is higher
     assert [(p["rejected"], p["reason"]) for p in pairs] == [("c1", "margin"), ("c0", "wer")]
     assert pairs[1]["margin"] == pytest.approx(-0.2) and pairs[1]["rejected_wer"] == 0.6
+
+
+def test_quality_gate_tiers_before_wer_and_reward():
+    from paraspeechclap.reranking import RewardConfig, rank_candidates
+
+    style = np.array([0.9, 0.5, 0.7, -np.inf])
+    ok = np.array([False, True, True, True])
+    # the failing candidate ranks after every passing one despite the best reward; unscored stays last
+    assert rank_candidates(style, quality_ok=ok).order == [2, 1, 0, 3]
+    wer = np.array([0.0, 0.5, 0.0, 0.0])
+    # the gate comes before the WER threshold: 2 (passes both), 1 (fails WER), 0 (fails the gate)
+    assert rank_candidates(style, wer, RewardConfig(wer_threshold=0.2), ok).order == [2, 1, 0, 3]
+    assert rank_candidates(style).order == [0, 2, 1, 3]
+
+
+def test_quality_gate_in_best_of_n_with_a_fake_check(tiny):
+    """best_of_n with a gate: the verdicts reach the selection, its summary and the ranking."""
+    from paraspeechclap.reranking import best_of_n, summary_entry
+    from paraspeechclap.reranking.quality import GateVerdict, QualityGate
+
+    class Loud(QualityGate):
+        def check(self, x):  # fails clips louder than 0.5 peak: a known verdict for the test
+            return GateVerdict(bool(np.abs(x).max() < 0.5), [] if np.abs(x).max() < 0.5 else ["clipping"], {})
+
+    t = np.arange(16000) / 16000
+    quiet = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    loud = (0.9 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    sel = best_of_n(tiny, ["p"], [[loud, quiet]], gate=Loud(trim=False))[0]
+    assert sel.best == 1 and [v.ok for v in sel.quality] == [False, True]
+    entry = summary_entry(sel)
+    assert entry["failed_quality_gate"] == [1] and entry["quality"][1]["ok"]
+    assert best_of_n(tiny, ["p"], [[loud, quiet]])[0].quality is None

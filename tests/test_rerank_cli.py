@@ -231,3 +231,29 @@ def test_usage_errors(tmp_path, capsys):
     assert code == 2 and "wer_per_example.txt" in err
     code, _, err = _run(capsys, "--input-dir", tmp_path / "nothing", "--out-name", "b")
     assert code == 2 and "not found" in err
+
+
+def test_quality_gate_flag_ranks_a_noisy_candidate_last(tiny_dir, tmp_path, capsys):
+    """--quality-gate: iteration 1's clip of prompt 0 drowned in noise (0 dB) ranks last and is reported.
+    Speech clips (a pure tone sits near its peak for a few per cent of samples and reads as clipped)."""
+    from paraspeechclap.audio import load_audio
+
+    root = _official(tmp_path / "d")
+    speech = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.flac"))
+    for k in range(1, 4):
+        for i in range(len(PROMPTS)):
+            sf.write(root / f"iter_{k}" / "audios" / f"{i}.wav", load_audio(str(speech[3 * (k - 1) + i])), 16000)
+    clip = root / "iter_1" / "audios" / "0.wav"
+    x, _ = sf.read(clip, dtype="float32")
+    noise = np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * np.sqrt(np.mean(x ** 2))
+    sf.write(clip, x + noise, 16000)
+    code, _, err = _run(capsys, "--input-dir", root, "--out-name", "gated", "--model", tiny_dir, "--precision", "fp32",
+                        "--quality-gate")
+    assert code == 0, err
+    entry = _summary(root / "gated")[0]
+    assert entry["failed_quality_gate"] == [1] and entry["quality"][0]["reasons"] == ["snr"]
+    assert entry["best_iteration_idx"] != 1 and all(q["ok"] for q in entry["quality"][1:])
+    info = json.loads((root / "gated" / "rerank_info.json").read_text())
+    assert info["quality_gate"]["min_snr_db"] == 12.0
+    code, _, _ = _run(capsys, "--input-dir", root, "--out-name", "plain", "--model", tiny_dir, "--precision", "fp32")
+    assert "quality" not in _summary(root / "plain")[0]

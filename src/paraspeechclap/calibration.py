@@ -400,3 +400,18 @@ class Calibration:
 
 def _short(checksum: str) -> str:
     return checksum[:12] if checksum else "<no checksum>"
+
+
+def shipped_calibration(model_name: str | None, model: Any, center: str | None = "none") -> Calibration | None:
+    """The ``calibration.json`` shipped beside a model (``--model`` name or folder) when it was fitted
+    for these weights and, unless ``center`` is None, for this centring key (:func:`center_key`); else None."""
+    from .pretrained import model_dir
+
+    folder = model_dir(model_name)
+    path = folder / "calibration.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    cal = Calibration.load(path)
+    if cal.model_checksum != model.checksum or (center is not None and cal.center != center):
+        return None
+    return cal

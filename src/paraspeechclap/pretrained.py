@@ -185,6 +185,14 @@ def resolve_released(name: str) -> Path:
 
 
 # -- entry point -----------------------------------------------------------------------------------
+def model_dir(name: str | None) -> Path | None:
+    """The folder a model was loaded from (embedded or saved; None for official checkpoints and
+    released names), where files that belong to it, such as a shipped ``calibration.json``, live."""
+    if name is None or name == DEFAULT_MODEL or (EMBEDDED_DIR / name).is_dir():
+        return EMBEDDED_DIR / (name or DEFAULT_MODEL)
+    return Path(name) if Path(name).is_dir() else None
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

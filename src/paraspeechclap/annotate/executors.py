@@ -35,6 +35,7 @@ class StageJob:
         batch_size: clips per forward pass.
         progress: show the project's progress bar.
         options: executor-specific settings (``ray``: ``address``, ``workers``).
+        measured: take the DSP measurements (False for ``embed`` and ``index``: their columns stay null).
     """
 
     model: Any
@@ -45,6 +46,7 @@ class StageJob:
     batch_size: int = 16
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    measured: bool = True
 
     def progress_bar(self) -> Any:
         from tqdm.auto import tqdm
@@ -98,7 +100,7 @@ def run_local(job: StageJob) -> dict[str, Any]:
     bar = job.progress_bar()
     clips = 0
     for k in job.pending:
-        table, seconds = run_shard(job.model, job.shards[k], job.batch_size)
+        table, seconds = run_shard(job.model, job.shards[k], job.batch_size, job.measured)
         for s, v in seconds.items():
             steps[s] += v
         t1 = time.perf_counter()

@@ -35,10 +35,10 @@ DECODE_CPUS, WRITE_CPUS = 0.5, 0.1
 TASK_RETRIES = 3
 
 
-def _decode(row: dict[str, Any], min_samples: int) -> dict[str, Any]:
+def _decode(row: dict[str, Any], min_samples: int, measured: bool = True) -> dict[str, Any]:
     from .stage import decode_and_measure
 
-    decoded = decode_and_measure(pickle.loads(row["items"]), min_samples)
+    decoded = decode_and_measure(pickle.loads(row["items"]), min_samples, measured)
     return {"shard": row["shard"], "decoded": pickle.dumps(decoded)}
 
 
@@ -118,7 +118,8 @@ def _pipeline(job: StageJob) -> Any:
     # **ray_remote_args, which warns that it will change in 2.64 (the extra pins ray below 2.64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds = ds.map(_decode, fn_kwargs={"min_samples": job.model.audio_branch.min_samples}, num_cpus=DECODE_CPUS,
+        ds = ds.map(_decode, fn_kwargs={"min_samples": job.model.audio_branch.min_samples, "measured": job.measured},
+                    num_cpus=DECODE_CPUS,
                     max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
         ds = ds.map(_Embedder, fn_constructor_kwargs={"model_spec": spec, "batch_size": job.batch_size,
                                                       "threads": job.options.get("threads")},

@@ -71,8 +71,9 @@ class Decoded:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
 
 
-def decode_and_measure(items: Sequence[InputItem], min_samples: int) -> Decoded:
-    """Decode every clip once, measure it at its own rate, and keep its 16 kHz waveform."""
+def decode_and_measure(items: Sequence[InputItem], min_samples: int, measured: bool = True) -> Decoded:
+    """Decode every clip once, measure it at its own rate (unless ``measured`` is False: ``embed`` and
+    ``index`` need only the embeddings), and keep its 16 kHz waveform."""
     from ..audio.measure import measure
 
     out = Decoded(list(items))
@@ -85,9 +86,10 @@ def decode_and_measure(items: Sequence[InputItem], min_samples: int) -> Decoded:
             continue
         finally:
             out.seconds["decode"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out.measurements[k] = measure(native, sr)
-        out.seconds["measure"] += time.perf_counter() - t0
+        if measured:
+            t0 = time.perf_counter()
+            out.measurements[k] = measure(native, sr)
+            out.seconds["measure"] += time.perf_counter() - t0
         out.waveforms.append(wav16)
     return out
 
@@ -101,7 +103,8 @@ def embed_decoded(model: Any, decoded: Decoded, batch_size: int) -> Any:
     return _table(decoded.items, decoded.errors, decoded.measurements, emb, model.config.embed_dim)
 
 
-def run_shard(model: Any, items: Sequence[InputItem], batch_size: int) -> tuple[Any, dict[str, float]]:
+def run_shard(model: Any, items: Sequence[InputItem], batch_size: int, measured: bool = True
+              ) -> tuple[Any, dict[str, float]]:
     """Decode, measure and embed one shard's clips in this process.
 
     Args:
@@ -114,7 +117,7 @@ def run_shard(model: Any, items: Sequence[InputItem], batch_size: int) -> tuple[
         that cannot be read has ``error`` set and null measurements and embedding) and the seconds
         spent in each of :data:`STEPS`.
     """
-    decoded = decode_and_measure(items, model.audio_branch.min_samples)
+    decoded = decode_and_measure(items, model.audio_branch.min_samples, measured)
     return embed_decoded(model, decoded, batch_size), decoded.seconds
 
 

@@ -90,19 +90,10 @@ def _items(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     return items_from_manifest(manifest, args.speaker_field), {"manifest": manifest.name, "split": args.split}
 
 
-def model_dir(name: str | None) -> Path | None:
-    """The folder a model was loaded from (embedded or saved), where a shipped calibration lives."""
-    from ..pretrained import DEFAULT_MODEL, EMBEDDED_DIR
-
-    if name is None or name == DEFAULT_MODEL or (EMBEDDED_DIR / name).is_dir():
-        return EMBEDDED_DIR / (name or DEFAULT_MODEL)
-    return Path(name) if Path(name).is_dir() else None
-
-
 def _calibration(args: argparse.Namespace, model: Any) -> Any | None:
     """The explicit calibration (refused on a model or centring mismatch), else the model's shipped
     one when it matches, else None."""
-    from ..calibration import Calibration, center_key
+    from ..calibration import Calibration, center_key, shipped_calibration
 
     center = center_key(args.center, args.reference)
     if args.calibration:
@@ -110,15 +101,10 @@ def _calibration(args: argparse.Namespace, model: Any) -> Any | None:
         cal = Calibration.load(path / "calibration.json" if path.is_dir() else path)
         cal.check(model.checksum, center)
         return cal
-    folder = model_dir(args.model)
-    shipped = folder / "calibration.json" if folder is not None else None
-    if shipped is None or not shipped.is_file():
-        return None
-    cal = Calibration.load(shipped)
-    if cal.model_checksum != model.checksum or cal.center != center:
-        print(f"note: the shipped calibration is for center={cal.center}; this run (center={center}) reports the "
+    cal = shipped_calibration(args.model, model, center)
+    if cal is None and shipped_calibration(args.model, model, None) is not None:
+        print(f"note: the shipped calibration is for another centring; this run (center={center}) reports the "
               "uncalibrated softmax", file=sys.stderr)
-        return None
     return cal
 
 

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "paraspeechclap.cli.train_cmd",  # train
     "paraspeechclap.cli.synth_cmd",  # synth (synthetic corpus, prompted candidates)
     "paraspeechclap.cli.rerank_cmd",  # rerank (best-of-N)
+    "paraspeechclap.cli.serve_cmd",  # serve (HTTP service and web page)
 )
 
 

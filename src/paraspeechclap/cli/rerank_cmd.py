@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rank candidates with WER > T after the others (all if none passes)")
     g.add_argument("--wer-weight", type=float, default=0.0, metavar="W",
                    help="reward z(style) - W * z(WER) per prompt (default 0: style score only)")
+    g.add_argument("--quality-gate", action="store_true",
+                   help="rank noisy (blind SNR < 12 dB) or clipped candidates after the others and score every "
+                        "candidate with its edge silence trimmed (reward gaming guard; docs/rerank.md)")
     g = p.add_argument_group("preference pairs")
     g.add_argument("--pairs", metavar="FILE.jsonl", help="also write (chosen, rejected) preference pairs")
     g.add_argument("--pairs-rule", default="best-vs-rest", choices=["best-vs-rest", "best-vs-worst"],
@@ -126,6 +129,7 @@ def run_rerank(args: argparse.Namespace) -> int:
         as_scorer,
         best_of_n,
         make_pairs,
+        resolve_gate,
         write_outputs,
         write_pairs,
     )
@@ -143,11 +147,13 @@ def run_rerank(args: argparse.Namespace) -> int:
     lists = [[None if (i, k) in missing else c for k, c in enumerate(cands)] for i, cands in enumerate(rset.candidates)]
     names = [[str(c) for c in cands] for cands in rset.candidates]
     model = model_from_args(args)
-    scorer = as_scorer(model, batch_size=args.batch_size, reference=args.reference)
+    gate = resolve_gate(args.quality_gate)
+    scorer = as_scorer(model, batch_size=args.batch_size, reference=args.reference, gate=gate)
     selections = best_of_n(scorer, rset.prompts, lists, wer, config, names, progress=True)
     empty = _check_selections(selections, args.skip_bad)
     info = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "layout": rset.layout, "input": str(rset.root),
             "prompts": len(rset.prompts), "reward": config.as_dict(), "skip_bad": args.skip_bad,
+            "quality_gate": None if gate is None else gate.as_dict(),
             "problems": [p.as_dict() for p in rset.problems], "warnings": rset.warnings,
             "prompts_without_winner": empty,
             "center": {"mode": "none", "reference": list(args.reference or [])}}  # fmt: skip

@@ -129,7 +129,7 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_model(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
+def model_for_index(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
     """The model given on the command line, else the one recorded in the index; it must match."""
     recorded = meta["model"].get("load", {})
     for key in ("model", "audio_encoder", "text_encoder"):
@@ -149,7 +149,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     index = load_index(args.index)
     backend = index.resolve_backend(args.backend)  # --backend ann without an ANN index: fail before the model loads
-    model = _search_model(args, index.meta)
+    model = model_for_index(args, index.meta)
     index, centering = _centred(index, model, args)
     note = None
     if centering and backend == "ann":  # the ANN index holds the uncentred vectors: search the centred ones exactly

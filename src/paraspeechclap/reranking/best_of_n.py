@@ -46,6 +46,7 @@ class Selection:
         ranking: candidates ranked by the reward (see :mod:`~paraspeechclap.reranking.reward`).
         wer: ``(N,)`` word error rates used by the reward, or None.
         issues: candidates that were missing, unreadable (skipped) or silent (ranked last).
+        quality: with a quality gate, each candidate's verdict (None where it was not scored).
     """
 
     prompt_idx: int
@@ -55,6 +56,7 @@ class Selection:
     ranking: Ranking
     wer: np.ndarray | None = None
     issues: list[CandidateIssue] = field(default_factory=list)
+    quality: list[Any] | None = None
 
     @property
     def best(self) -> int | None:
@@ -88,7 +90,12 @@ def score_candidates(scorer: Any, prompts: Sequence[str], candidate_lists: Seque
         issues = [CandidateIssue(k, label[k], MISSING, f"{label[k]}: missing candidate")
                   for k, c in enumerate(cands) if c is None]  # fmt: skip
         issues += [CandidateIssue(pos[i.index], label[pos[i.index]], i.kind, i.message) for i in ps.issues]
-        out.append(PromptScores(scores, sorted(issues, key=lambda i: i.index)))
+        quality = None
+        if ps.quality is not None:
+            quality = [None] * len(cands)
+            for j, verdict in zip(pos, ps.quality):
+                quality[j] = verdict
+        out.append(PromptScores(scores, sorted(issues, key=lambda i: i.index), quality))
     return out
 
 
@@ -100,6 +107,7 @@ def best_of_n(
     config: RewardConfig | None = None,
     names: Sequence[Sequence[str]] | None = None,
     progress: bool = False,
+    gate: Any | None = None,
 ) -> list[Selection]:
     """Decide every prompt: score its candidates and rank them by the reward.
 
@@ -111,6 +119,8 @@ def best_of_n(
         config: the reward.
         names: display names of the candidates (default: the paths).
         progress: show a progress bar.
+        gate: a :class:`~paraspeechclap.reranking.quality.QualityGate` (needs a model): candidates that
+            fail it rank after those that pass, and all are embedded with their edge silence trimmed.
 
     Returns:
         ``P`` selections. Problems are recorded in ``Selection.issues``, never raised here.
@@ -123,12 +133,12 @@ def best_of_n(
     if names is None:
         names = [[describe_item(c, k) if c is not None else f"candidate {k + 1}" for k, c in enumerate(cands)]
                  for cands in candidate_lists]  # fmt: skip
-    results = score_candidates(as_scorer(model), prompts, candidate_lists, names, progress)
+    results = score_candidates(as_scorer(model, gate=gate), prompts, candidate_lists, names, progress)
     out = []
     for i, (prompt, ps) in enumerate(zip(prompts, results)):
         w = None if wer is None else np.asarray(wer[i], dtype=np.float64)
-        ranking = rank_candidates(ps.scores, w, config)
-        out.append(Selection(i, prompt, list(names[i]), ps.scores, ranking, w, ps.issues))
+        ranking = rank_candidates(ps.scores, w, config, ps.quality_ok())
+        out.append(Selection(i, prompt, list(names[i]), ps.scores, ranking, w, ps.issues, ps.quality))
     return out
 
 
@@ -141,6 +151,7 @@ def rerank(
     wer_threshold: float | None = None,
     wer_weight: float = 0.0,
     skip_bad: bool = False,
+    quality_gate: Any = False,
 ) -> list[tuple[AudioItem, float]]:
     """Rank one prompt's candidates, best first.
 
@@ -152,6 +163,9 @@ def rerank(
         wer_threshold: candidates with a higher WER are ranked after the others.
         wer_weight: λ of the reward ``z(style) - λ z(WER)``.
         skip_bad: leave unreadable candidates out (logged) instead of raising.
+        quality_gate: True (the default :class:`~paraspeechclap.reranking.quality.QualityGate`) or a
+            gate: noisy or clipped candidates rank after the others, and every candidate is scored
+            with its edge silence trimmed (``docs/rerank.md``, "Reward gaming").
 
     Returns:
         ``(candidate, style score)`` pairs in reward order; ties keep the lowest index first.
@@ -162,7 +176,7 @@ def rerank(
     """
     config = RewardConfig(wer_threshold, wer_weight)
     w = None if wer is None else [np.asarray(wer, dtype=np.float64)]
-    sel = best_of_n(model, [prompt], [list(candidates)], w, config)[0]
+    sel = best_of_n(model, [prompt], [list(candidates)], w, config, gate=resolve_gate(quality_gate))[0]
     for issue in sel.issues:
         if issue.kind != SILENT and not skip_bad:
             raise AudioError(issue.message)
@@ -171,13 +185,23 @@ def rerank(
     return [(candidates[k], float(sel.scores[k])) for k in sel.ranking.order if k not in dropped]
 
 
+def resolve_gate(quality_gate: Any) -> Any | None:
+    """``True`` -> the default gate, ``False``/None -> None, a gate -> itself."""
+    if quality_gate is True:
+        from .quality import QualityGate
+
+        return QualityGate()
+    return quality_gate or None
+
+
 def summary_entry(sel: Selection, config: RewardConfig | None = None, with_names: bool = False) -> dict[str, Any]:
     """One prompt's entry of ``selection_summary.json`` in the official form, plus optional keys.
 
     Official keys: ``prompt_idx``, ``text_prompt``, ``best_iteration_idx`` (1-based; null when no
     candidate could be scored), ``best_score`` (cosine), ``all_scores`` (per candidate; null for an
     unscored one). Added when relevant: ``skipped`` and ``silent`` (the issues), ``all_wer``,
-    ``all_rewards``, ``best_reward`` and ``wer_fallback`` (a composite reward), ``candidates`` and
+    ``all_rewards``, ``best_reward`` and ``wer_fallback`` (a composite reward), ``quality`` and
+    ``failed_quality_gate`` (1-based; with a quality gate), ``candidates`` and
     ``best_candidate`` (the plain layout's file names).
     """
     config = config or RewardConfig()
@@ -198,6 +222,9 @@ def summary_entry(sel: Selection, config: RewardConfig | None = None, with_names
         entry["all_rewards"] = [json_score(r) for r in sel.ranking.reward]
         entry["best_reward"] = None if best is None else json_score(sel.ranking.reward[best])
         entry["wer_fallback"] = sel.ranking.fallback
+    if sel.quality is not None:
+        entry["quality"] = [None if v is None else v.as_dict() for v in sel.quality]
+        entry["failed_quality_gate"] = [k + 1 for k, v in enumerate(sel.quality) if v is not None and not v.ok]
     if with_names:
         entry["candidates"] = list(sel.names)
         entry["best_candidate"] = None if best is None else sel.names[best]

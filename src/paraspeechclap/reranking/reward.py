@@ -107,13 +107,17 @@ def composite_reward(style: np.ndarray, wer: np.ndarray | None, config: RewardCo
     return np.where(scored, reward, -np.inf)
 
 
-def rank_candidates(style: np.ndarray, wer: np.ndarray | None = None, config: RewardConfig | None = None) -> Ranking:
+def rank_candidates(style: np.ndarray, wer: np.ndarray | None = None, config: RewardConfig | None = None,
+                    quality_ok: np.ndarray | None = None) -> Ranking:
     """Rank one prompt's candidates by the composite reward.
 
     Args:
         style: ``(N,)`` style scores (``-inf``/NaN: no score).
         wer: ``(N,)`` word error rates (NaN: unknown), needed when ``config`` uses them.
         config: the reward settings (default: the style score only).
+        quality_ok: ``(N,)`` bool, the candidate passed the quality gate
+            (:mod:`~paraspeechclap.reranking.quality`): those that pass rank before those that fail,
+            ahead of the WER tiers (None: no gate).
 
     Returns:
         The :class:`Ranking`; ties keep the lowest index first.
@@ -135,10 +139,12 @@ def rank_candidates(style: np.ndarray, wer: np.ndarray | None = None, config: Re
         passes = np.isfinite(w) & (w <= config.wer_threshold)
         fallback = bool(scored.any() and not (passes & scored).any())
     group = np.zeros(len(style), dtype=int) if passes is None or fallback else np.where(passes, 0, 1)
+    gate = np.zeros(len(style), dtype=int) if quality_ok is None else np.where(np.asarray(quality_ok, bool), 0, 1)
 
     def key(i: int) -> tuple:
         r = reward[i]
-        # scored first; then passing; then higher reward (NaN after finite); then lower index
-        return (not scored[i], int(group[i]), bool(np.isnan(r)), -r if np.isfinite(r) else 0.0, i)
+        # scored first; then through the quality gate; then passing the WER threshold; then higher
+        # reward (NaN after finite); then lower index
+        return (not scored[i], int(gate[i]), int(group[i]), bool(np.isnan(r)), -r if np.isfinite(r) else 0.0, i)
 
     return Ranking(sorted(range(len(style)), key=key), reward, scored, passes, fallback)

@@ -64,10 +64,18 @@ class PromptScores:
     Attributes:
         scores: ``(N,)`` float64 cosine similarities; ``-inf`` where the candidate has an issue.
         issues: the candidates that could not be scored.
+        quality: with a quality gate, each candidate's verdict (None where it was not scored).
     """
 
     scores: np.ndarray
     issues: list[CandidateIssue] = field(default_factory=list)
+    quality: list[Any] | None = None
+
+    def quality_ok(self) -> np.ndarray | None:
+        """``(N,)`` bool: passed the gate (True where there is no verdict); None without a gate."""
+        if self.quality is None:
+            return None
+        return np.array([v is None or v.ok for v in self.quality], dtype=bool)
 
 
 class Scorer(Protocol):
@@ -124,10 +132,14 @@ class StyleScorer:
     """
 
     def __init__(self, model: ParaSpeechCLAP, batch_size: int = 16, block_clips: int = 64,
-                 sample_rate: int | None = None, reference: Sequence[AudioItem] | None = None) -> None:
+                 sample_rate: int | None = None, reference: Sequence[AudioItem] | None = None,
+                 gate: Any | None = None) -> None:
         """``reference``: clips (e.g. the TTS voice's neutral speech) whose mean embedding is subtracted
-        from every candidate's before scoring (:mod:`paraspeechclap.centering`); embedded once."""
+        from every candidate's before scoring (:mod:`paraspeechclap.centering`); embedded once.
+        ``gate``: a :class:`~paraspeechclap.reranking.quality.QualityGate`: each candidate is checked
+        (``PromptScores.quality``) and embedded as the gate prepares it (edge silence trimmed)."""
         self.model = model
+        self.gate = gate
         self.batch_size = batch_size
         self.block_clips = max(1, block_clips)
         self.sample_rate = sample_rate
@@ -183,12 +195,18 @@ class StyleScorer:
         min_samples = self.model.audio_branch.min_samples
         wavs: list[np.ndarray] = []
         owner: list[tuple[int, int]] = []  # (position in block, candidate index) of each wav
-        results = [PromptScores(np.full(len(candidate_lists[p]), -np.inf)) for p in block]
+        results = [PromptScores(np.full(len(candidate_lists[p]), -np.inf),
+                                quality=None if self.gate is None else [None] * len(candidate_lists[p]))
+                   for p in block]  # fmt: skip
         for b, p in enumerate(block):
             for k, item in enumerate(candidate_lists[p]):
                 name = describe_item(item, k)
                 try:
-                    wavs.append(load_audio(item, self.sample_rate, min_samples=min_samples, name=name))
+                    wav = load_audio(item, self.sample_rate, min_samples=min_samples, name=name)
+                    if self.gate is not None:
+                        results[b].quality[k] = self.gate.check(wav)  # type: ignore[index]
+                        wav = self.gate.prepare(wav)
+                    wavs.append(wav)
                     owner.append((b, k))
                 except AudioError as exc:
                     kind = issue_kind(item, min_samples, self.sample_rate)
@@ -212,11 +230,13 @@ class StyleScorer:
         return self._reference_emb
 
 
-def as_scorer(model_or_scorer: Any, batch_size: int = 16, reference: Sequence[AudioItem] | None = None) -> Scorer:
-    """A model becomes a :class:`StyleScorer` (centred on ``reference`` clips, if any); an object with
-    ``score_many`` is used as it is (a reference is then an error: it would be ignored)."""
+def as_scorer(model_or_scorer: Any, batch_size: int = 16, reference: Sequence[AudioItem] | None = None,
+              gate: Any | None = None) -> Scorer:
+    """A model becomes a :class:`StyleScorer` (centred on ``reference`` clips, if any; checked by
+    ``gate``, if any); an object with ``score_many`` is used as it is (a reference or a gate is then
+    an error: it would be ignored)."""
     if hasattr(model_or_scorer, "score_many"):
-        if reference is not None:
-            raise InputError("reference clips need a model, not a ready scorer")
+        if reference is not None or gate is not None:
+            raise InputError("reference clips and a quality gate need a model, not a ready scorer")
         return model_or_scorer
-    return StyleScorer(model_or_scorer, batch_size=batch_size, reference=reference)
+    return StyleScorer(model_or_scorer, batch_size=batch_size, reference=reference, gate=gate)
