@@ -140,3 +140,41 @@ def test_ray_resumes_and_leaves_a_finished_job_alone(local_ray, tiny_dir, clips,
     done = _run(tiny_dir, clips, out, "ray", shard_size=4)
     assert done.get("nothing_to_do") and done["executor"]["shards_written"] == 2  # the record of the last real run
     _exactly_once(out, 13)
+
+
+# -- embed and index through the executor ---------------------------------------------------------------
+def test_embed_and_index_with_the_ray_executor_equal_local(local_ray, tiny_dir, clips, tmp_path, capsys):
+    """``embed --executor ray`` writes the local command's rows (order, skipped file, values within 1e-6);
+    ``index --executor ray`` builds the same index, and a re-run embeds nothing."""
+    from paraspeechclap.cli.main import main
+    from paraspeechclap.search.index import load_index
+
+    files = sorted(str(p) for p in clips.glob("*.wav"))
+    common = ["--model", str(tiny_dir), "--precision", "fp32", "--skip-bad"]
+    assert main(["embed", *files, "--out", str(tmp_path / "local.npy"), *common]) == 0
+    assert main(["embed", *files, "--out", str(tmp_path / "ray.npy"), *common, "--executor", "ray"]) == 0
+    local, distributed = np.load(tmp_path / "local.npy"), np.load(tmp_path / "ray.npy")
+    ids_l = json.loads((tmp_path / "local.ids.json").read_text())
+    ids_r = json.loads((tmp_path / "ray.ids.json").read_text())
+    assert ids_r["items"] == ids_l["items"] and len(ids_r["skipped"]) == 1 == len(ids_l["skipped"])
+    assert ids_r["skipped"][0]["item"].endswith("c99_bad.wav") and ids_r["executor"] == "ray"
+    np.testing.assert_allclose(distributed, local, atol=1e-6)
+
+    assert main(["index", str(clips), "--out", str(tmp_path / "idx_l"), *common, "--ann", "none"]) == 0
+    assert main(["index", str(clips), "--out", str(tmp_path / "idx_r"), *common, "--ann", "none",
+                 "--executor", "ray", "--json"]) == 0
+    a, b = load_index(tmp_path / "idx_l"), load_index(tmp_path / "idx_r")
+    assert [it["path"] for it in a.items] == [it["path"] for it in b.items]
+    np.testing.assert_allclose(np.asarray(b.embeddings), np.asarray(a.embeddings), atol=1e-6)
+    capsys.readouterr()
+    assert main(["index", str(clips), "--out", str(tmp_path / "idx_r"), *common, "--ann", "none",
+                 "--executor", "ray", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["embedded"] == 0
+
+
+def test_executor_flags_are_checked(tiny_dir, clips, tmp_path, capsys):
+    from paraspeechclap.cli.main import main
+
+    code = main(["embed", str(next(clips.glob("c00.wav"))), "--out", str(tmp_path / "x.npy"), "--model",
+                 str(tiny_dir), "--workers", "2"])
+    assert code == 2 and "--executor ray" in capsys.readouterr().err

@@ -53,7 +53,8 @@ class StageJob:
 
         todo = set(self.pending)
         done = sum(len(s) for k, s in enumerate(self.shards) if k not in todo)
-        return tqdm(total=sum(len(s) for s in self.shards), initial=done, unit="clip", desc="annotate",
+        return tqdm(total=sum(len(s) for s in self.shards), initial=done, unit="clip",
+                    desc="annotate" if self.measured else "embed",
                     disable=not self.progress, dynamic_ncols=True)
 
     def stats(self, wall: float, steps: dict[str, float], clips: int, **extra: Any) -> dict[str, Any]:

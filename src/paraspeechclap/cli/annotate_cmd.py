@@ -15,9 +15,12 @@ from typing import Any
 from ..errors import InputError
 from .common import (
     add_center_args,
+    add_executor_args,
     add_manifest_source_args,
     add_model_args,
+    executor_options,
     model_from_args,
+    model_load_spec,
     positive_int,
     print_json,
 )
@@ -51,18 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the caption wordings (default 0)")
     p.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
                    help=f"clips per shard, the unit of resuming (default {DEFAULT_SHARD_SIZE})")
-    p.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="who runs the decode/measure/embed stage: local (default: this process, no Ray needed) or "
-                        "ray (a Ray Data pipeline: CPU tasks decode, an actor pool embeds; pip install "
-                        "'paraspeechclap[ray]')")
-    p.add_argument("--address", default=None, metavar="ADDR",
-                   help="--executor ray: the cluster to join ('auto', 'host:6379' or 'ray://host:10001'; default: a "
-                        "local Ray instance on this machine). OUT and the audio must be on storage every node sees")
-    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="--executor ray: embedding actors, one model each (default 1; one per GPU or machine)")
-    p.add_argument("--worker-threads", type=positive_int, default=None, metavar="T",
-                   help="--executor ray: torch threads per embedding actor (default: all CPUs of its machine, for "
-                        "one actor per machine; lower it when several actors share one)")
+    add_executor_args(p, "decode/measure/embed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print run.json to stdout")
     add_model_args(p)
@@ -123,12 +115,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     calibration = _calibration(args, model)
     settings.calibration = calibration.source if calibration is not None else None
     progress = not args.no_progress and sys.stderr.isatty()
-    if args.executor != "ray" and (args.address or args.workers != 1 or args.worker_threads):
-        raise InputError("--address, --workers and --worker-threads are for --executor ray")
-    model_path = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
-    spec = {"name_or_path": model_path, "audio_encoder": args.audio_encoder, "text_encoder": args.text_encoder,
-            "device": args.device, "precision": model.precision, "pooling": args.pooling}
-    options = {"address": args.address, "workers": args.workers, "threads": args.worker_threads}
+    options = executor_options(args)
+    spec = model_load_spec(args, model)
     record = annotate(model, items, args.out, settings, calibration, official, progress, info, spec, options)
     if args.json:
         print_json(record)

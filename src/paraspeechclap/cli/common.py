@@ -42,6 +42,51 @@ def add_model_args(parser: argparse.ArgumentParser, precision_default: str | Non
     g.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="clips per batch (default 16)")
 
 
+def add_executor_args(parser: argparse.ArgumentParser, stage: str = "embed") -> None:
+    """``--executor`` and its Ray settings (``--address``, ``--workers``, ``--worker-threads``)."""
+    g = parser.add_argument_group("executor")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help=f"who runs the {stage} stage: local (default: this process, no Ray needed) or ray (a Ray "
+                        "Data pipeline: CPU tasks decode, an actor pool embeds; pip install 'paraspeechclap[ray]')")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="--executor ray: the cluster to join ('auto', 'host:6379' or 'ray://host:10001'; default: a "
+                        "local Ray instance on this machine). Outputs and audio must be on storage every node sees")
+    g.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="--executor ray: embedding actors, one model each (default 1; one per GPU or machine)")
+    g.add_argument("--worker-threads", type=positive_int, default=None, metavar="T",
+                   help="--executor ray: torch threads per embedding actor (default: all CPUs of its machine, for "
+                        "one actor per machine; lower it when several actors share one)")
+
+
+def executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor's settings from the flags (refused for ``local``, which has none)."""
+    from ..errors import InputError
+
+    if args.executor != "ray" and (args.address or args.workers != 1 or args.worker_threads):
+        raise InputError("--address, --workers and --worker-threads are for --executor ray")
+    return {"address": args.address, "workers": args.workers, "threads": args.worker_threads}
+
+
+def model_load_spec(args: argparse.Namespace, model: "ParaSpeechCLAP") -> dict[str, Any]:
+    """``load_model`` keywords that load the flags' model again in a worker process (paths made absolute)."""
+    from pathlib import Path
+
+    path = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
+    return {"name_or_path": path, "audio_encoder": args.audio_encoder, "text_encoder": args.text_encoder,
+            "device": args.device, "precision": model.precision, "pooling": args.pooling}
+
+
+def embedder_from_args(args: argparse.Namespace, model: "ParaSpeechCLAP") -> Any:
+    """The model itself (``--executor local``), or an :class:`~paraspeechclap.annotate.embedder.ExecutorEmbedder`
+    that embeds audio files through the executor the flags name."""
+    options = executor_options(args)
+    if args.executor == "local":
+        return model
+    from ..annotate.embedder import ExecutorEmbedder
+
+    return ExecutorEmbedder(model, model_load_spec(args, model), args.executor, options)
+
+
 def add_manifest_source_args(parser: argparse.ArgumentParser, root_note: str = "") -> None:
     """``--split`` and ``--audio-root``: where a manifest's rows and audio come from."""
     parser.add_argument("--split", default=None, metavar="S", help="split of a Hugging Face dataset")

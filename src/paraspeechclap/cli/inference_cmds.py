@@ -11,8 +11,8 @@ import numpy as np
 from ..atomic import atomic_path, atomic_write_json
 from ..errors import InputError
 from ..inference import DEFAULT_TEMPLATE
-from .common import (add_center_args, add_model_args, center_json, center_kwargs, model_from_args, print_json,
-                     print_table)
+from .common import (add_center_args, add_executor_args, add_model_args, center_json, center_kwargs,
+                     embedder_from_args, model_from_args, print_json, print_table)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="report unreadable items and carry on")
     add_model_args(p)
     add_center_args(p)
+    add_executor_args(p)
     p.set_defaults(func=run_embed)
 
 
@@ -124,8 +125,9 @@ def run_embed(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end with .npy: {args.out}")
     items, speakers = _items(args)
     model = model_from_args(args)
-    res = model.embed_audio_report(items, batch_size=args.batch_size, progress=True, skip_bad=args.skip_bad,
-                                   **center_kwargs(args, speakers))
+    embedder = embedder_from_args(args, model)
+    res = embedder.embed_audio_report(items, batch_size=args.batch_size, progress=True, skip_bad=args.skip_bad,
+                                      **center_kwargs(args, speakers))
     for i, msg in res.errors:
         print(f"skipped: {msg}", file=sys.stderr)
     with atomic_path(args.out) as tmp:
@@ -134,7 +136,7 @@ def run_embed(args: argparse.Namespace) -> int:
     ids = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "dim": int(res.embeddings.shape[1]),
            "items": [items[i] for i in res.indices],
            "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors],
-           "center": center_json(args)}
+           "center": center_json(args), "executor": args.executor}
     atomic_write_json(args.out[: -len(".npy")] + ".ids.json", ids)
     print(f"wrote {len(res.indices)} embeddings to {args.out}" +
           (f" ({len(res.errors)} bad item(s) skipped)" if res.errors else ""), file=sys.stderr)

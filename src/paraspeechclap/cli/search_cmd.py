@@ -16,8 +16,10 @@ from ..errors import InputError
 from ..search.backends import BACKEND_CHOICES
 from .common import (
     add_center_args,
+    add_executor_args,
     add_model_args,
     center_json,
+    embedder_from_args,
     model_from_args,
     positive_int,
     print_json,
@@ -44,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "pip install 'paraspeechclap[faiss]' (auto without FAISS builds none)")
     p.add_argument("--json", action="store_true", help="print build statistics as JSON")
     add_model_args(p)
+    add_executor_args(p)
     p.set_defaults(func=run_index)
 
     p = sub.add_parser("search", help="find the clips of an index that best match a style caption",
@@ -111,8 +114,12 @@ def run_index(args: argparse.Namespace) -> int:
     items, root, source = _index_items(args)
     check_choice(args.ann)  # before loading the model: --ann ivf without FAISS fails at once
     model = model_from_args(args)
-    stats = build_index(model, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args), ann=args.ann)
+    embedder = embedder_from_args(args, model)
+    # one call for the whole pending set under an executor: it starts its pipeline (and Ray) once
+    block = None if embedder is model else max(1, len(items))
+    stats = build_index(embedder, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args), ann=args.ann,
+                        block_size=block)
     summary = {"index": args.out, "files": stats.total, "reused": stats.reused, "embedded": stats.embedded,
                "skipped": [{"path": p, "error": e} for p, e in stats.skipped],
                "ann": {"requested": args.ann, "kind": stats.ann, "built": stats.ann_built},

@@ -67,46 +67,9 @@ def create_app(engine: Engine) -> Any:
 
     app = FastAPI(title="paraspeechclap", version=__version__, lifespan=lifespan,
                   description="Style scores, zero-shot tags, rewards and search with a ParaSpeechCLAP model.")
-    settings = engine.settings
-
-    def error(status: int, message: str) -> Any:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(HTTPProblem)
-    async def _problem(request: Request, exc: HTTPProblem) -> Any:
-        return error(exc.status, exc.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
-        return error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(400, f"{where}: {first.get('msg', 'invalid request')}")
-
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Any:
-        start = time.perf_counter()
-        path = request.url.path
-        engine.metrics.in_flight.inc()
-        try:
-            if settings.api_key and path not in OPEN_PATHS and not path.startswith("/static/") \
-                    and not _authorised(request, settings.api_key):
-                response = error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')")
-            else:
-                try:
-                    response = await call_next(request)
-                except Exception as exc:  # noqa: BLE001 - one bad request must not take the service down
-                    logger.exception("request %s failed", path)
-                    response = error(500, f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            engine.metrics.in_flight.dec()
-        engine.metrics.observe(_endpoint(path), response.status_code, time.perf_counter() - start)
-        return response
-
+    _add_guards(app, engine)
     _add_api_routes(app, engine)
+    _add_service_routes(app, engine)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -123,6 +86,49 @@ def create_app(engine: Engine) -> Any:
         return Response(body, media_type=ctype)
 
     return app
+
+
+def _error(status: int, message: str) -> Any:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_guards(app: Any, engine: Engine) -> None:
+    """Every refusal as ``{"error"}``; the API key; per-request metrics; a failing request answered 500."""
+    settings = engine.settings
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(request: Request, exc: HTTPProblem) -> Any:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        path = request.url.path
+        engine.metrics.in_flight.inc()
+        try:
+            if settings.api_key and path not in OPEN_PATHS and not path.startswith("/static/") \
+                    and not _authorised(request, settings.api_key):
+                response = _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')")
+            else:
+                try:
+                    response = await call_next(request)
+                except Exception as exc:  # noqa: BLE001 - one bad request must not take the service down
+                    logger.exception("request %s failed", path)
+                    response = _error(500, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            engine.metrics.in_flight.dec()
+        engine.metrics.observe(_endpoint(path), response.status_code, time.perf_counter() - start)
+        return response
 
 
 # -- helpers shared by the routes --------------------------------------------------------------------
@@ -189,6 +195,7 @@ def _rounded(x: float | None) -> float | None:
 
 
 def _add_api_routes(app: Any, engine: Engine) -> None:
+    """The inference endpoints: embed, score, classify, rerank, reward."""
     from .body_docs import body_doc
 
     settings = engine.settings
@@ -247,6 +254,11 @@ def _add_api_routes(app: Any, engine: Engine) -> None:
     async def reward(request: Request) -> dict[str, Any]:
         payload = await read_payload(request, settings)
         return await _reward(engine, payload)
+
+
+def _add_service_routes(app: Any, engine: Engine) -> None:
+    """``/v1/models``, and search over the ``--index`` with its audio."""
+    settings = engine.settings
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
