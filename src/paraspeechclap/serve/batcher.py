@@ -9,8 +9,8 @@ batch at once, so under load batches fill without waiting and with one client a 
 batch (the model's batched inference equals one clip at a time, ``tests/test_serve_api.py``).
 
 Why not a library batcher: Ray Serve's ``serve.batch`` brings a Ray runtime (seconds to start, a
-measured +42 % overhead on this machine for ``annotate``) and LitServe its own server, neither of which
-takes our multipart/path limits; this class is small and tested (``tests/test_serve_batcher.py``).
+measured +20 to +42 % overhead for ``annotate`` on 2 cores) and LitServe its own server, neither of which
+takes our multipart/path limits; this class is small and tested (``tests/test_serve_units.py``).
 """
 
 from __future__ import annotations
