@@ -117,6 +117,26 @@ def shift_pitch(params: WorldParams, semitones: float) -> WorldParams:
     return params
 
 
+def scale_f0_range(params: WorldParams, factor: float) -> WorldParams:
+    """Intonation: scale every voiced frame's distance from the clip's median F0, in semitones, by ``factor``.
+
+    ``factor < 1`` flattens the melody (monotonous; 0 leaves one steady pitch), ``factor > 1`` widens
+    it (singsong). The median F0 stays, so the pitch level does not change; unvoiced frames stay
+    unvoiced. A building block for the rhythm tags of issue 21; not yet used by the corpus plan.
+    """
+    if factor < 0:
+        raise ValueError(f"factor must be >= 0, got {factor}")
+    voiced = params.f0 > 0
+    if voiced.sum() < 2:
+        return params
+    log_f0 = np.log2(params.f0[voiced])
+    centre = np.median(log_f0)
+    f0 = params.f0.copy()
+    f0[voiced] = 2.0 ** (centre + factor * (log_f0 - centre))
+    params.f0 = f0
+    return params
+
+
 def semitones_to(params: WorldParams, target_hz: float) -> float:
     """Semitones from the median F0 of the voiced frames of ``params`` to ``target_hz`` (0 if none is voiced).
 
