@@ -15,7 +15,7 @@ def _utterance(words: int = 6, word_s: float = 0.32, gap_s: float = 0.04, seed: 
     """Harmonic 'words' with short joins between them (fluent speech: no pause), 0.2 s of silence at each end."""
     rng = np.random.default_rng(seed)
     parts = [np.zeros(int(0.2 * SR), np.float32)]
-    for w in range(words):
+    for _ in range(words):
         t = np.arange(int(word_s * SR)) / SR
         f0 = 120 + 30 * rng.random()
         burst = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12)) * np.hanning(len(t)) ** 0.3
