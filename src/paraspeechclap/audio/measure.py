@@ -274,6 +274,47 @@ def clipping_share(x: np.ndarray) -> float:
 
 
 #: the keys of :func:`measure`, in order.
+def _loud_frames(x: np.ndarray, n: int, range_db: float) -> np.ndarray:
+    """``(n,)`` bool: the 40 ms frames (20 ms hop, as :func:`paraspeechclap.audio.pitch.frame_f0`'s) within
+    ``range_db`` of the loudest one."""
+    x = np.asarray(x, np.float64)
+    starts = 320 * np.arange(n)
+    p = np.array([np.mean(x[s:s + 640] ** 2) if s < len(x) else 0.0 for s in starts])
+    return p >= p.max() * 10 ** (-range_db / 10) if p.max() > 0 else np.zeros(n, bool)
+
+
+def hnr_db(x: np.ndarray, range_db: float = 15.0) -> float | None:
+    """Harmonics-to-noise ratio in dB, by the autocorrelation method (Boersma 1993).
+
+    Each 40 ms frame within ``range_db`` of the loudest gives ``r``, the normalised autocorrelation peak
+    in the F0 lag range (the voicing strength of :func:`paraspeechclap.audio.pitch.frame_f0`). Its HNR
+    is ``10 log10(r / (1 - r))`` and the clip's is the median over those frames. Frames are chosen by
+    level, not by voicing, so breathy frames that fail a voicing threshold still count. None with
+    fewer than 3 such frames.
+    """
+    from .pitch import frame_f0
+
+    _, best = frame_f0(np.asarray(x, np.float32))
+    loud = _loud_frames(x, len(best), range_db)
+    if loud.sum() < 3:
+        return None
+    r = np.clip(best[loud], 1e-4, 1 - 1e-4)
+    return float(np.median(10 * np.log10(r / (1 - r))))
+
+
+def f0_perturbation_st(x: np.ndarray) -> float | None:
+    """Frame-to-frame F0 instability: the median absolute change of F0 between consecutive voiced
+    20 ms frames, in semitones. A frame-level stand-in for jitter (cycle-level jitter needs period
+    marks); smooth intonation reads a few hundredths. None with fewer than 3 voiced pairs."""
+    from .pitch import frame_f0
+
+    f0 = frame_f0(np.asarray(x, np.float32))[0]
+    pairs = (f0[1:] > 0) & (f0[:-1] > 0)
+    if pairs.sum() < 3:
+        return None
+    return float(np.median(np.abs(12 * np.log2(f0[1:][pairs] / f0[:-1][pairs]))))
+
+
 KEYS = (
     "duration_s", "active_level_dbfs", "f0_median_hz", "f0_spread_semitones", "f0_semitones_re_speaker",
     "speaking_rate_syll_per_s", "snr_db", "c50_db", "clipping_share",
