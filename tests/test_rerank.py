@@ -220,8 +220,8 @@ def test_quality_gate_in_best_of_n_with_a_fake_check(tiny):
     from paraspeechclap.reranking.quality import GateVerdict, QualityGate
 
     class Loud(QualityGate):
-        def check(self, x):  # fails clips louder than 0.5 peak: a known verdict for the test
-            return GateVerdict(bool(np.abs(x).max() < 0.5), [] if np.abs(x).max() < 0.5 else ["clipping"], {})
+        def apply(self, x):  # fails clips louder than 0.5 peak: a known verdict for the test (no trimming)
+            return GateVerdict(bool(np.abs(x).max() < 0.5), [] if np.abs(x).max() < 0.5 else ["clipping"], {}), x
 
     t = np.arange(16000) / 16000
     quiet = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
@@ -231,3 +231,19 @@ def test_quality_gate_in_best_of_n_with_a_fake_check(tiny):
     entry = summary_entry(sel)
     assert entry["failed_quality_gate"] == [1] and entry["quality"][1]["ok"]
     assert best_of_n(tiny, ["p"], [[loud, quiet]])[0].quality is None
+
+
+def test_quality_gate_apply_is_check_and_prepare_in_one_pass():
+    from pathlib import Path
+
+    from paraspeechclap.audio import load_audio
+    from paraspeechclap.reranking import QualityGate
+
+    x = load_audio(str(Path(__file__).resolve().parents[1] / "examples" / "thorsten_angry.flac"))
+    padded = np.concatenate([np.zeros(16000, np.float32), x, np.zeros(8000, np.float32)])
+    for gate in (QualityGate(), QualityGate(trim=False, max_edge_silence_s=0.5)):
+        verdict, prepared = gate.apply(padded)
+        assert verdict.measures == gate.measures(padded) and verdict.reasons == gate.reasons(verdict.measures)
+        np.testing.assert_array_equal(prepared, gate.prepare(padded))
+    assert len(QualityGate().apply(padded)[1]) < len(padded) - 20000  # the pads were cut to 0.1 s
+    assert QualityGate(max_edge_silence_s=0.5).apply(padded)[0].reasons == ["silence"]

@@ -276,6 +276,12 @@ def test_malformed_requests(guarded):
     status, body = post_json(guarded + "/v1/classify", {"audio": [base64.b64encode(_wav_bytes(_tone(1))).decode()],
                                                      "attribute_sets": ["nope"]}, KEY)
     assert status == 404 and "unknown attribute set 'nope'" in body["error"]
+    tone = base64.b64encode(_wav_bytes(_tone(1))).decode()
+    status, body = post_json(guarded + "/v1/classify", {"audio": [tone], "candidates": ["a", "b", "a"]}, KEY)
+    assert status == 400 and body["error"] == "duplicate candidates: a"
+    status, body = post_json(guarded + "/v1/classify", {"audio": [tone], "candidates": ["a"], "template": "no slot"},
+                             KEY)
+    assert status == 400 and "must contain '{}'" in body["error"]
     assert json.loads(request("GET", guarded + "/v1/nothing", headers=KEY)[2]) == {"error": "Not Found"}
     status, body = post_json(guarded + "/v1/reward", {"prompts": ["a"], "audio": []}, KEY)
     assert status == 400

@@ -163,9 +163,9 @@ class _Local:
             try:
                 wav = load_audio(item, rate, min_samples=min_samples, name=name)
                 if gate is not None:
-                    if not gate.check(wav).ok:
+                    verdict, wav = gate.apply(wav)
+                    if not verdict.ok:
                         failed.add(len(wavs))
-                    wav = gate.prepare(wav)
                 wavs.append(wav)
             except AudioError as exc:
                 wavs.append(None)

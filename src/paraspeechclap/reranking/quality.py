@@ -59,9 +59,12 @@ def edge_silence_s(x: np.ndarray, range_db: float = SILENCE_RANGE_DB) -> tuple[f
 def trim_edges(x: np.ndarray, keep_s: float = 0.1, range_db: float = SILENCE_RANGE_DB) -> np.ndarray:
     """``(S,)`` -> ``(S',)``: ``x`` with its leading and trailing silence (:func:`edge_silence_s`) cut to
     ``keep_s`` each, so a natural onset and release remain. An all-silent clip is returned unchanged."""
-    lead, trail = edge_silence_s(x, range_db)
-    duration = len(x) / SAMPLE_RATE
-    if lead >= duration:
+    return _trim_at(x, *edge_silence_s(x, range_db), keep_s)
+
+
+def _trim_at(x: np.ndarray, lead: float, trail: float, keep_s: float) -> np.ndarray:
+    """:func:`trim_edges` with the edge silence already measured."""
+    if lead >= len(x) / SAMPLE_RATE:
         return np.asarray(x, np.float32)
     start = round(max(lead - keep_s, 0.0) * SAMPLE_RATE)
     stop = len(x) - round(max(trail - keep_s, 0.0) * SAMPLE_RATE)
@@ -130,12 +133,20 @@ class QualityGate:
         second of digital silence around a noisy clip would read as a clean floor (60 dB). Trimmed to
         0.1 s, the silence no longer does, for clips longer than about 2 s.
         """
-        from ..audio.measure import clipping_share, snr_db
+        return self._measures_of(*self._trimmed(x))
 
+    def _trimmed(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """The clip with its edge silence cut to ``keep_s`` (float32), and that silence as given."""
         x = np.asarray(x, np.float64)
         lead, trail = edge_silence_s(x)
-        t = trim_edges(x, self.keep_s).astype(np.float64)
-        return {"snr_db": snr_db(t), "clipping_share": clipping_share(t), "plateau_share": plateau_share(t),
+        return _trim_at(x, lead, trail, self.keep_s), lead, trail
+
+    @staticmethod
+    def _measures_of(t: np.ndarray, lead: float, trail: float) -> dict[str, float | None]:
+        from ..audio.measure import clipping_share, snr_db
+
+        t64 = t.astype(np.float64)
+        return {"snr_db": snr_db(t64), "clipping_share": clipping_share(t64), "plateau_share": plateau_share(t64),
                 "lead_s": lead, "trail_s": trail}
 
     def reasons(self, m: dict[str, float | None]) -> list[str]:
@@ -153,9 +164,15 @@ class QualityGate:
 
     def check(self, x: np.ndarray) -> GateVerdict:
         """The verdict on one 16 kHz clip."""
-        m = self.measures(x)
+        return self.apply(x)[0]
+
+    def apply(self, x: np.ndarray) -> tuple[GateVerdict, np.ndarray]:
+        """:meth:`check` and :meth:`prepare` in one pass: the edge silence is found once and the
+        trimmed clip is both measured and (with :attr:`trim`) embedded."""
+        t, lead, trail = self._trimmed(x)
+        m = self._measures_of(t, lead, trail)
         reasons = self.reasons(m)
-        return GateVerdict(not reasons, reasons, m)
+        return GateVerdict(not reasons, reasons, m), (t if self.trim else x)
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """The waveform to embed: trimmed when :attr:`trim` is set, else ``x`` itself."""

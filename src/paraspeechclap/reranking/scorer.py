@@ -204,8 +204,7 @@ class StyleScorer:
                 try:
                     wav = load_audio(item, self.sample_rate, min_samples=min_samples, name=name)
                     if self.gate is not None:
-                        results[b].quality[k] = self.gate.check(wav)  # type: ignore[index]
-                        wav = self.gate.prepare(wav)
+                        results[b].quality[k], wav = self.gate.apply(wav)  # type: ignore[index]
                     wavs.append(wav)
                     owner.append((b, k))
                 except AudioError as exc:

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import InputError
 from .engine import Engine
 from .inputs import (HTTPProblem, Payload, decode_clip, flag_field, number_field, read_payload, require_clips,
                      text_field, text_list)
@@ -100,6 +101,10 @@ def _add_guards(app: Any, engine: Engine) -> None:
     async def _problem(request: Request, exc: HTTPProblem) -> Any:
         return _error(exc.status, exc.message)
 
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError) -> Any:  # a request the model's own checks refuse
+        return _error(400, str(exc))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         return _error(exc.status_code, str(exc.detail))
@@ -169,8 +174,8 @@ async def _gate(payload: Payload, wavs: list[np.ndarray | None]) -> tuple[list[n
     gate = QualityGate()
 
     def work() -> tuple[list[np.ndarray | None], list[Any]]:
-        verdicts = [None if w is None else gate.check(w) for w in wavs]
-        return [None if w is None else gate.prepare(w) for w in wavs], verdicts
+        done = [None if w is None else gate.apply(w) for w in wavs]
+        return [None if d is None else d[1] for d in done], [None if d is None else d[0] for d in done]
 
     return await anyio.to_thread.run_sync(work)
 

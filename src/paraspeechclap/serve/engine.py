@@ -105,13 +105,10 @@ class Engine:
         return np.stack(out)
 
     async def class_embeddings(self, candidates: Sequence[str], template: str) -> np.ndarray:
-        """``(C, D)`` embeddings of ``template`` filled with each candidate (as ``classify``)."""
-        if "{}" not in template:
-            raise HTTPProblem(400, f"field 'template' must contain '{{}}' where the candidate goes: {template!r}")
-        dup = sorted({c for c in candidates if list(candidates).count(c) > 1})
-        if dup:
-            raise HTTPProblem(400, f"duplicate candidates: {', '.join(dup)}")
-        return await self.embed_texts([template.format(c) for c in candidates])
+        """``(C, D)`` class embeddings of ``template`` filled with each candidate, as ``classify`` makes them
+        (the model checks the template and refuses duplicates: an ``InputError``, answered 400)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.model.class_embeddings, list(candidates), template)
 
     # -- attribute sets ------------------------------------------------------------------------------
     def check_sets(self, names: Sequence[str]) -> list[str]:

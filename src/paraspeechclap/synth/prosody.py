@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..audio.features import frame_powers
+from .world import _voiced_runs as _true_runs  # runs of True frames: voiced there, silent here
+
 SR = 16_000
 #: 20 ms frames, as the active level of :mod:`paraspeechclap.audio.measure`
 FRAME = 320
@@ -21,17 +24,10 @@ MIN_PAUSE_S = 0.15
 
 
 def frame_db(x: np.ndarray) -> np.ndarray:
-    """``(T,)`` power of each whole 20 ms frame in dB relative to the loudest (``-inf`` for silence)."""
-    n = len(x) // FRAME
-    p = (np.asarray(x[: n * FRAME], np.float64).reshape(n, FRAME) ** 2).mean(axis=1)
+    """``(T,)`` power of each 20 ms frame in dB relative to the loudest (``-inf`` for silence)."""
+    p = frame_powers(x, FRAME)
     with np.errstate(divide="ignore"):
-        return 10 * np.log10(p / p.max()) if n and p.max() > 0 else np.full(n, -np.inf)
-
-
-def _silent_runs(silent: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, stop)`` frame indices of each run of True."""
-    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+        return 10 * np.log10(p / p.max()) if p.max() > 0 else np.full(len(p), -np.inf)
 
 
 def internal_pause_share(x: np.ndarray, min_pause_s: float = MIN_PAUSE_S,
@@ -44,7 +40,7 @@ def internal_pause_share(x: np.ndarray, min_pause_s: float = MIN_PAUSE_S,
         return 0.0
     span = db[active[0]: active[-1] + 1] <= -range_db
     min_frames = int(np.ceil(min_pause_s * SR / FRAME))
-    paused = sum(b - a for a, b in _silent_runs(span) if b - a >= min_frames)
+    paused = sum(b - a for a, b in _true_runs(span) if b - a >= min_frames)
     return paused / len(span)
 
 
@@ -76,8 +72,7 @@ def insert_pauses(x: np.ndarray, n: int, pause_s: float, rng: np.random.Generato
     points = pause_points(x, n)
     if not points:
         return x.copy()
-    loudest_rms = np.sqrt((np.asarray(x, np.float64) ** 2).reshape(-1)[: len(x) // FRAME * FRAME]
-                     .reshape(-1, FRAME).mean(axis=1).max())
+    loudest_rms = np.sqrt(frame_powers(x, FRAME).max())
     fade = max(1, int(fade_s * SR))
     ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
     pieces, start = [], 0
