@@ -22,7 +22,7 @@ step rerank && run benchmarks/rerank.py
 step calibration && run benchmarks/calibrate_shipped.py --write --loco-runs "${LOCO_RUNS:-runs/loco-lite-real3}"
 step annotate && run benchmarks/annotate.py
 step serve && run benchmarks/serve.py
-step reward && run benchmarks/reward_robustness.py
+step reward && run benchmarks/reward_robustness.py && run benchmarks/reward_robustness.py --split dev --json benchmarks/results/reward_robustness_dev_fp32.json
 step probe && run benchmarks/backbone_probe.py --variants tiny.en,base --split dev
 step search && run benchmarks/search.py
 step synth && run benchmarks/synth.py --mix-clips 200 --jobs 2

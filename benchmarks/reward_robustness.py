@@ -49,6 +49,7 @@ silence; the stretch is reported, not targeted.
 
     python benchmarks/reward_robustness.py                 # lite, 400 clips -> results/reward_robustness_fp32.json
     python benchmarks/reward_robustness.py --n 24 --out /tmp/rr.json   # smoke test
+    python benchmarks/reward_robustness.py --split dev --json benchmarks/results/reward_robustness_dev_fp32.json
 """
 
 from __future__ import annotations
@@ -358,21 +359,21 @@ def load_set(name: str, manifest: Any, fields: Sequence[str], seed: int, n: int 
     return ClipSet(name, rows, wavs, [prompt_for(r, fields, seed, i) for i, r in enumerate(rows)])
 
 
-def synthetic_set(n: int, jobs: int, seed: int) -> ClipSet:
-    """The held-out synthetic test clips of ``benchmarks/quality.py`` (generated once, cached)."""
+def synthetic_set(n: int, jobs: int, seed: int, split: str = "test") -> ClipSet:
+    """The held-out synthetic clips of ``benchmarks/quality.py``'s ``split`` (generated once, cached)."""
     from quality import synthetic_manifest
 
     t0 = time.perf_counter()
-    manifest = synthetic_manifest("test", n, jobs)
+    manifest = synthetic_manifest(split, n, jobs)
     print(f"synthetic: {len(manifest)} clips ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return load_set("synthetic", manifest, PROMPT_FIELDS, seed)
 
 
-def real_set(n: int | None, seed: int) -> ClipSet:
-    """The shared real test clips (speakers no model trained on), prompted with gender and emotion."""
+def real_set(n: int | None, seed: int, split: str = "test") -> ClipSet:
+    """The shared real clips of ``split`` (speakers no model trained on), prompted with gender and emotion."""
     from paraspeechclap.data.splits import load_shared_manifest
 
-    return load_set("real", load_shared_manifest("test"), ("gender", "emotion"), seed, n)
+    return load_set("real", load_shared_manifest(split), ("gender", "emotion"), seed, n)
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------
@@ -562,6 +563,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=400, help="held-out synthetic clips (400: the test set of quality.py)")
     ap.add_argument("--real-n", type=int, default=None,
                     help="shared real test clips (default: all; 0 leaves the real set out)")
+    ap.add_argument("--split", default="test", choices=["dev", "test"],
+                    help="the clips: test (the reported numbers) or dev (where thresholds are chosen; pass --json "
+                         "benchmarks/results/reward_robustness_dev_fp32.json)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--boots", type=int, default=2000, help="bootstrap resamples")
     ap.add_argument("--jobs", type=int, default=2, help="synthesis processes")
@@ -576,9 +580,9 @@ def main() -> int:
     t0 = time.perf_counter()
     model = load_model(args.model, precision=args.precision)
     load_s = time.perf_counter() - t0
-    clip_sets = [synthetic_set(args.n, args.jobs, args.seed)]
+    clip_sets = [synthetic_set(args.n, args.jobs, args.seed, args.split)]
     if args.real_n != 0:
-        clip_sets.append(real_set(args.real_n, args.seed))
+        clip_sets.append(real_set(args.real_n, args.seed, args.split))
     dump: dict[str, Any] | None = {} if args.dump else None  # per-clip rewards and measures, for analysis
     sets = {cs.name: evaluate_set(model, cs, args.seed, args.boots, args.batch_size, dump=dump) for cs in clip_sets}
     if args.dump:
@@ -592,11 +596,12 @@ def main() -> int:
                       for p, e in r["perturbations"].items() if e["targeted"]}
     result = {
         **model_fields(model), "load_s": round(load_s, 2),
-        "settings": {"n": args.n, "real_n": args.real_n, "seed": args.seed, "boots": args.boots,
+        "settings": {"split": args.split, "n": args.n, "real_n": args.real_n, "seed": args.seed, "boots": args.boots,
                      "margin": MARGIN, "target": TARGET, "gate": GATE.as_dict(), "trim": TRIM,
                      "prompt_fields": list(PROMPT_FIELDS),
-                     "synthetic": "quality.py test split: held-out eSpeak voices + every Kokoro voice, test sentences",
-                     "real": "shared real test split, prompts from gender + emotion"},
+                     "synthetic": f"quality.py {args.split} split: held-out voices (test: + every Kokoro voice), "
+                                  f"{args.split} sentences",
+                     "real": f"shared real {args.split} split, prompts from gender + emotion"},
         "sets": sets,
         "targets_met": targeted, "all_targets_met": all(targeted.values()),
         "targets_met_with_gate_and_trim": targeted_fixed,
