@@ -7,7 +7,9 @@ corpus); the per-stage rates give a scaling estimate: the embed stage parallelis
 labelling pass (over every shard, for the centring means) and model loading do not.
 
 The Ray executor is measured on the first size too, on a local Ray instance with this machine's CPUs,
-``ray.init`` and the actors' model loading included: its overhead over the local executor.
+``ray.init`` and the actors' model loading included: its overhead over the local executor. On a small
+shared machine one run of either varies by several seconds, so the two run as ``--pairs`` adjacent
+pairs (local, then Ray), and the overhead reported is the median of the pairs' ratios.
 
     python benchmarks/annotate.py                         # 1,000 and 4,000 clips -> results/annotate.json
     python benchmarks/annotate.py --sizes 200 --executors local --json /tmp/annotate.json
@@ -59,7 +61,7 @@ def child(n: int, base: int, out: Path, precision: str, threads: int, executor: 
 
 def measure_size(n: int, base: int, precision: str, threads: int, work: Path, executor: str = "local"
                  ) -> dict[str, Any]:
-    out = work / f"out-{executor}-{n}"
+    out = Path(tempfile.mkdtemp(prefix=f"out-{executor}-{n}-", dir=work))  # a fresh folder: a finished one does nothing
     cmd = [sys.executable, __file__, "--child", str(n), "--base", str(base), "--child-out", str(out), "--precision",
            precision,
            "--threads", str(threads), "--executor", executor]
@@ -68,7 +70,8 @@ def measure_size(n: int, base: int, precision: str, threads: int, work: Path, ex
         raise SystemExit(proc.stderr[-3000:])
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     run = json.loads((out / "run.json").read_text())
-    return {"clips": n, "executor": executor, **res, "annotated": run["counts"]["annotated"], "errors": run["counts"]["errors"],
+    return {"clips": n, "executor": executor, **res, "annotated": run["counts"]["annotated"],
+            "errors": run["counts"]["errors"],
             "timings_s": run["timings_s"], "stages": run["executor"]["stages"],
             "clips_per_s": round(n / res["wall_s"], 2)}
 
@@ -92,6 +95,7 @@ def main() -> int:
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--executors", default="local,ray", help="ray is measured on the first size only")
+    ap.add_argument("--pairs", type=int, default=3, help="adjacent local/ray runs at the first size (default 3)")
     ap.add_argument("--executor", default="local", help=argparse.SUPPRESS)
     ap.add_argument("--base", type=int, default=None, help="distinct clips (default: the smallest size); larger sizes "
                     "cycle through them")
@@ -109,17 +113,28 @@ def main() -> int:
         for n in sizes:
             rows.append(measure_size(n, base, args.precision, args.threads, Path(work)))
             _print(rows[-1])
-        ray_row = None
+        pairs = []
         if "ray" in args.executors.split(","):
-            ray_row = measure_size(sizes[0], base, args.precision, args.threads, Path(work), "ray")
-            _print(ray_row)
+            for _ in range(args.pairs):
+                pair = [measure_size(sizes[0], base, args.precision, args.threads, Path(work), ex)
+                        for ex in ("local", "ray")]
+                for r in pair:
+                    _print(r)
+                pairs.append(pair)
     result = {"precision": args.precision, "threads": args.threads, "distinct_clips": base, "sizes": rows,
               "rss_ratio": round(rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"], 3) if len(rows) > 1 else None,
               "scaling_estimate_s": scaling(rows[-1], [1, 2, 4, 8, 16])}
-    if ray_row is not None:
+    if pairs:
+        overheads = [ray["wall_s"] / local["wall_s"] - 1 for local, ray in pairs]
+        median = len(pairs) // 2  # the middle pair by overhead (an odd --pairs gives the true median)
+        local_row, ray_row = sorted(pairs, key=lambda p: p[1]["wall_s"] / p[0]["wall_s"])[median]
         result["ray"] = ray_row
-        result["ray_overhead"] = round(ray_row["wall_s"] / rows[0]["wall_s"] - 1, 3)
-    print(f"peak RSS ratio largest/smallest: {result['rss_ratio']}; Ray overhead: {result.get('ray_overhead')}; "
+        result["ray_pair_local"] = local_row
+        result["ray_overhead"] = round(ray_row["wall_s"] / local_row["wall_s"] - 1, 3)
+        result["ray_overhead_pairs"] = [round(o, 3) for o in overheads]
+        result["ray_pairs_wall_s"] = [{"local": local["wall_s"], "ray": ray["wall_s"]} for local, ray in pairs]
+    print(f"peak RSS ratio largest/smallest: {result['rss_ratio']}; Ray overhead (median of pairs): "
+          f"{result.get('ray_overhead')} of {result.get('ray_overhead_pairs')}; "
           f"estimated wall on N machines ({rows[-1]['clips']} clips): {result['scaling_estimate_s']}")
     write_results(json_path(args), result)
     return 0

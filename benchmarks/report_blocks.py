@@ -359,7 +359,13 @@ def readme_annotate(r: Results) -> str:
            f"clips/s); peak memory {small['peak_rss_gb']:.2f} GB and {big['peak_rss_gb']:.2f} GB "
            f"({a['rss_ratio']:.2f}x for {big['clips'] // small['clips']}x the clips, the same {a['distinct_clips']:,} "
            "clips cycled)")
-    if "ray" in a:
+    if "ray_pair_local" in a:
+        pairs = ", ".join(f"{o:+.0%}" for o in a["ray_overhead_pairs"])
+        out += (f"; the Ray executor on this one machine, `ray.init` and the actor's model loading included, takes "
+                f"{a['ray']['wall_s']:.0f} s for {a['ray']['clips']:,} clips against local's "
+                f"{a['ray_pair_local']['wall_s']:.0f} s in the same pair ({a['ray_overhead']:+.0%}, the median of "
+                f"{len(a['ray_overhead_pairs'])} adjacent pairs: {pairs})")
+    elif "ray" in a:
         out += (f"; the Ray executor on this one machine, `ray.init` and the actor's model loading included, takes "
                 f"{a['ray']['wall_s']:.0f} s for {a['ray']['clips']:,} clips ({a['ray_overhead']:+.0%} against local)")
     return out + "."

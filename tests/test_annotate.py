@@ -264,3 +264,13 @@ def test_default_model_uses_its_shipped_calibration(cli, tmp_path):
               "--center", "collection")
     assert res.returncode == 0 and "uncalibrated softmax" in res.stderr
     assert not json.loads(res.stdout)["calibration"]["calibrated"]
+
+
+def test_executor_sessions_are_registered_and_checked():
+    from paraspeechclap.annotate.executors import executor_session
+    from paraspeechclap.errors import InputError
+
+    with executor_session("local", {}) as held:  # local has no runtime to hold
+        assert held is None
+    with pytest.raises(InputError, match="unknown executor 'spark'"):
+        executor_session("spark", {})

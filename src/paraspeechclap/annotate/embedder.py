@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioError, InputError
+from ..storage import is_uri
 
 #: clips per stage shard (the unit a worker takes)
 SHARD_SIZE = 256
@@ -58,7 +59,7 @@ class ExecutorEmbedder:
         """As :meth:`paraspeechclap.model.ParaSpeechCLAP.embed_audio_report`, for audio files.
 
         Raises:
-            InputError: an item that is not a file path (workers read files), or a centring that cannot be done.
+            InputError: an item that is not a file path or URI (workers read files), or a centring that cannot be done.
             AudioError: the first unreadable file, without ``skip_bad``.
         """
         from ..centering import center_embeddings, check_mode, check_speakers
@@ -69,7 +70,7 @@ class ExecutorEmbedder:
             check_speakers(len(items), speakers)
         if sample_rate is not None or any(isinstance(it, np.ndarray) for it in items):
             raise InputError(f"--executor {self.executor} embeds audio files, not arrays")
-        emb, indices, errors = self._embed_files([Path(str(it)) for it in items], batch_size, progress)
+        emb, indices, errors = self._embed_files([str(it) for it in items], batch_size, progress)
         if errors and not skip_bad:
             raise AudioError(errors[0][1])
         res = AudioEmbeddings(emb, indices, errors)
@@ -79,7 +80,7 @@ class ExecutorEmbedder:
             res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk, ref)
         return res
 
-    def _embed_files(self, paths: list[Path], batch_size: int, progress: bool
+    def _embed_files(self, paths: list[str], batch_size: int, progress: bool
                      ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
         """``(K, D)`` embeddings of the readable files, their indices, and ``(index, error)`` of the rest."""
         import pyarrow.parquet as pq
@@ -91,7 +92,7 @@ class ExecutorEmbedder:
         dim = int(self.model.config.embed_dim)
         if not paths:
             return np.zeros((0, dim), np.float32), [], []
-        items = [InputItem(i, p.resolve(), "input") for i, p in enumerate(paths)]
+        items = [InputItem(i, p if is_uri(p) else Path(p).resolve(), "input") for i, p in enumerate(paths)]
         shards = [items[s:s + self.shard_size] for s in range(0, len(items), self.shard_size)]
         with tempfile.TemporaryDirectory(prefix="paraspeechclap-embed-", dir=self.work_dir) as work:
             files = [shard_path(Path(work), k) for k in range(len(shards))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from ..errors import InputError
 
 #: name -> "module:function" (relative to this package)
 EXECUTORS: dict[str, str] = {"local": ".executors:run_local", "ray": ".ray_executor:run_ray"}
+#: name -> "module:function" of a context manager ``(options) -> ...`` that holds the executor's runtime
+#: (a Ray instance or connection) for a block; executors without one run without
+SESSIONS: dict[str, str] = {"ray": ".ray_executor:ray_session"}
 
 
 @dataclass
@@ -74,7 +78,26 @@ def get_executor(name: str) -> Callable[[StageJob], dict[str, Any]]:
     """
     if name not in EXECUTORS:
         raise InputError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
-    module, func = EXECUTORS[name].split(":")
+    return _resolve(name, EXECUTORS[name])
+
+
+def executor_session(name: str, options: dict[str, Any]) -> AbstractContextManager[Any]:
+    """A context manager holding executor ``name``'s runtime for a block (for ``ray``: Ray started, or
+    joined, on entry and stopped on exit if it was started there); the executor's jobs inside the block
+    use it instead of starting their own, so the start-up cost can overlap other work (the CLI loads
+    the model meanwhile) and is paid once for several jobs.
+
+    Raises:
+        InputError: as :func:`get_executor`.
+    """
+    get_executor(name)
+    if name not in SESSIONS:
+        return nullcontext()
+    return _resolve(name, SESSIONS[name])(options)
+
+
+def _resolve(name: str, spec: str) -> Any:
+    module, func = spec.split(":")
     try:
         return getattr(importlib.import_module(module, __package__), func)
     except ImportError as exc:

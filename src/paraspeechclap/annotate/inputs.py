@@ -1,9 +1,11 @@
 """What ``annotate`` reads: the input clips, in order, and where the output manifest points to them.
 
 An input is a folder (every audio file under it, sorted) or a manifest (any source
-:func:`~paraspeechclap.data.manifest.load_manifest` reads). Each clip becomes an :class:`InputItem`;
-its position in the list is its identity for the whole job (sharding, resuming, the output order),
-so the same file listed twice is annotated twice.
+:func:`~paraspeechclap.data.manifest.load_manifest` reads). The folder, the manifest's audio root or
+its rows' paths may be object-store URIs (``s3://bucket/corpus``; :mod:`paraspeechclap.storage`):
+such clips keep their URIs from listing to the output rows, and every worker reads them itself.
+Each clip becomes an :class:`InputItem`; its position in the list is its identity for the whole job
+(sharding, resuming, the output order), so the same file listed twice is annotated twice.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..centering import has_speaker_id
+from ..storage import is_uri, list_files
 
 
 @dataclass(frozen=True)
@@ -24,21 +28,25 @@ class InputItem:
 
     Attributes:
         index: position in the input (0-based); the output keeps this order.
-        path: the audio file (absolute).
+        path: the audio file (absolute), or its URI on object storage.
         source: the corpus name of the output row (the manifest's ``source``; the folder's name).
         speaker: the speaker id, or None when the input has none.
     """
 
     index: int
-    path: Path
+    path: Path | str
     source: str
     speaker: str | None = None
 
 
 def items_from_dir(audio_dir: str | os.PathLike) -> list[InputItem]:
     """Every audio file under ``audio_dir`` (recursive, sorted), ``source`` = the folder's name."""
-    from ..search.index import list_audio_files
+    from ..search.index import AUDIO_EXTENSIONS, list_audio_files
 
+    if is_uri(audio_dir):
+        sp = urlsplit(str(audio_dir))
+        source = sp.path.rstrip("/").rsplit("/", 1)[-1] or sp.netloc or "audio"
+        return [InputItem(i, u, source) for i, u in enumerate(list_files(str(audio_dir), AUDIO_EXTENSIONS))]
     root = Path(audio_dir).resolve()
     source = root.name or "audio"
     return [InputItem(i, p.resolve(), source) for i, p in enumerate(list_audio_files(root))]
@@ -49,7 +57,8 @@ def items_from_manifest(manifest: Any, speaker_field: str = "speaker") -> list[I
     out = []
     for i, row in enumerate(manifest):
         spk = row.get(speaker_field)
-        out.append(InputItem(i, Path(os.path.abspath(manifest.audio_path(i))), str(row["source"]),
+        path = manifest.audio_path(i)
+        out.append(InputItem(i, path if is_uri(path) else Path(os.path.abspath(path)), str(row["source"]),
                              str(spk) if has_speaker_id(spk) else None))
     return out
 
@@ -62,6 +71,8 @@ def output_path_fields(path: str | os.PathLike, source: str, out_dir: Path) -> d
     keeps an absolute right-hand side): a relative ``../`` path through ``out_dir / source``, a
     folder that does not exist, would not resolve on POSIX systems.
     """
+    if is_uri(path):  # object storage: the URI itself, which resolves from anywhere
+        return {"source": source, "relative_audio_path": str(path)}
     absolute = os.path.abspath(path)
     rel = os.path.relpath(absolute, os.path.abspath(out_dir / source)) if _same_drive(absolute, out_dir) else ".."
     inside = not (rel == os.pardir or rel.startswith(os.pardir + os.sep))

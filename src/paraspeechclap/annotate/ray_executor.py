@@ -24,7 +24,11 @@ import os
 import pickle
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import ray  # at the top: importing this module is how the registry finds out whether the [ray] extra is there
 
 from .executors import StageJob
 
@@ -68,8 +72,6 @@ class _Embedder:
 def _write(row: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     from pathlib import Path
 
-    import ray
-
     from .executors import write_stage_table
 
     t0 = time.perf_counter()
@@ -81,17 +83,22 @@ def _write(row: dict[str, Any], paths: list[str]) -> dict[str, Any]:
             "seconds": pickle.dumps(seconds), "embed_pid": row["embed_pid"]}
 
 
-def _init(address: str | None) -> bool:
-    """Connect to (or start) Ray quietly; True when this call started it (and should stop it)."""
-    import ray
-
+@contextmanager
+def ray_session(options: dict[str, Any]) -> Iterator[None]:
+    """Ray for the block: joined as it is when already running, else started (``options["address"]``
+    None: a local instance with this machine's CPUs) or connected to a cluster, quietly, and shut down
+    on exit."""
     if ray.is_initialized():
-        return False
+        yield
+        return
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             configure_logging=True)
-    return True
+    ray.init(address=options.get("address"), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING, configure_logging=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _quiet_context() -> None:
@@ -107,8 +114,6 @@ def _quiet_context() -> None:
 
 
 def _pipeline(job: StageJob) -> Any:
-    import ray
-
     rows = [{"shard": k, "items": pickle.dumps(list(job.shards[k]))} for k in job.pending]
     workers = int(job.options.get("workers") or 1)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and job.model_spec.get("device") != "cpu" else 0
@@ -130,13 +135,10 @@ def _pipeline(job: StageJob) -> Any:
 
 def run_ray(job: StageJob) -> dict[str, Any]:
     """Run the pending shards through the Ray Data pipeline (see the module docstring)."""
-    import ray
-
     t0 = time.perf_counter()
     if not job.pending:  # a finished stage: no cluster to start
         return job.stats(0.0, {}, 0, shards_by_node={}, embed_pids=[])
-    started = _init(job.options.get("address"))
-    try:
+    with ray_session(job.options):
         _quiet_context()
         steps: dict[str, float] = {"decode": 0.0, "measure": 0.0, "embed": 0.0, "write": 0.0}
         nodes: dict[str, int] = {}
@@ -157,6 +159,3 @@ def run_ray(job: StageJob) -> dict[str, Any]:
                          cluster={"nodes": len([n for n in ray.nodes() if n.get("Alive")]),
                                   "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0)},
                          ray_version=ray.__version__, ray_stats=ds.stats())
-    finally:
-        if started:
-            ray.shutdown()

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16_000
 #: Whisper's STFT: 25 ms Hann window, 10 ms hop.
@@ -43,7 +46,8 @@ def whisper_mel_filters(n_mels: int = N_MELS) -> torch.Tensor:
     Returns:
         ``(n_mels, N_FFT // 2 + 1)`` float32 tensor (cached; do not modify in place).
     """
-    # heavy import, only when a spectrogram is needed
+    # heavy imports, only when a spectrogram is needed
+    import torch
     from transformers import WhisperFeatureExtractor
 
     fe = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE, hop_length=HOP_LENGTH, n_fft=N_FFT)
@@ -71,6 +75,8 @@ def log_mel_spectrogram(wav: np.ndarray | torch.Tensor, n_mels: int = N_MELS) ->
     Returns:
         ``(n_mels, S // HOP_LENGTH)`` float32 tensor.
     """
+    import torch  # lazily: the level and frame helpers serve processes that never load a model
+
     x = torch.as_tensor(wav, dtype=torch.float32)
     window = torch.hann_window(N_FFT, dtype=torch.float32)
     stft = torch.stft(x, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)

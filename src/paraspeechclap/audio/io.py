@@ -7,9 +7,11 @@ raises :class:`~paraspeechclap.errors.AudioError` with a one-line reason that na
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -20,6 +22,7 @@ SAMPLE_RATE = 16_000
 SILENCE_PEAK = 1e-6
 
 AudioItem = Union[str, os.PathLike, np.ndarray]
+_SF_PREFIX = re.compile(r"^Error opening (<[^>]*>|'.*?'|\".*?\"): ")
 
 
 def describe_item(item: AudioItem, index: int | None = None) -> str:
@@ -32,24 +35,33 @@ def describe_item(item: AudioItem, index: int | None = None) -> str:
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Decode a file at its own rate: ``((S,) float32 mono, sample_rate)``; channels are averaged.
 
+    ``path`` may be a URI of an object store (``s3://bucket/clip.wav``; :mod:`paraspeechclap.storage`).
+
     No validation beyond decoding (:func:`load_audio` checks and resamples); ``load_audio(wav,
     sample_rate)`` of the result equals ``load_audio(path)``, so a caller that needs the native
     samples too (``annotate`` measures them) decodes once.
 
     Raises:
-        AudioError: missing, a directory, or undecodable.
+        AudioError: missing, a directory, unreadable or undecodable.
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    from ..storage import is_uri, read_bytes
+
+    if is_uri(path):  # object storage (s3://, gs:// ...): read whole, decode from memory
+        source: Any = io.BytesIO(read_bytes(str(path)))
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise AudioError(f"{path}: file not found")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        source = str(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (S, C)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)  # (S, C)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = _SF_PREFIX.sub("", reason)  # libsndfile repeats the file (or a buffer's repr); the message names it
         raise AudioError(f"{path}: cannot decode audio ({reason})") from None
     return data.mean(axis=1), int(sr)
 

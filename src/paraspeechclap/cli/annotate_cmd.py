@@ -19,7 +19,7 @@ from .common import (
     add_manifest_source_args,
     add_model_args,
     executor_options,
-    model_from_args,
+    model_and_executor,
     model_load_spec,
     positive_int,
     print_json,
@@ -35,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "attribute set (abstaining below --min-confidence), DSP measurements, "
                                    "ParaSpeechCaps-style tags and captions, and embeddings. Writes OUT/manifest.jsonl, "
                                    "OUT/shards/*.parquet, OUT/errors.jsonl and OUT/run.json; resumable.")
-    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="a folder of audio files (recursive)")
+    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR",
+                   help="a folder of audio files (recursive), local or on object storage (s3://bucket/prefix, "
+                        "gs://...: read with pyarrow.fs, credentials and AWS_ENDPOINT_URL as usual)")
     p.add_argument("--manifest", metavar="F", help="a manifest instead (JSONL/JSON/CSV/Parquet, a saved Hugging Face "
                    "dataset or a hub name)")
     add_manifest_source_args(p)
@@ -71,11 +73,13 @@ def _probability(text: str) -> float:
 
 def _items(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     from ..annotate.inputs import items_from_dir, items_from_manifest
+    from ..storage import is_uri
 
     if bool(args.audio_dir) == bool(args.manifest):
         raise InputError("give either AUDIO_DIR or --manifest (exactly one)")
     if args.audio_dir:
-        return items_from_dir(args.audio_dir), {"audio_dir": str(Path(args.audio_dir).resolve())}
+        where = args.audio_dir if is_uri(args.audio_dir) else str(Path(args.audio_dir).resolve())
+        return items_from_dir(args.audio_dir), {"audio_dir": where}
     from ..data.manifest import load_manifest
 
     manifest = load_manifest(args.manifest, split=args.split, audio_root=args.audio_root)
@@ -106,18 +110,17 @@ def run_annotate(args: argparse.Namespace) -> int:
     from ..pretrained import is_official_checkpoint
 
     items, info = _items(args)
-    model = model_from_args(args)
-    official = is_official_checkpoint(args.model)
-    settings = Settings(attributes=list(args.attributes or default_attribute_sets(model, official)),
-                        min_confidence=args.min_confidence, captions=args.captions, seed=args.seed,
-                        shard_size=args.shard_size, center=args.center, reference=list(args.reference or []),
-                        batch_size=args.batch_size, executor=args.executor)
-    calibration = _calibration(args, model)
-    settings.calibration = calibration.source if calibration is not None else None
-    progress = not args.no_progress and sys.stderr.isatty()
-    options = executor_options(args)
-    spec = model_load_spec(args, model)
-    record = annotate(model, items, args.out, settings, calibration, official, progress, info, spec, options)
+    with model_and_executor(args) as model:
+        official = is_official_checkpoint(args.model)
+        settings = Settings(attributes=list(args.attributes or default_attribute_sets(model, official)),
+                            min_confidence=args.min_confidence, captions=args.captions, seed=args.seed,
+                            shard_size=args.shard_size, center=args.center, reference=list(args.reference or []),
+                            batch_size=args.batch_size, executor=args.executor)
+        calibration = _calibration(args, model)
+        settings.calibration = calibration.source if calibration is not None else None
+        progress = not args.no_progress and sys.stderr.isatty()
+        record = annotate(model, items, args.out, settings, calibration, official, progress, info,
+                          model_load_spec(args, model), executor_options(args))
     if args.json:
         print_json(record)
     print_summary(record, Path(args.out))

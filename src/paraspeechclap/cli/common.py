@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
@@ -65,6 +67,27 @@ def executor_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.executor != "ray" and (args.address or args.workers != 1 or args.worker_threads):
         raise InputError("--address, --workers and --worker-threads are for --executor ray")
     return {"address": args.address, "workers": args.workers, "threads": args.worker_threads}
+
+
+@contextmanager
+def model_and_executor(args: argparse.Namespace) -> Iterator["ParaSpeechCLAP"]:
+    """The flags' model, with ``--executor``'s runtime held for the block (:func:`~paraspeechclap.annotate.
+    executors.executor_session`). Both take seconds (Ray starts its processes; the model imports and
+    loads its encoders), so the model loads in a thread while this one starts Ray, which wants the main
+    thread for its signal handlers."""
+    options = executor_options(args)
+    if args.executor == "local":
+        yield model_from_args(args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..annotate.executors import executor_session
+
+    session = executor_session(args.executor, options)  # a missing extra fails here, before any loading
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(model_from_args, args)
+        with session:
+            yield future.result()
 
 
 def model_load_spec(args: argparse.Namespace, model: "ParaSpeechCLAP") -> dict[str, Any]:

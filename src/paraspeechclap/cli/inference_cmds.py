@@ -12,7 +12,7 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import InputError
 from ..inference import DEFAULT_TEMPLATE
 from .common import (add_center_args, add_executor_args, add_model_args, center_json, center_kwargs,
-                     embedder_from_args, model_from_args, print_json, print_table)
+                     embedder_from_args, model_and_executor, model_from_args, print_json, print_table)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,16 +124,16 @@ def run_embed(args: argparse.Namespace) -> int:
     if not args.out.endswith(".npy"):
         raise InputError(f"--out must end with .npy: {args.out}")
     items, speakers = _items(args)
-    model = model_from_args(args)
-    embedder = embedder_from_args(args, model)
-    res = embedder.embed_audio_report(items, batch_size=args.batch_size, progress=True, skip_bad=args.skip_bad,
-                                      **center_kwargs(args, speakers))
+    with model_and_executor(args) as model:
+        res = embedder_from_args(args, model).embed_audio_report(
+            items, batch_size=args.batch_size, progress=True, skip_bad=args.skip_bad, **center_kwargs(args, speakers))
     for i, msg in res.errors:
         print(f"skipped: {msg}", file=sys.stderr)
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, res.embeddings.astype(np.float32))
-    ids = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision, "dim": int(res.embeddings.shape[1]),
+    ids = {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
+           "dim": int(res.embeddings.shape[1]),
            "items": [items[i] for i in res.indices],
            "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors],
            "center": center_json(args), "executor": args.executor}

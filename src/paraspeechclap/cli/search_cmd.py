@@ -20,6 +20,7 @@ from .common import (
     add_model_args,
     center_json,
     embedder_from_args,
+    model_and_executor,
     model_from_args,
     positive_int,
     print_json,
@@ -113,13 +114,13 @@ def run_index(args: argparse.Namespace) -> int:
 
     items, root, source = _index_items(args)
     check_choice(args.ann)  # before loading the model: --ann ivf without FAISS fails at once
-    model = model_from_args(args)
-    embedder = embedder_from_args(args, model)
-    # one call for the whole pending set under an executor: it starts its pipeline (and Ray) once
-    block = None if embedder is model else max(1, len(items))
-    stats = build_index(embedder, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                        progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args), ann=args.ann,
-                        block_size=block)
+    with model_and_executor(args) as model:
+        embedder = embedder_from_args(args, model)
+        # one call for the whole pending set under an executor: it starts its pipeline once
+        block = None if embedder is model else max(1, len(items))
+        stats = build_index(embedder, items, args.out, root, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                            progress=sys.stderr.isatty(), source=source, model_spec=_model_spec(args), ann=args.ann,
+                            block_size=block)
     summary = {"index": args.out, "files": stats.total, "reused": stats.reused, "embedded": stats.embedded,
                "skipped": [{"path": p, "error": e} for p, e in stats.skipped],
                "ann": {"requested": args.ann, "kind": stats.ann, "built": stats.ann_built},

@@ -9,6 +9,7 @@ duplicate rows). Audio is checked from its header with ``soundfile.info`` (fast)
 from __future__ import annotations
 
 import collections
+import io
 import math
 import os
 from collections.abc import Mapping
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParaSpeechCLAPError
-from .manifest import LIST_FIELDS, REQUIRED_FIELDS, RawRow, normalize_row, parse_list, read_raw, row_key
+from ..storage import is_uri, read_bytes
+from .manifest import (LIST_FIELDS, REQUIRED_FIELDS, RawRow, as_audio_root, normalize_row, parse_list, read_raw,
+                       resolve_audio, row_key)
 from .vocabulary import label_map_data, label_values, map_label
 
 #: A duration in the manifest may differ from the audio header by this much before a warning.
@@ -105,14 +108,21 @@ def field_problems(row: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
-def audio_problems(path: Path, duration: Any, decode: bool) -> tuple[list[tuple[str, str, str]], float | None]:
-    """Problems of one audio file and its duration in seconds from the header (None if unreadable)."""
+def audio_problems(path: Path | str, duration: Any, decode: bool) -> tuple[list[tuple[str, str, str]], float | None]:
+    """Problems of one audio file (a path, or an object-store URI) and its duration in seconds from the
+    header (None if unreadable)."""
     import soundfile as sf
 
-    if not path.is_file():
+    source: Any = str(path)
+    if is_uri(path):
+        try:
+            source = io.BytesIO(read_bytes(str(path)))
+        except ParaSpeechCLAPError as exc:
+            return [("relative_audio_path", str(exc), "error")], None
+    elif not Path(path).is_file():
         return [("relative_audio_path", f"audio file not found: {path}", "error")], None
     try:
-        info = sf.info(str(path))
+        info = sf.info(source)
     except Exception as exc:  # noqa: BLE001 - LibsndfileError, RuntimeError, TypeError ...
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         return [("relative_audio_path", f"cannot read audio header of {path} ({reason})", "error")], None
@@ -170,7 +180,7 @@ def check_manifest(
         InputError: the manifest itself cannot be read (a bad row is reported, not raised).
     """
     raw, default_root, name = read_raw(source, split)
-    root = Path(audio_root) if audio_root is not None else default_root
+    root = as_audio_root(audio_root) if audio_root is not None else default_root
     report = CheckReport(manifest=name, audio_root=None if root is None else str(root), rows=len(raw))
     good: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
@@ -197,7 +207,7 @@ def check_manifest(
 
 
 def _check_record(
-    rec: RawRow, root: Path | None, check_audio: bool, decode: bool
+    rec: RawRow, root: Path | str | None, check_audio: bool, decode: bool
 ) -> tuple[list[tuple[str, str, str]], dict[str, Any] | None]:
     if rec.data is None:
         return [("<line>", rec.error or "unreadable", "error")], None
@@ -207,10 +217,10 @@ def _check_record(
         return problems, ({k: rec.data.get(k) for k in REQUIRED_FIELDS} if ok_required else None)
     data = normalize_row(rec.data)
     if check_audio:
-        if root is None:
+        if root is None and not is_uri(data["relative_audio_path"]):
             problems.append(("relative_audio_path", "no audio root (pass --audio-root)", "error"))
         else:
-            path = root / data["source"] / data["relative_audio_path"]
+            path = resolve_audio(root, data["source"], data["relative_audio_path"])
             audio, seconds = audio_problems(path, data.get("duration"), decode)
             problems += audio
             data["_seconds"] = seconds

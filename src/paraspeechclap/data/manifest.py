@@ -24,6 +24,7 @@ from typing import Any
 
 from .._quiet import quiet_library_progress
 from ..errors import InputError
+from ..storage import is_uri, join_uri
 
 REQUIRED_FIELDS: tuple[str, ...] = ("source", "relative_audio_path")
 #: Fields holding lists of strings; CSV stores them as JSON strings or comma-separated text.
@@ -348,6 +349,30 @@ def pick_caption(row: Mapping[str, Any], rng: random.Random | None = None) -> st
 # ---------------------------------------------------------------------------------------------
 
 
+def as_audio_root(root: str | os.PathLike | None) -> Path | str | None:
+    """An audio root: a local folder, or an object-store URI kept as text (``Path`` would fold ``//``)."""
+    if root is None:
+        return None
+    return root if is_uri(root) else Path(root)
+
+
+def resolve_audio(root: Path | str | None, source: str, relative: str) -> Path | str:
+    """Where a row's audio is: ``root / source / relative``; a URI when ``root`` is an object-store URI
+    (``s3://bucket/corpora``), or ``relative`` itself when it is a URI (``annotate`` of object storage
+    writes its rows so).
+
+    Raises:
+        InputError: no root for a row whose path is not a URI.
+    """
+    if is_uri(relative):
+        return relative
+    if root is None:
+        raise InputError(f"{source}/{relative}: no audio root")
+    if isinstance(root, str):
+        return join_uri(root, source, relative)
+    return root / source / relative
+
+
 class Manifest:
     """A light list-of-dicts container of manifest rows.
 
@@ -370,12 +395,12 @@ class Manifest:
     ) -> None:
         self.rows: list[dict[str, Any]] = list(rows)
         if audio_root is None or isinstance(audio_root, (str, os.PathLike)):
-            roots = [None if audio_root is None else Path(audio_root)] * len(self.rows)
+            roots = [as_audio_root(audio_root)] * len(self.rows)
         else:
-            roots = [None if r is None else Path(r) for r in audio_root]
+            roots = [as_audio_root(r) for r in audio_root]
         if len(roots) != len(self.rows):
             raise InputError(f"{name}: {len(roots)} audio roots for {len(self.rows)} rows")
-        self.roots: list[Path | None] = roots
+        self.roots: list[Path | str | None] = roots
         self.name = name
         self.lines: list[int] = list(lines) if lines is not None else list(range(1, len(self.rows) + 1))
 
@@ -391,17 +416,17 @@ class Manifest:
     def __repr__(self) -> str:
         return f"Manifest({self.name!r}, rows={len(self)})"
 
-    def audio_path(self, i: int) -> Path:
-        """Absolute path of row ``i``'s audio: ``<audio_root>/<source>/<relative_audio_path>``.
+    def audio_path(self, i: int) -> Path | str:
+        """Absolute path of row ``i``'s audio: ``<audio_root>/<source>/<relative_audio_path>`` (see
+        :func:`resolve_audio`: a URI when the root or the row's path is one).
 
         Raises:
             InputError: the row has no audio root (hub datasets need ``audio_root=``).
         """
-        root = self.roots[i]
-        if root is None:
-            raise InputError(f"{self.name}: no audio root for row {self.lines[i]}; pass audio_root=")
         row = self.rows[i]
-        return root / row["source"] / row["relative_audio_path"]
+        if not is_uri(row["relative_audio_path"]) and self.roots[i] is None:
+            raise InputError(f"{self.name}: no audio root for row {self.lines[i]}; pass audio_root=")
+        return resolve_audio(self.roots[i], row["source"], row["relative_audio_path"])
 
     def key(self, i: int) -> str:
         """``"<source>/<relative_audio_path>"`` of row ``i``."""
