@@ -94,7 +94,8 @@ def test_manifest_rooted_on_a_bucket_loads_and_checks(bucket, tmp_path):
 
     rows = [{"source": "clips", "relative_audio_path": "c0.wav"},
             {"source": "other", "relative_audio_path": f"{bucket.uri}/c1.wav"},  # a URI row needs no root
-            {"source": "clips", "relative_audio_path": "gone.wav"}]
+            {"source": "clips", "relative_audio_path": "gone.wav"},
+            {"source": "clips", "relative_audio_path": "c9_bad.wav"}]
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     man = load_manifest(path, audio_root=bucket.root)
@@ -103,7 +104,9 @@ def test_manifest_rooted_on_a_bucket_loads_and_checks(bucket, tmp_path):
     assert np.array_equal(load_audio(man.audio_path(0)), load_audio(bucket.clips / "c0.wav"))
     report = check_manifest(path, audio_root=bucket.root)
     errors = [(p.line, p.message) for p in report.problems if p.severity == "error"]
-    assert errors == [(3, f"{bucket.root}/clips/gone.wav: file not found")]
+    # one line each, naming the object (not soundfile's repr of the in-memory buffer)
+    assert errors == [(3, f"{bucket.root}/clips/gone.wav: file not found"),
+                      (4, f"cannot read audio header of {bucket.root}/clips/c9_bad.wav (Format not recognised.)")]
 
 
 def _annotate(cli, tiny_dir, src, out, *extra):

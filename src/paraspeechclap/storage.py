@@ -64,8 +64,6 @@ def read_bytes(uri: str) -> bytes:
     Raises:
         AudioError: it does not exist, is a folder, or cannot be read (the message names the URI).
     """
-    import pyarrow.fs as pafs
-
     fs, inner = _resolve(uri)
     try:
         with fs.open_input_stream(inner) as f:  # one request for a present object; its status says the rest
@@ -73,9 +71,19 @@ def read_bytes(uri: str) -> bytes:
     except FileNotFoundError:
         raise AudioError(f"{uri}: file not found") from None
     except Exception as exc:  # OSError from the store: a folder, access denied, a timeout ...
-        if fs.get_file_info(inner).type == pafs.FileType.Directory:
+        if _is_dir(fs, inner):
             raise AudioError(f"{uri}: is a directory, not an audio file") from None
         raise AudioError(f"{uri}: cannot read ({_reason(exc)})") from None
+
+
+def _is_dir(fs: Any, inner: str) -> bool:
+    """Whether ``inner`` is a folder; False when the store cannot even say (the read's error is reported)."""
+    import pyarrow.fs as pafs
+
+    try:
+        return fs.get_file_info(inner).type == pafs.FileType.Directory
+    except Exception:  # noqa: BLE001 - the store's second error says no more than its first
+        return False
 
 
 def list_files(uri: str, extensions: Iterable[str]) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..errors import AudioError
+from ..storage import is_uri, read_bytes
 
 SAMPLE_RATE = 16_000
 #: Peak amplitude below which a signal counts as digital silence (-120 dBFS): nothing to embed.
@@ -46,8 +47,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """
     import soundfile as sf
 
-    from ..storage import is_uri, read_bytes
-
     if is_uri(path):  # object storage (s3://, gs:// ...): read whole, decode from memory
         source: Any = io.BytesIO(read_bytes(str(path)))
     else:
@@ -60,10 +59,15 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     try:
         data, sr = sf.read(source, dtype="float32", always_2d=True)  # (S, C)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        reason = _SF_PREFIX.sub("", reason)  # libsndfile repeats the file (or a buffer's repr); the message names it
-        raise AudioError(f"{path}: cannot decode audio ({reason})") from None
+        raise AudioError(f"{path}: cannot decode audio ({decode_reason(exc)})") from None
     return data.mean(axis=1), int(sr)
+
+
+def decode_reason(exc: BaseException) -> str:
+    """soundfile's error as a short reason: its last line, without the "Error opening <file>: " prefix
+    (libsndfile repeats the path, or an in-memory buffer's repr; the caller's message names the clip)."""
+    text = str(exc).strip()
+    return _SF_PREFIX.sub("", text.splitlines()[-1]) if text else type(exc).__name__
 
 
 def _as_mono(arr: np.ndarray, name: str) -> np.ndarray:

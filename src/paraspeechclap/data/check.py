@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..audio.io import decode_reason
 from ..errors import ParaSpeechCLAPError
 from ..storage import is_uri, read_bytes
 from .manifest import (LIST_FIELDS, REQUIRED_FIELDS, RawRow, as_audio_root, normalize_row, parse_list, read_raw,
@@ -124,8 +125,7 @@ def audio_problems(path: Path | str, duration: Any, decode: bool) -> tuple[list[
     try:
         info = sf.info(source)
     except Exception as exc:  # noqa: BLE001 - LibsndfileError, RuntimeError, TypeError ...
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        return [("relative_audio_path", f"cannot read audio header of {path} ({reason})", "error")], None
+        return [("relative_audio_path", f"cannot read audio header of {path} ({decode_reason(exc)})", "error")], None
     if info.frames <= 0 or info.samplerate <= 0:
         return [("relative_audio_path", f"empty audio file: {path}", "error")], None
     seconds = info.frames / info.samplerate

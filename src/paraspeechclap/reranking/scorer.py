@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..audio.io import SAMPLE_RATE, SILENCE_PEAK, AudioItem, describe_item, load_audio
+from ..audio.io import SAMPLE_RATE, SILENCE_PEAK, AudioItem, describe_item, load_audio, read_audio
 from ..centering import center_embeddings
 from ..errors import AudioError, InputError
 
@@ -89,13 +89,10 @@ class Scorer(Protocol):
 def _decoded(item: AudioItem) -> tuple[np.ndarray, int] | None:
     """The raw samples ``(S,)`` and rate of an item, or None when it cannot be decoded at all."""
     if isinstance(item, (str, os.PathLike)):
-        import soundfile as sf
-
         try:
-            data, sr = sf.read(str(item), dtype="float32", always_2d=True)  # (S, C)
-        except Exception:  # noqa: BLE001 - missing, a directory, not audio: all "unreadable"
+            return read_audio(item)  # paths and object-store URIs, decoded as everywhere else
+        except AudioError:  # missing, a directory, not audio: all "unreadable"
             return None
-        return data.mean(axis=1), int(sr)
     try:
         arr = np.asarray(item, dtype=np.float32)
     except (TypeError, ValueError):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.io import AudioError, load_audio
+from ..audio.io import AudioError, decode_reason, load_audio
 from .settings import ServeSettings
 
 #: multipart fields that may repeat (lists); other fields take one value
@@ -249,9 +249,7 @@ def decode_clip(clip: Clip, settings: ServeSettings, min_samples: int) -> np.nda
     except HTTPProblem:
         raise
     except Exception as exc:  # noqa: BLE001 - soundfile's errors vary by format
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        reason = reason.split(">: ")[-1]  # soundfile names the in-memory file object: drop it
-        raise HTTPProblem(422, f"{clip.name}: cannot decode audio ({reason})", kind="unreadable") from None
+        raise HTTPProblem(422, f"{clip.name}: cannot decode audio ({decode_reason(exc)})", kind="unreadable") from None
     wav = data.mean(axis=1)
     try:
         return load_audio(wav, int(sr), min_samples=min_samples, name=clip.name)
