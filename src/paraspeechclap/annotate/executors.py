@@ -81,11 +81,13 @@ def get_executor(name: str) -> Callable[[StageJob], dict[str, Any]]:
     return _resolve(name, EXECUTORS[name])
 
 
-def executor_session(name: str, options: dict[str, Any]) -> AbstractContextManager[Any]:
+def executor_session(name: str, options: dict[str, Any], jobs: int | None = None) -> AbstractContextManager[Any]:
     """A context manager holding executor ``name``'s runtime for a block (for ``ray``: Ray started, or
-    joined, on entry and stopped on exit if it was started there); the executor's jobs inside the block
-    use it instead of starting their own, so the start-up cost can overlap other work (the CLI loads
-    the model meanwhile) and is paid once for several jobs.
+    joined, on entry and stopped if it was started there); the executor's jobs inside the block use it
+    instead of starting their own, so the start-up cost can overlap other work (the CLI loads the model
+    meanwhile) and is paid once for several jobs. With ``jobs``, the runtime is stopped in the
+    background after that many jobs, so that its shutdown overlaps the rest of the block (the CLI's
+    commands run one job, then label or write); the block's exit waits for it.
 
     Raises:
         InputError: as :func:`get_executor`.
@@ -93,7 +95,7 @@ def executor_session(name: str, options: dict[str, Any]) -> AbstractContextManag
     get_executor(name)
     if name not in SESSIONS:
         return nullcontext()
-    return _resolve(name, SESSIONS[name])(options)
+    return _resolve(name, SESSIONS[name])(options, jobs)
 
 
 def _resolve(name: str, spec: str) -> Any:

@@ -210,8 +210,8 @@ def _label_all(model: Any, out: Path, paths: Sequence[Path], settings: Settings,
     scorers = build_scorers(model, settings.attributes, calibration)
     labeller = Labeller(scorers, centre, model_logit_scale(model),
                         settings.min_confidence, settings.captions, settings.seed, out)
-    counts: dict[str, Any] = {"inputs": 0, "annotated": 0, "errors": 0,
-                              "labels": {s.aset.name: {} for s in scorers}, "abstained": {s.aset.name: 0 for s in scorers}}
+    counts: dict[str, Any] = {"inputs": 0, "annotated": 0, "errors": 0, "labels": {s.aset.name: {} for s in scorers},
+                              "abstained": {s.aset.name: 0 for s in scorers}}
     with atomic_path(out / "manifest.jsonl") as man_tmp, atomic_path(out / "errors.jsonl") as err_tmp, \
             open(man_tmp, "w", encoding="utf-8") as man, open(err_tmp, "w", encoding="utf-8") as err:
         for k, path in enumerate(paths):

@@ -74,7 +74,8 @@ def model_and_executor(args: argparse.Namespace) -> Iterator["ParaSpeechCLAP"]:
     """The flags' model, with ``--executor``'s runtime held for the block (:func:`~paraspeechclap.annotate.
     executors.executor_session`). Both take seconds (Ray starts its processes; the model imports and
     loads its encoders), so the model loads in a thread while this one starts Ray, which wants the main
-    thread for its signal handlers."""
+    thread for its signal handlers. Every command that uses this runs one executor job, after which
+    the runtime stops in the background while the command labels or writes."""
     options = executor_options(args)
     if args.executor == "local":
         yield model_from_args(args)
@@ -83,7 +84,7 @@ def model_and_executor(args: argparse.Namespace) -> Iterator["ParaSpeechCLAP"]:
 
     from ..annotate.executors import executor_session
 
-    session = executor_session(args.executor, options)  # a missing extra fails here, before any loading
+    session = executor_session(args.executor, options, jobs=1)  # a missing extra fails here, before any loading
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(model_from_args, args)
         with session:
