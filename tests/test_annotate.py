@@ -274,3 +274,15 @@ def test_executor_sessions_are_registered_and_checked():
         assert held is None
     with pytest.raises(InputError, match="unknown executor 'spark'"):
         executor_session("spark", {})
+
+
+def test_embedding_batch_by_batch_gives_embed_audio_s_result(tiny):
+    """The stage embeds one batch at a time (releasing memory between): the same vectors as one call."""
+    from paraspeechclap.annotate.stage import embed_releasing
+
+    rng = np.random.default_rng(3)
+    wavs = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (3000, 16000, 7000, 12000, 5000, 9000, 800)]
+    got = embed_releasing(tiny, wavs, batch_size=3)
+    want = tiny.embed_audio(wavs, sample_rate=16000, batch_size=16)
+    assert got.shape == want.shape == (len(wavs), tiny.config.embed_dim)
+    np.testing.assert_allclose(got, want, atol=1e-6)

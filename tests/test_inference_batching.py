@@ -97,7 +97,7 @@ class _FakeMallopt:
 
 def test_reuse_freed_memory_sets_and_restores_the_glibc_thresholds(monkeypatch):
     fake = _FakeMallopt()
-    monkeypatch.setattr(base, "_mallopt", fake)
+    monkeypatch.setitem(base._glibc_functions, "mallopt", fake)
     monkeypatch.delenv(base.REUSE_MEMORY_ENV, raising=False)
     keep = [(base._M_MMAP_THRESHOLD, base._KEEP), (base._M_TRIM_THRESHOLD, base._KEEP)]
     restore = [(base._M_MMAP_THRESHOLD, 32 << 20), (base._M_TRIM_THRESHOLD, 64 << 20)]
@@ -118,7 +118,7 @@ def test_reuse_freed_memory_sets_and_restores_the_glibc_thresholds(monkeypatch):
 
 
 def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch):
-    monkeypatch.setattr(base, "_mallopt", False)
+    monkeypatch.setitem(base._glibc_functions, "mallopt", False)
     with reuse_freed_memory():
         x = torch.ones(3)
     assert float(x.sum()) == 3
@@ -136,7 +136,7 @@ def test_glibc_is_found_where_there_is_one():
 
 def test_hf_audio_forward_reuses_memory_at_inference_only(tiny, monkeypatch):
     fake = _FakeMallopt()
-    monkeypatch.setattr(base, "_mallopt", fake)
+    monkeypatch.setitem(base._glibc_functions, "mallopt", fake)
     monkeypatch.delenv(base.REUSE_MEMORY_ENV, raising=False)
     enc = tiny.audio_branch
     p = enc.prepare(tone(0.5, 200))

@@ -70,3 +70,22 @@ def test_lite_holds_its_regression_floors(lite, part):
     assert set(floors) <= set(scores), sorted(set(floors) - set(scores))
     below = {k: (round(scores[k], 4), f) for k, f in floors.items() if scores[k] < f}
     assert not below, f"{lite.precision}: below the floor (score, floor): {below}"
+
+
+def test_audio_only_load_embeds_the_same_and_refuses_text(lite):
+    import numpy as np
+
+    from paraspeechclap import load_model
+    from paraspeechclap.errors import InputError, ModelError
+
+    audio_only = load_model(precision=lite.precision, branches="audio")
+    assert not audio_only.has_text and lite.has_text
+    assert audio_only.checksum == lite.checksum
+    rng = np.random.default_rng(0)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 23000)]
+    np.testing.assert_array_equal(audio_only.embed_audio(clips, sample_rate=16000),
+                                  lite.embed_audio(clips, sample_rate=16000))
+    with pytest.raises(ModelError, match="embeds audio only"):
+        audio_only.embed_text(["a calm voice"])
+    with pytest.raises(InputError, match="branches"):
+        load_model(branches="text")

@@ -124,10 +124,15 @@ def test_conversion_matches_ctranslate2(variant, cache, tmp_path):
     reference = ctranslate2.models.Whisper(str(_ct2_model_dir(variant, tmp_path)), device="cpu", compute_type="float32")
     expected = np.array(reference.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))))
 
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     enc = create_audio_encoder({"type": "whisper", "variant": variant, "layers": ["last"]}, cache_dir=cache)
+    hf_enc = WhisperEncoder(WhisperConfig(**enc.base.config.to_dict())).eval()
+    hf_enc.load_state_dict(enc.base.state_dict(), strict=True)  # the converted weights in HF's own module
     with torch.no_grad():
         (ours,), mask = enc.hidden_states(torch.from_numpy(feats), torch.tensor([3000]))
-        hf = enc.base(torch.from_numpy(feats)).last_hidden_state  # HF's own forward on 30 s
+        hf = hf_enc(torch.from_numpy(feats)).last_hidden_state  # HF's own forward on 30 s
     assert ours.shape == expected.shape and mask.all()
     assert np.abs(ours.numpy() - expected).max() < 1e-3
     torch.testing.assert_close(ours, hf, atol=1e-5, rtol=0)

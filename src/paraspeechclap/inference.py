@@ -222,7 +222,8 @@ class InferenceMixin:
             self.to(torch.bfloat16)
         elif precision == "int8":
             names = [f"audio_branch.{n}" for n in self.audio_branch.feed_forward_linears()]
-            names += [f"text_branch.{n}" for n in self.text_branch.feed_forward_linears()]
+            if self.text_branch is not None:
+                names += [f"text_branch.{n}" for n in self.text_branch.feed_forward_linears()]
             if self.device.type != "cpu":
                 raise InputError("int8 dynamic quantisation runs on the CPU only; use --device cpu")
             if names:
@@ -269,6 +270,7 @@ class InferenceMixin:
         Raises:
             InputError: a caption is empty, whitespace or not a string.
         """
+        self.require_text()
         captions = list(captions)
         for i, c in enumerate(captions):
             if not isinstance(c, str) or not c.strip():

@@ -29,34 +29,53 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
 
     Args:
         audio_encoder: the speech backbone (pooled features of width ``hidden_size``).
-        text_encoder: the text backbone.
+        text_encoder: the text backbone, or None for a model that embeds audio only (no
+            ``text_branch``/``text_projection``: a worker that embeds clips need not import or load them).
         config: the architecture; ``config.audio_encoder``/``text_encoder`` describe the two
             backbones and are what ``save_pretrained`` writes.
     """
 
-    def __init__(self, audio_encoder: AudioEncoder, text_encoder: TextEncoder, config: ModelConfig):
+    def __init__(self, audio_encoder: AudioEncoder, text_encoder: TextEncoder | None, config: ModelConfig):
         super().__init__()
         self.config = config
         self.audio_branch = audio_encoder
         self.text_branch = text_encoder
         self.audio_projection = Projection(audio_encoder.hidden_size, config.embed_dim, config.projection_dropout)
-        self.text_projection = Projection(text_encoder.hidden_size, config.embed_dim, config.projection_dropout)
+        self.text_projection = (None if text_encoder is None else
+                                Projection(text_encoder.hidden_size, config.embed_dim, config.projection_dropout))
         self.log_logit_scale = nn.Parameter(torch.tensor(config.init_log_logit_scale))
         self._init_inference_state()
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: ModelConfig, audio_pretrained: bool = True,
-                    text_pretrained: bool = True) -> "ParaSpeechCLAP":
+                    text_pretrained: bool = True, text: bool = True) -> "ParaSpeechCLAP":
         """Build a model (randomly initialised heads) from its config.
 
         ``*_pretrained=False`` builds that backbone from its configuration only, for callers that
         overwrite its weights from a checkpoint right after (no download of pretrained weights).
+        ``text=False`` builds the audio side only (see the class).
         """
         audio = create_audio_encoder(config.audio_encoder, pretrained=audio_pretrained)
-        text = create_text_encoder(config.text_encoder, pretrained=text_pretrained)
-        config.audio_encoder, config.text_encoder = audio.spec(), text.spec()
-        return cls(audio, text, config)
+        config.audio_encoder = audio.spec()
+        if not text:
+            return cls(audio, None, config)
+        text_encoder = create_text_encoder(config.text_encoder, pretrained=text_pretrained)
+        config.text_encoder = text_encoder.spec()
+        return cls(audio, text_encoder, config)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the model embeds captions (False when loaded with ``branches="audio"``)."""
+        return self.text_branch is not None
+
+    def require_text(self) -> None:
+        """Raise :class:`~paraspeechclap.errors.ModelError` when the model embeds audio only."""
+        if self.text_branch is None:
+            from .errors import ModelError
+
+            raise ModelError(f"model {getattr(self, 'model_id', '')!r} was loaded with branches='audio' and "
+                             "embeds audio only; load it again without that to embed captions")
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -75,8 +94,10 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         emb = self.audio_projection(pooled)
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    normalize: bool = True) -> torch.Tensor:
         """Token ids and mask ``(B, L)`` -> ``(B, embed_dim)``."""
+        self.require_text()
         emb = self.text_projection(self.text_branch(input_ids, attention_mask))
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
@@ -106,7 +127,7 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         keys: set[str] = set()
         for branch, trainable in (("audio_branch", self.config.audio_trainable),
                                   ("text_branch", self.config.text_trainable)):
-            if trainable is None:
+            if trainable is None or getattr(self, branch) is None:
                 continue
             for name, _ in getattr(self, branch).base.named_parameters():
                 if not any(name == p or name.startswith(p.rstrip(".") + ".") or fnmatch.fnmatch(name, p)

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL = "lite"
+#: what :func:`load_model` can load: both sides, or the audio side only
+BRANCHES = ("both", "audio")
 EMBEDDED_DIR = Path(__file__).parent / "pretrained"
 #: released official checkpoints: name -> (hub repo, candidate file names)
 RELEASED = {
@@ -88,8 +90,9 @@ def save_pretrained(model: ParaSpeechCLAP, directory: str | os.PathLike) -> Path
 
 
 def load_saved_model(directory: Path, device: str = "cpu", precision: str = "fp32",
-                     model_id: str | None = None) -> ParaSpeechCLAP:
-    """Load a directory written by :func:`save_pretrained` with strict key checking."""
+                     model_id: str | None = None, branches: str = "both") -> ParaSpeechCLAP:
+    """Load a directory written by :func:`save_pretrained` with strict key checking (of the audio
+    side's keys only, with ``branches="audio"``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -106,10 +109,14 @@ def load_saved_model(directory: Path, device: str = "cpu", precision: str = "fp3
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: cannot read safetensors file ({exc})") from None
     # A backbone whose weights are all in the file is built from its config only (no download).
+    text = branches == "both"
+    if not text:  # the text side's weights are not loaded: nothing to check them against
+        stored = {k: v for k, v in stored.items() if not k.startswith(("text_branch.", "text_projection."))}
     model = ParaSpeechCLAP.from_config(
         cfg,
         audio_pretrained=not any(k.startswith("audio_branch.base.") for k in stored) or cfg.audio_trainable is not None,
         text_pretrained=not any(k.startswith("text_branch.base.") for k in stored) or cfg.text_trainable is not None,
+        text=text,
     )
     expected = model.stored_state_dict()
     check_state_dict(stored, expected, str(weights))
@@ -218,6 +225,7 @@ def load_model(
     device: str = "cpu",
     precision: str = "auto",
     pooling: str = "masked_mean",
+    branches: str = "both",
 ) -> ParaSpeechCLAP:
     """Load a model by name or path, ready for inference (eval mode).
 
@@ -233,14 +241,20 @@ def load_model(
             official code's numbers pass ``"fp32"`` (``evaluate`` does so by default for official
             checkpoints, see :func:`is_official_checkpoint`): bf16 embeddings differ by about 4e-3.
         pooling: speech pooling of official checkpoints (``"masked_mean"`` or the older ``"mean"``).
+        branches: ``"both"``, or ``"audio"``: the audio side only, for a process that only embeds
+            clips (a worker): the text backbone is neither imported nor loaded, and ``embed_text``
+            raises :class:`ModelError`. Saved models and the embedded ones; an official checkpoint
+            loads both whatever this says (its strict loading checks the whole state dict).
 
     Raises:
         ModelError: unknown name, missing files, or backbones that cannot be found.
         CheckpointError: a checkpoint that is not one or does not match the encoders.
     """
+    if branches not in BRANCHES:
+        raise InputError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
     with quiet_library_progress():  # no library progress bars on every load
         return _load_model(DEFAULT_MODEL if name_or_path is None else str(name_or_path), audio_encoder,
-                           text_encoder, device, precision, pooling)
+                           text_encoder, device, precision, pooling, branches)
 
 
 def is_official_checkpoint(name_or_path: str | os.PathLike | None) -> bool:
@@ -259,7 +273,7 @@ def is_official_checkpoint(name_or_path: str | os.PathLike | None) -> bool:
 
 
 def _load_model(name: str, audio_encoder: str | None, text_encoder: str | None, device: str, precision: str,
-                pooling: str) -> ParaSpeechCLAP:
+                pooling: str, branches: str = "both") -> ParaSpeechCLAP:
     official_kw = dict(audio_encoder=audio_encoder or OFFICIAL_AUDIO_ENCODER,
                        text_encoder=text_encoder or OFFICIAL_TEXT_ENCODER,
                        pooling=pooling, device=device, precision=precision)
@@ -267,7 +281,7 @@ def _load_model(name: str, audio_encoder: str | None, text_encoder: str | None, 
         return load_official_checkpoint(resolve_released(name), model_id=f"paraspeechclap-{name}", **official_kw)
     embedded = EMBEDDED_DIR / name
     if "/" not in name and (embedded / CONFIG_FILE).is_file():
-        return load_saved_model(embedded, device, precision, model_id=name)
+        return load_saved_model(embedded, device, precision, model_id=name, branches=branches)
     if name == DEFAULT_MODEL:
         raise ModelError(
             "the embedded default model 'lite' is not part of this installation yet; pass --model with a "
@@ -275,7 +289,7 @@ def _load_model(name: str, audio_encoder: str | None, text_encoder: str | None, 
         )
     path = Path(name)
     if path.is_dir():
-        return load_saved_model(path, device, precision)
+        return load_saved_model(path, device, precision, branches=branches)
     if path.is_file():
         return load_official_checkpoint(path, **official_kw)
     known = ", ".join(m.name for m in list_models())

@@ -58,14 +58,15 @@ class _Embedder:
         # Ray limits a worker to the CPUs it reserved (OMP_NUM_THREADS=1 here): an embedding actor is
         # meant to own its node (one per machine or GPU), so it takes the node's cores unless told otherwise
         torch.set_num_threads(threads or os.cpu_count() or 1)
-        self.model = load_model(**model_spec)
+        # the audio side only: the text backbone's import and load (about 2 s) would delay the first shard
+        self.model = load_model(**model_spec, branches="audio")
         self.batch_size = batch_size
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         from .stage import embed_decoded
 
         decoded = pickle.loads(row["decoded"])
-        table = embed_decoded(self.model, decoded, self.batch_size)
+        table = embed_decoded(self.model, decoded, self.batch_size)  # releases freed memory batch by batch
         return {"shard": row["shard"], "table": pickle.dumps(table), "seconds": pickle.dumps(decoded.seconds),
                 "embed_pid": os.getpid()}
 

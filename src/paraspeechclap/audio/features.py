@@ -1,7 +1,7 @@
 """Spectrogram front-ends and level measurements of 16 kHz mono waveforms.
 
 * :func:`log_mel_spectrogram` is Whisper's log-mel front-end (the same computation as
-  ``transformers.WhisperFeatureExtractor``) on the clip's own length, without the padding to 30 s.
+  ``transformers.WhisperFeatureExtractor``, in torch) on the clip's own length, without the padding to 30 s.
 * :func:`active_level_dbfs` measures the speech level of the raw waveform. It must be measured before
   any normalisation: Whisper's log-mel keeps the level, but peak/RMS normalisation removes it, so a
   model that should hear "loud"/"soft" needs it as an explicit input.
@@ -36,22 +36,39 @@ PEAK_TARGET = 10.0 ** (-1.0 / 20.0)
 RMS_TARGET_DBFS = -23.0
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) * (27.0 / np.log(6.4))
+    return np.where(hz >= 1000.0, log_part, 3.0 * hz / 200.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), 200.0 * mel / 3.0)
+
+
 @lru_cache(maxsize=4)
 def whisper_mel_filters(n_mels: int = N_MELS) -> torch.Tensor:
-    """Whisper's mel filter bank (slaney scale and norm, 0-8 kHz).
+    """Whisper's mel filter bank: ``n_mels`` triangles evenly spaced on Slaney's mel scale over
+    0-8 kHz, each scaled to unit area (Slaney norm), on the STFT's ``N_FFT // 2 + 1`` bins.
 
-    Taken from a locally constructed ``WhisperFeatureExtractor`` (no download) so the bank is the one
-    Whisper was trained with.
+    The bank Whisper was trained with (``librosa.filters.mel``, as ``transformers``'
+    ``WhisperFeatureExtractor`` builds it; pinned by a test), computed here in numpy so that the
+    audio side imports neither.
 
     Returns:
         ``(n_mels, N_FFT // 2 + 1)`` float32 tensor (cached; do not modify in place).
     """
-    # heavy imports, only when a spectrogram is needed
-    import torch
-    from transformers import WhisperFeatureExtractor
+    import torch  # lazily, with the spectrogram
 
-    fe = WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE, hop_length=HOP_LENGTH, n_fft=N_FFT)
-    return torch.from_numpy(np.ascontiguousarray(fe.mel_filters.T, dtype=np.float32))
+    fft_hz = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))  # (n_mels + 2,)
+    width = np.diff(edges)
+    slopes = edges[None, :] - fft_hz[:, None]  # (F, n_mels + 2)
+    rising, falling = -slopes[:, :-2] / width[:-1], slopes[:, 2:] / width[1:]
+    bank = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))[None, :]  # (F, n_mels)
+    return torch.from_numpy(np.ascontiguousarray(bank.T, dtype=np.float32))
 
 
 def num_mel_frames(num_samples: int) -> int:

@@ -222,21 +222,41 @@ _KEEP = 2**31 - 1  # mallopt takes an int: the largest thresholds it accepts (2 
 _MMAP_THRESHOLD_MAX = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX (64-bit): where its own heuristic ends
 _malloc_lock = threading.Lock()
 _malloc_depth = 0
-_mallopt: Any = None  # the C function once looked up, False where there is none
+_glibc_functions: dict[str, Any] = {}  # name -> the C function once looked up, False where there is none
+
+
+def _glibc(name: str, argtypes: list[Any]) -> Any:
+    """glibc's function ``name`` (returning int), or False off Linux/glibc."""
+    if name not in _glibc_functions:
+        _glibc_functions[name] = False
+        try:
+            if os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):  # type: ignore[union-attr]
+                fn = getattr(ctypes.CDLL(None), name)
+                fn.argtypes, fn.restype = argtypes, ctypes.c_int
+                _glibc_functions[name] = fn
+        except (AttributeError, OSError, ValueError):  # not Linux/glibc: nothing to tune
+            pass
+    return _glibc_functions[name]
 
 
 def _glibc_mallopt() -> Any:
-    global _mallopt
-    if _mallopt is None:
-        _mallopt = False
-        try:
-            if os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):  # type: ignore[union-attr]
-                fn = ctypes.CDLL(None).mallopt
-                fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-                _mallopt = fn
-        except (AttributeError, OSError, ValueError):  # not Linux/glibc: nothing to tune
-            pass
-    return _mallopt
+    return _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+
+
+def release_freed_memory() -> None:
+    """Hand the pages of freed heap memory back to the system (glibc ``malloc_trim(0)``; a no-op elsewhere).
+
+    glibc raises its mmap threshold after a large tensor is freed, so later tensors up to 32 MiB come
+    from the heap, and only the heap's top is returned on ``free``: the freed holes in between stay
+    resident. Over a long job that embeds batch after batch of other shapes, resident memory then
+    creeps up (``annotate`` on 4,000 clips: 0.69 GB after the first shard, 1.67 GB after the
+    sixteenth). Cheap (about a millisecond); the next batch faults in the pages it needs again, which
+    costs little next to a forward pass (:func:`paraspeechclap.annotate.stage.embed_releasing` calls
+    it between batches at unchanged speed), but it undoes :func:`reuse_freed_memory`, so not inside one.
+    """
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    if trim:
+        trim(0)
 
 
 @contextlib.contextmanager

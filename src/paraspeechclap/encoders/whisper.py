@@ -75,7 +75,7 @@ from .ct2 import build_whisper_encoder, load_whisper_encoder, whisper_source
 from .registry import register_audio_encoder
 
 if TYPE_CHECKING:
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    from .whisper_net import WhisperNet
 
 LayerId = int | str
 #: pooling -> the statistics it concatenates per layer (each ``D`` wide).
@@ -130,7 +130,8 @@ def _checked_bins(name: str, bins: int, input_name: str, input_on: bool) -> int:
 
 
 def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
-    items: list[LayerId] = list(default) if layers is None else [layers] if isinstance(layers, (int, str)) else list(layers)
+    items: list[LayerId] = (list(default) if layers is None else [layers] if isinstance(layers, (int, str))
+                            else list(layers))
     if not items:
         raise ConfigError("audio encoder 'whisper': 'layers' is empty")
     for item in items:
@@ -143,7 +144,8 @@ def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, d
 
 
 class WhisperAudioEncoder(AudioEncoder):
-    """A ``transformers`` ``WhisperEncoder`` (``self.base``) with length-aware pooling.
+    """Whisper's encoder (``self.base``, a :class:`~paraspeechclap.encoders.whisper_net.WhisperNet`) with
+    length-aware pooling.
 
     Build it with :func:`create_whisper_encoder` (or the registry); the arguments mirror the spec
     options described in the module docstring.
@@ -155,11 +157,11 @@ class WhisperAudioEncoder(AudioEncoder):
     #: one full FFT window: 2 mel frames, 1 output frame.
     min_samples = N_FFT
     reconstructible = True
-    base: WhisperEncoder
+    base: WhisperNet
 
     def __init__(
         self,
-        base: WhisperEncoder,
+        base: WhisperNet,
         *,
         variant: str,
         layers: list[LayerId],
