@@ -358,7 +358,7 @@ def readme_annotate(r: Results) -> str:
            f"{big['stages']['embed']['clips_per_s']:.0f} clips/s, measurements {big['stages']['measure']['clips_per_s']:.0f} "
            f"clips/s); peak memory {small['peak_rss_gb']:.2f} GB and {big['peak_rss_gb']:.2f} GB "
            f"({a['rss_ratio']:.2f}x for {big['clips'] // small['clips']}x the clips, the same {a['distinct_clips']:,} "
-           "clips cycled)")
+           + (f"clips repeated in the same shards of {a['shard_size']})" if a.get("shard_size") else "clips cycled)"))
     if "ray_pair_local" in a:
         pairs = ", ".join(f"{o:+.0%}" for o in a["ray_overhead_pairs"])
         out += (f"; the Ray executor on this one machine, `ray.init` and the actor's model loading included, takes "
