@@ -102,3 +102,19 @@ def test_mel_bank_is_whisper_s():
         got = whisper_mel_filters(n_mels)
         assert got.shape == want.shape == (n_mels, 201)
         torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from paraspeechclap.encoders.base import set_grad_checkpointing
+
+    torch.manual_seed(2)
+    net = WhisperNet(WhisperNetConfig(**SHAPE)).train()
+    feats = torch.randn(2, 16, 30)
+    grads = []
+    for enabled in (False, True):
+        set_grad_checkpointing(net, enabled)
+        assert all(b.checkpointing == enabled for b in net.layers)
+        net.zero_grad()
+        _run_blocks(net, feats, None)[-1].square().sum().backward()
+        grads.append(net.layers[1].fc2.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])

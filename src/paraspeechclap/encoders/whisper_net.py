@@ -7,8 +7,8 @@ same (pinned by ``tests/test_whisper_net.py``). It exists so that the default mo
 every process that embeds audio only (an annotation actor, a worker) would otherwise pay.
 
 Only what :class:`~paraspeechclap.encoders.whisper.WhisperAudioEncoder` uses is here: the convolutional
-front end, the positional table, the blocks and the final LayerNorm; it runs the blocks itself, so
-this module has no forward pass of its own.
+front end, the positional table, the blocks (with optional activation checkpointing) and the final
+LayerNorm; it runs the blocks itself, so this module has no forward pass of its own.
 """
 
 from __future__ import annotations
@@ -77,9 +77,17 @@ class WhisperBlock(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.encoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.encoder_ffn_dim, cfg.d_model)
         self.final_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.checkpointing = False  # recompute activations in the backward pass (set by WhisperNet)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, D)`` -> ``(B, T, D)``; ``mask`` as :meth:`WhisperSelfAttention.forward`."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._forward, x, mask, use_reentrant=False)
+        return self._forward(x, mask)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
         x = x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
         if x.dtype == torch.float16:  # as Whisper: keep fp16 activations finite
@@ -107,3 +115,13 @@ class WhisperNet(nn.Module):
         self.embed_positions.requires_grad_(False)  # a fixed sinusoid table in Whisper
         self.layers = nn.ModuleList(WhisperBlock(config) for _ in range(config.encoder_layers))
         self.layer_norm = nn.LayerNorm(d)
+
+    # the names transformers' models use, which encoders.base.set_grad_checkpointing calls
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each block's activations in the backward pass (non-reentrant) instead of storing them."""
+        for block in self.layers:
+            block.checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for block in self.layers:
+            block.checkpointing = False
