@@ -70,6 +70,19 @@ def wav_files(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real speech (``$PARASPEECHCLAP_SHARED_DATA`` or ``../shared/data``), which a recipe's
+    manifests name; the test is skipped on a machine without it (CI has it beside its clone)."""
+    from paraspeechclap.data.splits import find_shared_data
+    from paraspeechclap.errors import InputError
+
+    try:
+        return find_shared_data()
+    except InputError as exc:
+        pytest.skip(f"the shared real speech is not here ({exc})")
+
+
+@pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(0)
 

@@ -20,7 +20,7 @@ def loco() -> Any:
     return mod
 
 
-def test_a_left_out_run_excludes_the_corpus_from_every_real_source(loco: Any, tmp_path: Path,
+def test_a_left_out_run_excludes_the_corpus_from_every_real_source(loco: Any, tmp_path: Path, shared_data: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import paraspeechclap.training.loop as loop
 
