@@ -71,7 +71,7 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
 
     def require_text(self) -> None:
         """Raise :class:`~paraspeechclap.errors.ModelError` when the model embeds audio only."""
-        if self.text_branch is None:
+        if not self.has_text:
             from .errors import ModelError
 
             raise ModelError(f"model {getattr(self, 'model_id', '')!r} was loaded with branches='audio' and "

@@ -57,8 +57,7 @@ class WhisperSelfAttention(nn.Module):
         """``(B, T, D)`` states, additive ``(B, 1, 1, T)`` key mask or None -> ``(B, T, D)``."""
         bsz, n, _ = x.shape
 
-        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H), contiguous: with strided
-            # inputs the CPU kernel falls back to materialising the (B, H, T, T) scores (slower, more memory)
+        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H), laid out as transformers does
             return t.view(bsz, n, self.heads, self.head_dim).transpose(1, 2).contiguous()
 
         # scaled before the product (not inside it), as Whisper and transformers do: the rounding differs
