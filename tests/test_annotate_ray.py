@@ -178,3 +178,35 @@ def test_executor_flags_are_checked(tiny_dir, clips, tmp_path, capsys):
     code = main(["embed", str(next(clips.glob("c00.wav"))), "--out", str(tmp_path / "x.npy"), "--model",
                  str(tiny_dir), "--workers", "2"])
     assert code == 2 and "--executor ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers,cpus,fits", [(1, 2, True), (2, 2, False), (2, 3, True), (3, 4, True),
+                                               (4, 4, False), (1, 1, False)])
+def test_capacity_check_refuses_pools_that_hold_every_cpu(workers, cpus, fits):
+    from paraspeechclap.annotate.ray_executor import DECODE_CPUS, EMBED_CPUS, WRITE_CPUS, check_capacity
+    from paraspeechclap.errors import InputError
+
+    # the condition written out: the actors' CPUs and one decode and one write task must fit
+    assert (workers * EMBED_CPUS + DECODE_CPUS + WRITE_CPUS <= cpus) == fits
+    if fits:
+        check_capacity(workers, cpus)
+    else:
+        with pytest.raises(InputError, match=f"--workers {workers}"):
+            check_capacity(workers, cpus)
+
+
+def test_too_many_workers_fail_at_once_instead_of_waiting_forever(local_ray, tiny_dir, clips, tmp_path, capsys):
+    """Two 1-CPU actors on the fixture's 2 CPUs left none for decoding: the job used to hang."""
+    from paraspeechclap.cli.main import main
+
+    codes: list[int] = []
+    argv = ["annotate", str(clips), "--out", str(tmp_path / "ann"), "--model", str(tiny_dir), "--precision", "fp32",
+            "--executor", "ray", "--workers", "2", "--no-progress"]
+    job = threading.Thread(target=lambda: codes.append(main(argv)), daemon=True)  # a hang fails, not stalls, the suite
+    job.start()
+    job.join(timeout=120)
+    assert not job.is_alive(), "annotate --workers 2 on 2 CPUs is still waiting after 120 s"
+    err = capsys.readouterr().err.strip()
+    assert codes == [2]
+    assert "--workers 2" in err and "use --workers 1 or fewer" in err and len(err.splitlines()) == 1
+    assert not list((tmp_path / "ann").glob("**/*.parquet"))

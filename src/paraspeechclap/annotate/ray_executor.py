@@ -31,11 +31,14 @@ from typing import Any
 
 import ray  # at the top: importing this module is how the registry finds out whether the [ray] extra is there
 
+from ..errors import InputError
 from .executors import StageJob
 
 #: CPUs a decode task and a write task ask for: fractions, so that writes and decodes still fit on a
 #: node whose whole CPUs are held by an embedding actor
 DECODE_CPUS, WRITE_CPUS = 0.5, 0.1
+#: CPUs an embedding actor reserves (with its GPU, when the cluster has them)
+EMBED_CPUS = 1
 #: how often Ray retries a failed task (a killed worker process included)
 TASK_RETRIES = 3
 
@@ -189,9 +192,21 @@ def _quiet_context() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def check_capacity(workers: int, cpus: float) -> None:
+    """Refuse an actor pool that would hold every CPU of the cluster: Ray would then never schedule a
+    decode task, and the job would wait forever (``--workers 2`` on a 2-CPU machine did)."""
+    spare = DECODE_CPUS + WRITE_CPUS
+    if workers * EMBED_CPUS + spare > cpus:
+        fits = int((cpus - spare) // EMBED_CPUS)
+        hint = f"use --workers {fits} or fewer" if fits >= 1 else "Ray needs at least 2 CPUs here"
+        raise InputError(f"--workers {workers}: the Ray cluster has {cpus:g} CPUs now; each embedding actor reserves "
+                         f"{EMBED_CPUS} and decoding needs {spare:g} more, so no clip could be decoded: {hint}")
+
+
 def _pipeline(job: StageJob) -> Any:
     rows = [{"shard": k, "items": pickle.dumps(list(job.shards[k]))} for k in job.pending]
     workers = int(job.options.get("workers") or 1)
+    check_capacity(workers, ray.cluster_resources().get("CPU", 0))
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and job.model_spec.get("device") != "cpu" else 0
     spec = {**job.model_spec, "device": "cuda" if gpus else "cpu"}
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
@@ -204,7 +219,7 @@ def _pipeline(job: StageJob) -> Any:
                     max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
         ds = ds.map(_Embedder, fn_constructor_kwargs={"model_spec": spec, "batch_size": job.batch_size,
                                                       "threads": job.options.get("threads")},
-                    concurrency=workers, num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
+                    concurrency=workers, num_cpus=EMBED_CPUS, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
         return ds.map(_write, fn_kwargs={"paths": [str(p) for p in job.paths]}, num_cpus=WRITE_CPUS,
                       max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
 
