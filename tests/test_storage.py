@@ -162,3 +162,18 @@ def test_annotate_a_bucket_gives_the_rows_of_the_files_on_disk(cli, tiny_dir, bu
     res = cli("data", "check", tmp_path / "s3" / "manifest.jsonl", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["bad_rows"] == 0
+
+
+def test_percent_encoded_uris_name_the_file_they_encode(tmp_path):
+    """A URI's path is percent-encoded; listed names are encoded so that they read back as themselves."""
+    folder = tmp_path / "my corpus"
+    folder.mkdir()
+    for i, name in enumerate(("a b.wav", "c%20d.wav", "e#1.wav")):
+        sf.write(folder / name, tone(0.3 + 0.1 * i, 150.0 + 50 * i, seed=i), 16000)
+    uri = folder.as_uri()
+    assert "%20" in uri  # Path.as_uri encodes the space of the folder's name
+    listed = list_files(uri, AUDIO_EXTENSIONS)
+    assert listed == [f"{uri}/a%20b.wav", f"{uri}/c%2520d.wav", f"{uri}/e%231.wav"]
+    for name, u in zip(("a b.wav", "c%20d.wav", "e#1.wav"), listed):
+        assert np.array_equal(read_audio(u)[0], read_audio(folder / name)[0]), name
+    assert join_uri(uri, "sub dir", "x%y.wav") == f"{uri}/sub%20dir/x%25y.wav"

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from .errors import AudioError, InputError
 
@@ -31,9 +31,12 @@ def is_uri(path: Any) -> bool:
 
 
 def join_uri(root: str, *parts: str) -> str:
-    """``root`` with ``parts`` appended to its path (``/``-separated), keeping its query string."""
+    """``root`` with ``parts`` appended to its path (``/``-separated), keeping its query string.
+
+    ``root`` is a URI (percent-encoded, as written); ``parts`` are plain file names, percent-encoded
+    here, so that a name with a space or a ``%`` comes back as itself (:func:`_resolve` decodes)."""
     sp = urlsplit(root)
-    path = "/".join([sp.path.rstrip("/"), *(p.strip("/") for p in parts if p)])
+    path = "/".join([sp.path.rstrip("/"), *(quote(p.strip("/"), safe="/") for p in parts if p)])
     return urlunsplit((sp.scheme, sp.netloc, path, sp.query, ""))
 
 
@@ -54,7 +57,8 @@ def _resolve(uri: str) -> tuple[Any, str]:
     """``(file system, path inside it)`` of ``uri`` (bucket stores keep the bucket in the path)."""
     sp = urlsplit(uri)
     fs = _filesystem(sp.scheme, sp.netloc, sp.query)
-    inner = sp.path if sp.scheme in ("file", "hdfs", "viewfs") else f"{sp.netloc}{sp.path}"
+    path = unquote(sp.path)  # a URI's path is percent-encoded (``Path.as_uri`` writes a space as %20)
+    inner = path if sp.scheme in ("file", "hdfs", "viewfs") else f"{sp.netloc}{path}"
     return fs, inner
 
 
