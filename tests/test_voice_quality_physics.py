@@ -52,3 +52,17 @@ def test_hnr_of_a_clean_harmonic_voice_and_of_noise():
     assert hnr_db(voice) > 25.0 and hnr_db(noise) < 0.0
     assert f0_perturbation_st(voice) < 0.05
     assert hnr_db(np.zeros(16000, np.float32)) is None
+
+
+@pytest.mark.parametrize("length,n", [(16000, 50), (16000 + 500, 53), (300, 3), (0, 4)])
+def test_loud_frames_match_a_frame_by_frame_reference(length, n):
+    """The running-sum frame power equals each 40 ms frame's mean square (20 ms hop; a frame cut by the
+    end averages what is there, one past it counts as silent)."""
+    from paraspeechclap.audio.measure import _loud_frames
+
+    rng = np.random.default_rng(length)
+    x = rng.standard_normal(length) * np.repeat(rng.uniform(0.001, 1.0, length // 160 + 1), 160)[:length]
+    power = np.array([np.mean(x[s:s + 640] ** 2) if s < len(x) else 0.0 for s in 320 * np.arange(n)])
+    for range_db in (3.0, 15.0, 35.0):
+        want = power >= power.max() * 10 ** (-range_db / 10) if power.max() > 0 else np.zeros(n, bool)
+        np.testing.assert_array_equal(_loud_frames(x, n, range_db), want)

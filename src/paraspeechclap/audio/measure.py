@@ -278,8 +278,10 @@ def _loud_frames(x: np.ndarray, n: int, range_db: float) -> np.ndarray:
     """``(n,)`` bool: the 40 ms frames (20 ms hop, as :func:`paraspeechclap.audio.pitch.frame_f0`'s) within
     ``range_db`` of the loudest one."""
     x = np.asarray(x, np.float64)
-    starts = 320 * np.arange(n)
-    p = np.array([np.mean(x[s:s + 640] ** 2) if s < len(x) else 0.0 for s in starts])
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])  # frame power from running sums: no per-frame loop
+    starts = np.minimum(320 * np.arange(n), len(x))
+    ends = np.minimum(starts + 640, len(x))
+    p = np.where(ends > starts, (energy[ends] - energy[starts]) / np.maximum(ends - starts, 1), 0.0)
     return p >= p.max() * 10 ** (-range_db / 10) if p.max() > 0 else np.zeros(n, bool)
 
 
