@@ -449,7 +449,9 @@ def test_serve_cli_errors_are_one_line(tmp_path):
     env.pop("PSC_UNSET_VAR", None)
     for args, words in [(["--api-key-env", "PSC_UNSET_VAR"], "PSC_UNSET_VAR"),
                         (["--allow-paths", str(tmp_path / "nope")], "not a folder"),
-                        (["--attribute-sets", "nope"], "nope")]:
+                        (["--attribute-sets", "nope"], "nope"),
+                        (["--max-clip-mb", "0"], "above 0"), (["--max-clip-seconds", "inf"], "finite"),
+                        (["--max-clip-seconds", "nan"], "finite")]:
         res = subprocess.run([sys.executable, "-m", "paraspeechclap", "serve", *args], capture_output=True,
                              text=True, env=env, timeout=120)
         assert res.returncode != 0 and words in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -163,6 +163,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def model_from_args(args: argparse.Namespace, precision: str | None = None) -> "ParaSpeechCLAP":
     """Load the model the flags name, in ``precision`` (default: ``--precision``, else ``auto``)."""
     from ..pretrained import load_model

@@ -9,14 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import add_model_args, positive_int
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+from .common import add_model_args, positive_float, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -37,9 +30,9 @@ def add_parser(sub: Any) -> None:
     g = p.add_argument_group("limits (a request over them gets a 4xx JSON error)")
     g.add_argument("--max-clips", type=positive_int, default=MAX_CLIPS, metavar="N",
                    help=f"clips (candidates, pairs) per request (default {MAX_CLIPS})")
-    g.add_argument("--max-clip-mb", type=_positive_float, default=MAX_CLIP_MB, metavar="MB",
+    g.add_argument("--max-clip-mb", type=positive_float, default=MAX_CLIP_MB, metavar="MB",
                    help=f"encoded size of one clip (default {MAX_CLIP_MB:g})")
-    g.add_argument("--max-clip-seconds", type=_positive_float, default=MAX_CLIP_SECONDS, metavar="S",
+    g.add_argument("--max-clip-seconds", type=positive_float, default=MAX_CLIP_SECONDS, metavar="S",
                    help=f"duration of one clip (default {MAX_CLIP_SECONDS:g})")
     g.add_argument("--max-captions", type=positive_int, default=MAX_CAPTIONS, metavar="N",
                    help=f"captions, candidates or prompts per request (default {MAX_CAPTIONS})")
