@@ -177,3 +177,27 @@ def test_percent_encoded_uris_name_the_file_they_encode(tmp_path):
     for name, u in zip(("a b.wav", "c%20d.wav", "e#1.wav"), listed):
         assert np.array_equal(read_audio(u)[0], read_audio(folder / name)[0]), name
     assert join_uri(uri, "sub dir", "x%y.wav") == f"{uri}/sub%20dir/x%25y.wav"
+
+
+def test_data_check_decode_of_a_uri_downloads_it_once(tmp_path, monkeypatch):
+    """The header and the full decode of an object-store clip come from one download; a bad clip is
+    still reported by the decode."""
+    import paraspeechclap.data.check as check
+    from paraspeechclap import storage
+
+    sf.write(tmp_path / "ok.wav", tone(0.4, 150.0), 16000)
+    sf.write(tmp_path / "silent.wav", np.zeros(8000, np.float32), 16000)
+    calls: list[str] = []
+
+    def counting(uri: str) -> bytes:
+        calls.append(uri)
+        return storage.read_bytes(uri)
+
+    monkeypatch.setattr(check, "read_bytes", counting)
+    monkeypatch.setattr("paraspeechclap.audio.io.read_bytes", counting)
+    problems, seconds = check.audio_problems((tmp_path / "ok.wav").as_uri(), 0.4, decode=True)
+    assert problems == [] and seconds == pytest.approx(0.4) and len(calls) == 1
+    local, _ = check.audio_problems(tmp_path / "silent.wav", None, decode=True)
+    remote, _ = check.audio_problems((tmp_path / "silent.wav").as_uri(), None, decode=True)
+    assert local and len(remote) == len(local) and len(calls) == 2
+    assert [p[0] for p in remote] == [p[0] for p in local] == ["relative_audio_path"]

@@ -45,8 +45,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     Raises:
         AudioError: missing, a directory, unreadable or undecodable.
     """
-    import soundfile as sf
-
     if is_uri(path):  # object storage (s3://, gs:// ...): read whole, decode from memory
         source: Any = io.BytesIO(read_bytes(str(path)))
     else:
@@ -56,10 +54,22 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         if path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
         source = str(path)
+    return decode_audio(source, path)
+
+
+def decode_audio(source: Any, name: Any) -> tuple[np.ndarray, int]:
+    """:func:`read_audio` of a source soundfile opens (a path, or bytes already read into a file object),
+    named ``name`` in the error.
+
+    Raises:
+        AudioError: undecodable.
+    """
+    import soundfile as sf
+
     try:
         data, sr = sf.read(source, dtype="float32", always_2d=True)  # (S, C)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        raise AudioError(f"{path}: cannot decode audio ({decode_reason(exc)})") from None
+        raise AudioError(f"{name}: cannot decode audio ({decode_reason(exc)})") from None
     return data.mean(axis=1), int(sr)
 
 

@@ -132,9 +132,13 @@ def audio_problems(path: Path | str, duration: Any, decode: bool) -> tuple[list[
     out: list[tuple[str, str, str]] = []
     if decode:
         from ..audio import load_audio  # lazy: full decode is optional
+        from ..audio.io import decode_audio
 
+        if isinstance(source, io.BytesIO):
+            source.seek(0)  # an object-store clip: decode the bytes the header came from, not a second download
         try:
-            load_audio(path)
+            wav, sr = decode_audio(source, path)
+            load_audio(wav, sr, name=str(path))
         except ParaSpeechCLAPError as exc:
             out.append(("relative_audio_path", str(exc), "error"))
     numeric = isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration)
