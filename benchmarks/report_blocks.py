@@ -416,9 +416,10 @@ def readme_reward_gaming(r: Results) -> str:
             f"{a['model']}, {a['precision']}): how often a degraded copy outranks its clean original by more than "
             f"0.02. Against full style captions of held-out synthetic clips it is at most {worst:.1%} for any noise, "
             f"clipping or silence. Against gender-and-emotion prompts on real speech it is {before}. The opt-in "
-            f"quality gate with edge trimming (`rerank --quality-gate`, `quality_gate` in the service) brings these "
-            f"to {after}, and fails {failed['real']:.1%} of clean real and {failed['synthetic']:.1%} of clean "
-            "synthetic clips; mild noise under emotion prompts stays a blind spot (docs/rerank.md).")
+            f"quality gate with edge trimming (`rerank --quality-gate`, `quality_gate` in the service; blind SNR "
+            f"threshold {a['settings']['gate']['min_snr_db']:g} dB, chosen on the dev split) turns these into "
+            f"{after}, and fails {failed['real']:.1%} of clean real and {failed['synthetic']:.1%} of clean "
+            "synthetic clips; noise under emotion prompts stays a blind spot (docs/rerank.md).")
 
 
 @block("card-backbone-probe")

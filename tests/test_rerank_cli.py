@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from paraspeechclap.cli.main import main
+from paraspeechclap.reranking.quality import QualityGate
 from paraspeechclap.reranking.scorer import PromptScores
 from paraspeechclap.testing import tone
 
@@ -254,6 +255,6 @@ def test_quality_gate_flag_ranks_a_noisy_candidate_last(tiny_dir, tmp_path, caps
     assert entry["failed_quality_gate"] == [1] and entry["quality"][0]["reasons"] == ["snr"]
     assert entry["best_iteration_idx"] != 1 and all(q["ok"] for q in entry["quality"][1:])
     info = json.loads((root / "gated" / "rerank_info.json").read_text())
-    assert info["quality_gate"]["min_snr_db"] == 12.0
+    assert info["quality_gate"]["min_snr_db"] == QualityGate().min_snr_db == 6.0
     code, _, _ = _run(capsys, "--input-dir", root, "--out-name", "plain", "--model", tiny_dir, "--precision", "fp32")
     assert "quality" not in _summary(root / "plain")[0]

@@ -209,3 +209,17 @@ def test_the_gate_passes_clean_speech_and_names_each_defect(rr: Any) -> None:
     assert rr.quality_gate(padded).ok  # the edge-silence check is off by default (trimming is the fix) ...
     v = rr.quality_gate(padded, max_edge_silence_s=0.5)  # ... and on request
     assert v.reasons == ["silence"] and v.measures["lead_s"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_the_snr_threshold_rule_takes_the_highest_threshold_below_the_rejection_cap(rr: Any) -> None:
+    def sweep(rejected: dict[str, float]) -> dict[str, Any]:
+        return {"with_gate_snr_sweep": {t: {"outrank": 0.1, "clean_rejected": r} for t, r in rejected.items()}}
+
+    sets = {"synthetic": {"perturbations": {"noise": sweep({"5": 0.0, "8": 0.01, "10": 0.02, "12": 0.03})}},
+            "real": {"perturbations": {"noise": sweep({"5": 0.02, "8": 0.049, "10": 0.05, "12": 0.11}),
+                                       "silence": {}}}}
+    choice = rr.choose_snr_threshold(sets)
+    # the worst set decides: 10 dB fails 5 % of real clean clips, which the cap (< 5 %) excludes
+    assert choice["chosen_min_snr_db"] == 8.0
+    assert choice["clean_rejected_worst"] == {"5": 0.02, "8": 0.049, "10": 0.05, "12": 0.11}
+    assert rr.choose_snr_threshold({"real": {"perturbations": {"n": sweep({"5": 0.2})}}})["chosen_min_snr_db"] is None

@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--wer-weight", type=float, default=0.0, metavar="W",
                    help="reward z(style) - W * z(WER) per prompt (default 0: style score only)")
     g.add_argument("--quality-gate", action="store_true",
-                   help="rank noisy (blind SNR < 12 dB) or clipped candidates after the others and score every "
+                   help="rank noisy (blind SNR < 6 dB) or clipped candidates after the others and score every "
                         "candidate with its edge silence trimmed (reward gaming guard; docs/rerank.md)")
     g = p.add_argument_group("preference pairs")
     g.add_argument("--pairs", metavar="FILE.jsonl", help="also write (chosen, rejected) preference pairs")
