@@ -206,8 +206,9 @@ def check_capacity(workers: int, cpus: float) -> None:
 def _pipeline(job: StageJob) -> Any:
     rows = [{"shard": k, "items": pickle.dumps(list(job.shards[k]))} for k in job.pending]
     workers = int(job.options.get("workers") or 1)
-    check_capacity(workers, ray.cluster_resources().get("CPU", 0))
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and job.model_spec.get("device") != "cpu" else 0
+    resources = ray.cluster_resources()
+    check_capacity(workers, resources.get("CPU", 0))
+    gpus = 1 if resources.get("GPU", 0) >= 1 and job.model_spec.get("device") != "cpu" else 0
     spec = {**job.model_spec, "device": "cuda" if gpus else "cpu"}
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
     # retries, restarts and spreading have no named parameter yet in Ray Data (2.60): they go through

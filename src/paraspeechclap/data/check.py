@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audio.io import decode_reason
+from ..audio.io import decode_audio, decode_reason, load_audio
 from ..errors import ParaSpeechCLAPError
 from ..storage import is_uri, read_bytes
 from .manifest import (LIST_FIELDS, REQUIRED_FIELDS, RawRow, as_audio_root, normalize_row, parse_list, read_raw,
@@ -131,9 +131,6 @@ def audio_problems(path: Path | str, duration: Any, decode: bool) -> tuple[list[
     seconds = info.frames / info.samplerate
     out: list[tuple[str, str, str]] = []
     if decode:
-        from ..audio import load_audio  # lazy: full decode is optional
-        from ..audio.io import decode_audio
-
         if isinstance(source, io.BytesIO):
             source.seek(0)  # an object-store clip: decode the bytes the header came from, not a second download
         try:
