@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paraspeechclap.synth.prosody import (MIN_PAUSE_S, frame_db, insert_pauses, internal_pause_share,
+from paraspeechclap.synth.prosody import (MIN_PAUSE_S, close_pauses, frame_db, insert_pauses, internal_pause_share,
                                           pause_points)
 
 SR = 16000
@@ -59,3 +59,25 @@ def test_pause_points_respect_edges_and_spacing():
     assert pts[0] >= int((0.2 + 0.3) * SR) - 320 and pts[-1] <= len(x) - int((0.2 + 0.3) * SR) + 320
     assert pause_points(np.zeros(SR, np.float32), 3) == []
     assert MIN_PAUSE_S == 0.15
+
+
+def test_close_pauses_makes_hesitant_speech_flowing_and_keeps_every_word():
+    x = _utterance()
+    hesitant = insert_pauses(x, 3, 0.5, np.random.default_rng(1))
+    assert internal_pause_share(hesitant) > 0.2
+    flowing = close_pauses(hesitant, keep_s=0.06)
+    assert internal_pause_share(flowing) == 0.0  # "flowing": no silence of 150 ms or more is left inside
+    assert _words(flowing) == 6  # the cuts fell inside the pauses: no word lost or split
+    # each of the 3 pauses (0.5 s + its 40 ms join) shrinks to 60 ms, give or take a 20 ms frame per edge
+    removed = (len(hesitant) - len(flowing)) / SR
+    assert abs(removed - 3 * (0.54 - 0.06)) < 3 * 0.04, removed
+    # the edges stay: leading and trailing silence (0.2 s each) are untouched
+    assert np.array_equal(flowing[: int(0.2 * SR)], hesitant[: int(0.2 * SR)])
+    assert np.array_equal(flowing[-int(0.2 * SR):], hesitant[-int(0.2 * SR):])
+
+
+def test_close_pauses_leaves_fluent_and_silent_clips_alone():
+    x = _utterance()
+    assert np.array_equal(close_pauses(x), x)  # 40 ms joins are not pauses
+    silent = np.zeros(SR, np.float32)
+    assert np.array_equal(close_pauses(silent), silent)

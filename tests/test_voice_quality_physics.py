@@ -1,6 +1,7 @@
 """The synthetic voice qualities, checked by independent estimators (issue 21's physical checks):
 breathy and raspy clips have a lower harmonics-to-noise ratio than their modal twins, raspy ones a
-less stable F0, whispered ones no harmonic structure. Estimators: ``audio.measure.hnr_db`` and
+less stable F0, whispered ones no harmonic structure, creaky ones fewer frames a pitch tracker can
+follow. Estimators: ``audio.measure.hnr_db`` and
 ``f0_perturbation_st`` (autocorrelation, not WORLD's own analysis). Parameters are the weakest of
 ``synth.pipeline.QUALITY_RANGES``, so the corpus's clips differ at least this much."""
 
@@ -41,6 +42,22 @@ def test_breathy_raspy_whispered_against_their_modal_twin(clip, f0_hz):
     assert hnr_db(raspy) < h_modal - 1.5
     assert hnr_db(whispered) < 0.0 < h_modal
     assert f0_perturbation_st(raspy) > 1.3 * f0_perturbation_st(modal)
+
+
+@pytest.mark.parametrize("clip, f0_hz", [("thorsten_neutral.flac", 120.0), ("synth_deep.flac", 100.0)])
+def test_creaky_against_its_modal_twin(clip, f0_hz):
+    """Creak (vocal fry): irregular, widely spaced pulses that the autocorrelation tracker cannot follow as
+    a periodic voice. Stated bounds: at most 0.85 times the modal twin's share of voiced frames (measured
+    0.68-0.76) and an HNR at least 1.5 dB lower (measured 4.5-9.8 dB)."""
+    from paraspeechclap.audio import load_audio
+    from paraspeechclap.audio.measure import hnr_db
+    from paraspeechclap.audio.pitch import frame_f0
+
+    x = load_audio(str(EXAMPLES / clip))
+    modal, creaky = (_render(x, f0_hz, q) for q in ("modal", "creaky"))
+    voiced = [float(np.mean(frame_f0(y)[0] > 0)) for y in (modal, creaky)]
+    assert voiced[1] <= 0.85 * voiced[0], voiced
+    assert hnr_db(creaky) < hnr_db(modal) - 1.5
 
 
 def test_hnr_of_a_clean_harmonic_voice_and_of_noise():

@@ -111,6 +111,22 @@ def muffled(x: np.ndarray, sr: int, p: Mapping[str, Any], rng: np.random.Generat
     return sosfilt(sos, x).astype(np.float32)
 
 
+#: the tilt's gain is held at its value here below and above: no boost of DC or rumble, no runaway at Nyquist
+TILT_LIMITS_HZ = (100.0, 7600.0)
+
+
+def tilt(x: np.ndarray, sr: int, db_per_octave: float, pivot_hz: float = 1000.0) -> np.ndarray:
+    """``x`` with its spectrum tilted by ``db_per_octave`` about ``pivot_hz`` (unchanged there): a
+    zero-phase gain of ``db_per_octave * log2(f / pivot_hz)`` dB, flat outside :data:`TILT_LIMITS_HZ`.
+    Positive is brighter (a building block for ``shrill``), negative darker (``booming``, ``muffled``
+    voices); the level is not restored (:func:`set_level` does that). Issue 21; not yet in the plan."""
+    x = np.asarray(x, np.float32)
+    f = np.fft.rfftfreq(len(x), 1.0 / sr)
+    octaves = np.log2(np.clip(f, *TILT_LIMITS_HZ) / pivot_hz)
+    gain = 10.0 ** (db_per_octave * octaves / 20.0)
+    return np.fft.irfft(np.fft.rfft(x) * gain, n=len(x)).astype(np.float32)
+
+
 def room_impulse_response(sr: int, rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
     """(L,) synthetic RIR: unit direct path, sparse early reflections, exponentially decaying noise tail."""
     n = round(rt60 * sr)

@@ -1,7 +1,8 @@
 """Waveform-level rhythm transforms: pauses inserted between words, and the pause share that checks them.
 
 Building blocks for the rhythm tags of issue 21 (``punctuated``, ``hesitant``: pauses where fluent
-speech has none; ``flowing``: none). Not yet used by the corpus plan. Pauses go into the quietest
+speech has none, :func:`insert_pauses`; ``flowing``: none, :func:`close_pauses`). Not yet used by the
+corpus plan. Pauses go into the quietest
 points between words (local minima of the 20 ms frame energy inside the spoken span), so no word is
 cut. Each pause holds a noise floor 60 dB below the speech, not digital zeros, and the cut is faded
 over 10 ms on both sides so it makes no click.
@@ -30,18 +31,26 @@ def frame_db(x: np.ndarray) -> np.ndarray:
         return 10 * np.log10(p / p.max()) if p.max() > 0 else np.full(len(p), -np.inf)
 
 
-def internal_pause_share(x: np.ndarray, min_pause_s: float = MIN_PAUSE_S,
-                         range_db: float = SILENCE_RANGE_DB) -> float:
-    """Share of the spoken span (first to last active frame) that lies in pauses: silent runs of at
-    least ``min_pause_s``. Leading and trailing silence do not count; 0.0 for a clip without speech."""
+def internal_pauses(x: np.ndarray, min_pause_s: float = MIN_PAUSE_S,
+                    range_db: float = SILENCE_RANGE_DB) -> tuple[list[tuple[int, int]], int]:
+    """The pauses inside the spoken span (first to last active 20 ms frame): silent runs of at least
+    ``min_pause_s``, as ``[(start, end), ...]`` frame indices of ``x``, and the span's length in
+    frames (0 for a clip without speech). Leading and trailing silence are not pauses."""
     db = frame_db(x)
     active = np.flatnonzero(db > -range_db)
     if len(active) < 2:
-        return 0.0
-    span = db[active[0]: active[-1] + 1] <= -range_db
+        return [], 0
+    first = int(active[0])
+    span = db[first: active[-1] + 1] <= -range_db
     min_frames = int(np.ceil(min_pause_s * SR / FRAME))
-    paused = sum(b - a for a, b in _true_runs(span) if b - a >= min_frames)
-    return paused / len(span)
+    return [(first + a, first + b) for a, b in _true_runs(span) if b - a >= min_frames], len(span)
+
+
+def internal_pause_share(x: np.ndarray, min_pause_s: float = MIN_PAUSE_S,
+                         range_db: float = SILENCE_RANGE_DB) -> float:
+    """Share of the spoken span that lies in :func:`internal_pauses`; 0.0 for a clip without speech."""
+    runs, span = internal_pauses(x, min_pause_s, range_db)
+    return sum(b - a for a, b in runs) / span if span else 0.0
 
 
 def pause_points(x: np.ndarray, n: int, min_gap_s: float = 0.4, edge_s: float = 0.3) -> list[int]:
@@ -88,3 +97,22 @@ def insert_pauses(x: np.ndarray, n: int, pause_s: float, rng: np.random.Generato
     tail[:fade] *= ramp[::-1][: len(tail[:fade])]
     pieces.append(tail)
     return np.concatenate(pieces)
+
+
+def close_pauses(x: np.ndarray, keep_s: float = 0.06, min_pause_s: float = MIN_PAUSE_S,
+                 range_db: float = SILENCE_RANGE_DB, fade_s: float = 0.01) -> np.ndarray:
+    """``x`` with every one of its :func:`internal_pauses` shortened to ``keep_s``: the middle of the run is cut,
+    its two edges kept, so a word's decay and the next one's onset stay whole. Leading and trailing
+    silence are left alone. The join is a ``fade_s`` crossfade, so it makes no click."""
+    x = np.asarray(x, np.float32)
+    runs, _ = internal_pauses(x, min_pause_s, range_db)
+    # the kept edges are at least a fade long, so both sides of every join are inside the silence
+    fade = max(1, int(fade_s * SR))
+    half = max(int(keep_s * SR / 2), fade)
+    cuts = [(a * FRAME + half, b * FRAME - half) for a, b in runs]
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    pieces, start = [], 0
+    for lo, hi in cuts:
+        pieces += [x[start: lo - fade], x[lo - fade: lo] * ramp[::-1] + x[hi: hi + fade] * ramp]
+        start = hi + fade
+    return np.concatenate([*pieces, x[start:]]).astype(np.float32)
