@@ -258,3 +258,26 @@ def test_quality_gate_flag_ranks_a_noisy_candidate_last(tiny_dir, tmp_path, caps
     assert info["quality_gate"]["min_snr_db"] == QualityGate().min_snr_db == 6.0
     code, _, _ = _run(capsys, "--input-dir", root, "--out-name", "plain", "--model", tiny_dir, "--precision", "fp32")
     assert "quality" not in _summary(root / "plain")[0]
+    # a stricter threshold: 60 dB fails every clip (real recordings have far less), and is recorded
+    code, _, err = _run(capsys, "--input-dir", root, "--out-name", "strict", "--model", tiny_dir, "--precision", "fp32",
+                        "--quality-gate", "--gate-min-snr-db", "60")
+    assert code == 0, err
+    entry = _summary(root / "strict")[0]
+    assert len(entry["failed_quality_gate"]) > 1  # more than the noisy clip the default gate caught
+    for k, q in enumerate(entry["quality"], start=1):  # every clip with a measurable SNR below 60 dB fails on it
+        assert (k in entry["failed_quality_gate"]) == ("snr" in q["reasons"]), q
+    assert json.loads((root / "strict" / "rerank_info.json").read_text())["quality_gate"]["min_snr_db"] == 60.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gate-min-snr-db", "12"], "add --quality-gate"),
+    (["--quality-gate", "--gate-min-snr-db", "nan"], "finite number"),
+    (["--quality-gate", "--gate-min-snr-db", "loud"], "invalid finite_float value"),
+])
+def test_gate_threshold_flag_errors(tmp_path, capsys, flags, message):
+    root = _official(tmp_path / "run")
+    try:
+        code, _, err = _run(capsys, "--input-dir", root, "--out-name", "b", *flags)
+    except SystemExit as exc:  # argparse refuses a bad value itself
+        code, err = exc.code, capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

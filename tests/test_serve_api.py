@@ -494,3 +494,12 @@ def test_quality_gate_on_reward_rerank_and_client(lite, model):
     assert status == 200 and body["best"] == 1 and body["quality"][0]["reasons"] == ["snr"]
     ranked = rerank(model, prompts[0], [noisy, str(clean)], quality_gate=True)
     assert isinstance(ranked[0][0], str) and ranked[0][1] == pytest.approx(body["scores"][1], abs=1e-5)
+    # a stricter threshold fails the clean clip too (its blind SNR is far below 60 dB)
+    status, body = post_json(lite + "/v1/reward", {"prompts": prompts, "audio": audio, "quality_gate": True,
+                                                  "gate_min_snr_db": 60})
+    assert status == 200 and [q["reasons"] for q in body["quality"]] == [["snr"], ["snr"]], body
+    for fields, words in [({"gate_min_snr_db": 12}, "send quality_gate true"),
+                          ({"quality_gate": True, "gate_min_snr_db": "inf"}, "finite"),
+                          ({"quality_gate": True, "gate_min_snr_db": "loud"}, "must be a number")]:
+        status, body = post_json(lite + "/v1/rerank", {"prompt": prompts[0], "audio": audio, **fields})
+        assert status == 400 and words in body["error"] and "gate_min_snr_db" in body["error"], body

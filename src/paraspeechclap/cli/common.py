@@ -170,6 +170,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not abs(value) < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def model_from_args(args: argparse.Namespace, precision: str | None = None) -> "ParaSpeechCLAP":
     """Load the model the flags name, in ``precision`` (default: ``--precision``, else ``auto``)."""
     from ..pretrained import load_model

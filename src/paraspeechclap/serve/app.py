@@ -169,9 +169,15 @@ async def _gate(payload: Payload, wavs: list[np.ndarray | None]) -> tuple[list[n
 
     from ..reranking.quality import QualityGate
 
+    min_snr = number_field(payload.fields, "gate_min_snr_db", None)
+    if min_snr is not None and not abs(min_snr) < float("inf"):
+        raise HTTPProblem(400, f"field 'gate_min_snr_db' must be a finite number, got {min_snr}")
     if not flag_field(payload.fields, "quality_gate"):
+        if min_snr is not None:
+            raise HTTPProblem(400, "field 'gate_min_snr_db' sets the threshold of 'quality_gate': "
+                                   "send quality_gate true")
         return wavs, None
-    gate = QualityGate()
+    gate = QualityGate() if min_snr is None else QualityGate(min_snr_db=min_snr)
 
     def work() -> tuple[list[np.ndarray | None], list[Any]]:
         done = [None if w is None else gate.apply(w) for w in wavs]

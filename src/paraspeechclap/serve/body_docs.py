@@ -12,6 +12,8 @@ _AUDIO = {"type": "array", "description": "clips: base64 text, {\"data\": base64
                                                                 "name": {"type": "string"},
                                                                 "path": {"type": "string"}}}]}}
 _TEXTS = {"type": "array", "items": {"type": "string"}}
+#: the quality gate's threshold, on both routes that take the gate
+_GATE_MIN_SNR = {"type": "number", "description": "with quality_gate: the blind-SNR threshold in dB (default 6)"}
 _FIELDS: dict[str, dict[str, Any]] = {
     "embed": {"audio": _AUDIO, "captions": _TEXTS},
     "score": {"audio": _AUDIO, "captions": _TEXTS},
@@ -21,14 +23,16 @@ _FIELDS: dict[str, dict[str, Any]] = {
                "wer": {"type": "array", "items": {"type": "number"}}, "wer_threshold": {"type": "number"},
                "wer_weight": {"type": "number"},
                "quality_gate": {"type": "boolean", "description": "rank noisy or clipped candidates last; trim edge "
-                                "silence before scoring"}},
+                                "silence before scoring"},
+               "gate_min_snr_db": _GATE_MIN_SNR},
     "reward": {"prompts": {**_TEXTS, "description": "one style prompt per clip"},
                "audio": {**_AUDIO, "description": "one clip per prompt"},
                "attribute_sets": {**_TEXTS, "description": "also report per-set agreement with the prompt's tags"},
                "skip_bad": {"type": "boolean", "description": "a bad clip gets reward null instead of a 4xx"},
                "quality_gate": {"type": "boolean", "description": "check noise and clipping (per-clip 'quality'); "
                                 "trim edge silence before scoring"},
-               "gate_reward": {"type": "number", "description": "with quality_gate: the reward of a clip that fails"}},
+               "gate_reward": {"type": "number", "description": "with quality_gate: the reward of a clip that fails"},
+               "gate_min_snr_db": _GATE_MIN_SNR},
 }
 _REQUIRED = {"embed": [], "score": ["audio", "captions"], "classify": ["audio"], "rerank": ["prompt", "audio"],
              "reward": ["prompts", "audio"]}
