@@ -343,6 +343,42 @@ def spectral_tilt_db_per_octave(x: np.ndarray, sr: int = SAMPLE_RATE,
     return float(slope)
 
 
+#: log-frequency step of :func:`envelope_shift_ratio`'s spectra (1/96 octave: a 0.7 % ratio)
+ENVELOPE_STEP_OCT = 1 / 96
+
+
+def _log_envelope(x: np.ndarray, sr: int, band: tuple[float, float]) -> np.ndarray:
+    """Long-term average spectrum in dB on a log2 frequency grid over ``band``, smoothed over a third
+    of an octave so that the harmonics' ripple goes and the formant envelope stays."""
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import welch
+
+    f, pxx = welch(np.asarray(x, np.float64), fs=sr, nperseg=int(0.064 * sr))
+    grid = 2.0 ** np.arange(np.log2(band[0]), np.log2(band[1]), ENVELOPE_STEP_OCT)
+    db = 10 * np.log10(np.interp(grid, f, pxx) + 1e-20)
+    return uniform_filter1d(db, size=round(1 / 3 / ENVELOPE_STEP_OCT), mode="nearest")
+
+
+def envelope_shift_ratio(reference: np.ndarray, x: np.ndarray, sr: int = SAMPLE_RATE,
+                         band: tuple[float, float] = (300.0, 5000.0), max_octaves: float = 0.4) -> float:
+    """How far ``x``'s formants sit above (> 1) or below (< 1) ``reference``'s, as a frequency ratio: the
+    shift along log frequency that best correlates the two smoothed long-term spectra
+    (:func:`_log_envelope`), searched within ``max_octaves``. Meant for twins of one utterance (a
+    vocal-tract change, e.g. guttural speech's lowered formants). The smoothing needs harmonics closer
+    than a third of an octave, i.e. an F0 below about 150 Hz near the lowest formant; higher voices
+    read too close to 1."""
+    a, b = _log_envelope(reference, sr, band), _log_envelope(x, sr, band)
+    k = int(max_octaves / ENVELOPE_STEP_OCT)
+    best, shift = -np.inf, 0
+    for s in range(-k, k + 1):
+        u, v = (a[: len(a) - s], b[s:]) if s >= 0 else (a[-s:], b[: len(b) + s])
+        u, v = u - u.mean(), v - v.mean()
+        corr = float(u @ v / np.sqrt((u @ u) * (v @ v) + 1e-20))
+        if corr > best:
+            best, shift = corr, s
+    return float(2.0 ** (shift * ENVELOPE_STEP_OCT))
+
+
 KEYS = (
     "duration_s", "active_level_dbfs", "f0_median_hz", "f0_spread_semitones", "f0_semitones_re_speaker",
     "speaking_rate_syll_per_s", "snr_db", "c50_db", "clipping_share",
