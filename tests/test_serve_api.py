@@ -469,6 +469,7 @@ def _noisy(path: Path, snr_db: float, seed: int = 0) -> np.ndarray:
 
 def test_quality_gate_on_reward_rerank_and_client(lite, model):
     from paraspeechclap.client import StyleReward
+    from paraspeechclap.errors import InputError
     from paraspeechclap.reranking import QualityGate, rerank
 
     clean = EXAMPLES / "thorsten_angry.flac"
@@ -503,3 +504,11 @@ def test_quality_gate_on_reward_rerank_and_client(lite, model):
                           ({"quality_gate": True, "gate_min_snr_db": "loud"}, "must be a number")]:
         status, body = post_json(lite + "/v1/rerank", {"prompt": prompts[0], "audio": audio, **fields})
         assert status == 400 and words in body["error"] and "gate_min_snr_db" in body["error"], body
+    # the clients take the same threshold, remote and in-process
+    for rew in (StyleReward(lite, gate_reward=-1.0, gate_min_snr_db=60), StyleReward(model, gate_reward=-1.0,
+                                                                                     gate_min_snr_db=60)):
+        assert rew(prompts, [str(clean), noisy]) == [-1.0, -1.0]
+    with pytest.raises(InputError, match="set gate_reward too"):
+        StyleReward(model, gate_min_snr_db=12)
+    with pytest.raises(InputError, match="finite"):
+        StyleReward(model, gate_reward=-1.0, gate_min_snr_db=float("nan"))

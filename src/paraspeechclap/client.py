@@ -59,13 +59,21 @@ class StyleReward:
         gate_reward: when set, the quality gate (:class:`~paraspeechclap.reranking.quality.QualityGate`:
             noise, clipping; clips scored with their edge silence trimmed) is applied and a clip that
             fails it gets this reward: an RL policy then gains nothing from adding noise or silence.
+        gate_min_snr_db: with ``gate_reward``, the gate's blind-SNR threshold (default: the gate's, 6 dB).
     """
 
     def __init__(self, target: Any, *, sample_rate: int | None = None, timeout: float = 60.0, retries: int = 3,
                  backoff: float = 0.5, api_key: str | None = None, bad_reward: float | None = None,
-                 prompt_column: str | None = None, batch_size: int = 16, gate_reward: float | None = None) -> None:
+                 prompt_column: str | None = None, batch_size: int = 16, gate_reward: float | None = None,
+                 gate_min_snr_db: float | None = None) -> None:
+        from .errors import InputError
+
+        if gate_min_snr_db is not None and gate_reward is None:
+            raise InputError("gate_min_snr_db sets the threshold of the quality gate: set gate_reward too")
+        if gate_min_snr_db is not None and not abs(gate_min_snr_db) < float("inf"):
+            raise InputError(f"gate_min_snr_db must be a finite number, got {gate_min_snr_db}")
         self.sample_rate = sample_rate
-        self.gate_reward = gate_reward
+        self.gate_reward, self.gate_min_snr_db = gate_reward, gate_min_snr_db
         self.bad_reward = bad_reward
         self.prompt_column = prompt_column
         self.batch_size = max(1, int(batch_size))
@@ -118,7 +126,7 @@ class StyleReward:
 
     def _chunk(self, texts: list[str], items: list[tuple[str, Any, int | None]]) -> list[float]:
         rewards, errors = self._backend.rewards(texts, items, skip_bad=self.bad_reward is not None,
-                                                gate_reward=self.gate_reward)
+                                                gate_reward=self.gate_reward, gate_min_snr_db=self.gate_min_snr_db)
         if errors and self.bad_reward is None:
             raise AudioError(errors[0])
         return [self.bad_reward if r is None else float(r) for r in rewards]  # type: ignore[misc]
@@ -150,11 +158,13 @@ class _Local:
         self.model = model
 
     def rewards(self, texts: list[str], items: list[tuple[str, Any, int | None]], skip_bad: bool,
-                gate_reward: float | None = None) -> tuple[list[float | None], list[str]]:
+                gate_reward: float | None = None,
+                gate_min_snr_db: float | None = None) -> tuple[list[float | None], list[str]]:
         from .audio.io import load_audio
         from .reranking.quality import QualityGate
 
-        gate = QualityGate() if gate_reward is not None else None
+        snr = {} if gate_min_snr_db is None else {"min_snr_db": gate_min_snr_db}
+        gate = QualityGate(**snr) if gate_reward is not None else None
         failed: set[int] = set()
         min_samples = self.model.audio_branch.min_samples
         wavs: list[np.ndarray | None] = []
@@ -186,12 +196,15 @@ class _Remote:
         self.url, self.timeout, self.retries, self.backoff, self.api_key = url, timeout, retries, backoff, api_key
 
     def rewards(self, texts: list[str], items: list[tuple[str, Any, int | None]], skip_bad: bool,
-                gate_reward: float | None = None) -> tuple[list[float | None], list[str]]:
+                gate_reward: float | None = None,
+                gate_min_snr_db: float | None = None) -> tuple[list[float | None], list[str]]:
         audio = [{"name": name, "data": base64.b64encode(_encoded(name, item, rate)).decode("ascii")}
                  for name, item, rate in items]
         body: dict[str, Any] = {"prompts": texts, "audio": audio, "skip_bad": skip_bad}
         if gate_reward is not None:
             body.update(quality_gate=True, gate_reward=gate_reward)
+            if gate_min_snr_db is not None:
+                body["gate_min_snr_db"] = gate_min_snr_db
         answer = self.post("/v1/reward", body)
         return answer["rewards"], [e["message"] for e in answer.get("errors", [])]
 
