@@ -79,5 +79,7 @@ def test_close_pauses_makes_hesitant_speech_flowing_and_keeps_every_word():
 def test_close_pauses_leaves_fluent_and_silent_clips_alone():
     x = _utterance()
     assert np.array_equal(close_pauses(x), x)  # 40 ms joins are not pauses
+    hesitant = insert_pauses(x, 2, 0.3, np.random.default_rng(2))
+    assert np.array_equal(close_pauses(hesitant, keep_s=0.5), hesitant)  # pauses shorter than keep_s stay
     silent = np.zeros(SR, np.float32)
     assert np.array_equal(close_pauses(silent), silent)

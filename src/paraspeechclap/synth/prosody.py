@@ -109,7 +109,8 @@ def close_pauses(x: np.ndarray, keep_s: float = 0.06, min_pause_s: float = MIN_P
     # the kept edges are at least a fade long, so both sides of every join are inside the silence
     fade = max(1, int(fade_s * SR))
     half = max(int(keep_s * SR / 2), fade)
-    cuts = [(a * FRAME + half, b * FRAME - half) for a, b in runs]
+    # a pause already no longer than keep_s (plus a fade) stays as it is
+    cuts = [(a * FRAME + half, b * FRAME - half) for a, b in runs if (b - a) * FRAME - 2 * half > fade]
     ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
     pieces, start = [], 0
     for lo, hi in cuts:
