@@ -247,3 +247,16 @@ def test_quality_gate_apply_is_check_and_prepare_in_one_pass():
         np.testing.assert_array_equal(prepared, gate.prepare(padded))
     assert len(QualityGate().apply(padded)[1]) < len(padded) - 20000  # the pads were cut to 0.1 s
     assert QualityGate(max_edge_silence_s=0.5).apply(padded)[0].reasons == ["silence"]
+
+
+def test_resolve_gate_with_and_without_a_threshold():
+    from paraspeechclap.reranking import resolve_gate
+    from paraspeechclap.reranking.quality import QualityGate
+
+    assert resolve_gate(True) == QualityGate() and resolve_gate(True).min_snr_db == 6.0
+    assert resolve_gate(True, 12.0) == QualityGate(min_snr_db=12.0)
+    assert resolve_gate(False) is None and resolve_gate(None) is None
+    own = QualityGate(max_clipping_share=None)
+    assert resolve_gate(own) is own
+    with pytest.raises(ValueError, match="quality_gate=True"):
+        resolve_gate(False, 12.0)

@@ -161,10 +161,9 @@ class _Local:
                 gate_reward: float | None = None,
                 gate_min_snr_db: float | None = None) -> tuple[list[float | None], list[str]]:
         from .audio.io import load_audio
-        from .reranking.quality import QualityGate
+        from .reranking import resolve_gate
 
-        snr = {} if gate_min_snr_db is None else {"min_snr_db": gate_min_snr_db}
-        gate = QualityGate(**snr) if gate_reward is not None else None
+        gate = resolve_gate(gate_reward is not None, gate_min_snr_db)
         failed: set[int] = set()
         min_samples = self.model.audio_branch.min_samples
         wavs: list[np.ndarray | None] = []

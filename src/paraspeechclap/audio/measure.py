@@ -317,6 +317,14 @@ def f0_perturbation_st(x: np.ndarray) -> float | None:
     return float(np.median(np.abs(12 * np.log2(f0[1:][pairs] / f0[:-1][pairs]))))
 
 
+def _ltas(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """Long-term average spectrum: ``(frequencies, power)`` by Welch's method, 64 ms Hann segments
+    with half overlap (the spectrum both tilt and formant-shift estimates read)."""
+    from scipy.signal import welch
+
+    return welch(np.asarray(x, np.float64), fs=sr, nperseg=int(0.064 * sr))
+
+
 #: band over which :func:`spectral_tilt_db_per_octave` fits its line: above most F0s, below the
 #: 8 kHz Nyquist of 16 kHz audio
 TILT_BAND_HZ = (250.0, 6000.0)
@@ -325,17 +333,13 @@ TILT_BAND_HZ = (250.0, 6000.0)
 def spectral_tilt_db_per_octave(x: np.ndarray, sr: int = SAMPLE_RATE,
                                 band: tuple[float, float] = TILT_BAND_HZ) -> float | None:
     """Spectral tilt: the slope, in dB per octave, of the least-squares line through the long-term
-    average spectrum (Welch, 64 ms Hann segments, half overlap) against log2 frequency over ``band``.
+    average spectrum (:func:`_ltas`) against log2 frequency over ``band``.
     White noise reads 0, pink (1/f) noise -3, brown -6; the project's example speech clips read -3 to
     -9, brighter (tenser, shriller) voices less negative, muffled or dark ones more. None for a silent
     clip or one shorter than a segment."""
-    from scipy.signal import welch
-
-    x = np.asarray(x, np.float64)
-    nper = int(0.064 * sr)
-    if len(x) < nper or not np.any(x):
+    if len(x) < int(0.064 * sr) or not np.any(x):
         return None
-    f, pxx = welch(x, fs=sr, nperseg=nper)
+    f, pxx = _ltas(x, sr)
     keep = (f >= band[0]) & (f <= min(band[1], sr / 2)) & (pxx > 0)
     if keep.sum() < 8:
         return None
@@ -351,9 +355,8 @@ def _log_envelope(x: np.ndarray, sr: int, band: tuple[float, float]) -> np.ndarr
     """Long-term average spectrum in dB on a log2 frequency grid over ``band``, smoothed over a third
     of an octave so that the harmonics' ripple goes and the formant envelope stays."""
     from scipy.ndimage import uniform_filter1d
-    from scipy.signal import welch
 
-    f, pxx = welch(np.asarray(x, np.float64), fs=sr, nperseg=int(0.064 * sr))
+    f, pxx = _ltas(x, sr)
     grid = 2.0 ** np.arange(np.log2(band[0]), np.log2(band[1]), ENVELOPE_STEP_OCT)
     db = 10 * np.log10(np.interp(grid, f, pxx) + 1e-20)
     return uniform_filter1d(db, size=round(1 / 3 / ENVELOPE_STEP_OCT), mode="nearest")

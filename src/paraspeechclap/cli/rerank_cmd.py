@@ -129,13 +129,10 @@ def _check_selections(selections: list, skip_bad: bool) -> list[int]:
 def _gate(args: argparse.Namespace) -> Any:
     """The quality gate the flags ask for (None without ``--quality-gate``)."""
     from ..reranking import resolve_gate
-    from ..reranking.quality import QualityGate
 
-    if args.gate_min_snr_db is None:
-        return resolve_gate(args.quality_gate)
-    if not args.quality_gate:
+    if args.gate_min_snr_db is not None and not args.quality_gate:
         raise InputError("--gate-min-snr-db sets the threshold of --quality-gate: add --quality-gate")
-    return QualityGate(min_snr_db=args.gate_min_snr_db)
+    return resolve_gate(args.quality_gate, args.gate_min_snr_db)
 
 
 def run_rerank(args: argparse.Namespace) -> int:

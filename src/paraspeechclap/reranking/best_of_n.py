@@ -185,12 +185,16 @@ def rerank(
     return [(candidates[k], float(sel.scores[k])) for k in sel.ranking.order if k not in dropped]
 
 
-def resolve_gate(quality_gate: Any) -> Any | None:
-    """``True`` -> the default gate, ``False``/None -> None, a gate -> itself."""
+def resolve_gate(quality_gate: Any, min_snr_db: float | None = None) -> Any | None:
+    """``True`` -> the default gate (with ``min_snr_db`` as its SNR threshold when given),
+    ``False``/None -> None, a gate -> itself. A threshold without ``True`` is a caller's error (each
+    caller says so first, in its own words: a flag, a request field, a keyword)."""
     if quality_gate is True:
         from .quality import QualityGate
 
-        return QualityGate()
+        return QualityGate() if min_snr_db is None else QualityGate(min_snr_db=min_snr_db)
+    if min_snr_db is not None:
+        raise ValueError("min_snr_db is the threshold of the default gate: pass quality_gate=True")
     return quality_gate or None
 
 

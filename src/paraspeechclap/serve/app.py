@@ -167,7 +167,7 @@ async def _gate(payload: Payload, wavs: list[np.ndarray | None]) -> tuple[list[n
     (edge silence trimmed), computed off the event loop; else the clips as they are and None."""
     import anyio
 
-    from ..reranking.quality import QualityGate
+    from ..reranking import resolve_gate
 
     min_snr = number_field(payload.fields, "gate_min_snr_db", None)
     if min_snr is not None and not abs(min_snr) < float("inf"):
@@ -177,7 +177,7 @@ async def _gate(payload: Payload, wavs: list[np.ndarray | None]) -> tuple[list[n
             raise HTTPProblem(400, "field 'gate_min_snr_db' sets the threshold of 'quality_gate': "
                                    "send quality_gate true")
         return wavs, None
-    gate = QualityGate() if min_snr is None else QualityGate(min_snr_db=min_snr)
+    gate = resolve_gate(True, min_snr)
 
     def work() -> tuple[list[np.ndarray | None], list[Any]]:
         done = [None if w is None else gate.apply(w) for w in wavs]

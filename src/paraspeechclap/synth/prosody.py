@@ -2,10 +2,9 @@
 
 Building blocks for the rhythm tags of issue 21 (``punctuated``, ``hesitant``: pauses where fluent
 speech has none, :func:`insert_pauses`; ``flowing``: none, :func:`close_pauses`). Not yet used by the
-corpus plan. Pauses go into the quietest
-points between words (local minima of the 20 ms frame energy inside the spoken span), so no word is
-cut. Each pause holds a noise floor 60 dB below the speech, not digital zeros, and the cut is faded
-over 10 ms on both sides so it makes no click.
+corpus plan. Pauses go into the quietest points between words (local minima of the 20 ms frame
+energy inside the spoken span), so no word is cut. Each pause holds a noise floor 60 dB below the
+speech, not digital zeros, and the cut is faded over 10 ms on both sides so it makes no click.
 """
 
 from __future__ import annotations
@@ -101,8 +100,8 @@ def insert_pauses(x: np.ndarray, n: int, pause_s: float, rng: np.random.Generato
 
 def close_pauses(x: np.ndarray, keep_s: float = 0.06, min_pause_s: float = MIN_PAUSE_S,
                  range_db: float = SILENCE_RANGE_DB, fade_s: float = 0.01) -> np.ndarray:
-    """``x`` with every one of its :func:`internal_pauses` shortened to ``keep_s``: the middle of the run is cut,
-    its two edges kept, so a word's decay and the next one's onset stay whole. Leading and trailing
+    """``x`` with every one of its :func:`internal_pauses` shortened to ``keep_s``: the middle of the
+    run is cut, its two edges kept, so a word's decay and the next one's onset stay whole. Leading and trailing
     silence are left alone. The join is a ``fade_s`` crossfade, so it makes no click."""
     x = np.asarray(x, np.float32)
     runs, _ = internal_pauses(x, min_pause_s, range_db)
