@@ -175,6 +175,16 @@ def test_rerank_equals_the_rerank_api_and_silent_is_last(lite, model):
         silent).decode()]})
     assert status == 200 and body["best"] == 0 and body["scores"][1] is None
     assert body["ranking"][-1]["index"] == 1 and body["issues"][0]["kind"] == "silent"
+    # reward settings must be finite: float() would read "inf" and "nan", and Python's JSON Infinity and NaN
+    two = [_b64(paths[0]), _b64(paths[1])]
+    for fields, words in [({"wer": [0.1, 0.2], "wer_threshold": "inf"}, "'wer_threshold' must be a finite"),
+                          ({"wer": [0.1, 0.2], "wer_weight": "nan"}, "'wer_weight' must be a finite"),
+                          ({"wer": [0.1, "nan"], "wer_weight": 0.5}, "'wer' must be a list of finite")]:
+        status, body = post_json(lite + "/v1/rerank", {"prompt": prompt, "audio": two, **fields})
+        assert status == 400 and words in body["error"], body
+    status, body = post_json(lite + "/v1/reward", {"prompts": [prompt, prompt], "audio": two, "quality_gate": True,
+                                                  "gate_reward": "-inf"})
+    assert status == 400 and "'gate_reward' must be a finite" in body["error"], body
 
 
 def test_reward_is_the_cosine_with_tag_agreement(lite, model):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from paraspeechclap.serve.batcher import DynamicBatcher
-from paraspeechclap.serve.inputs import HTTPProblem, allowed_path, text_list
+from paraspeechclap.serve.inputs import HTTPProblem, allowed_path, number_field, text_list
 from paraspeechclap.serve.settings import ServeSettings
 from paraspeechclap.serve.tags import prompt_tags
 
@@ -138,6 +138,17 @@ def test_prompt_tags(prompt, expect):
 
 
 # -- fields and paths ----------------------------------------------------------------------------------
+def test_number_field_takes_finite_numbers_only():
+    assert number_field({"w": "0.25"}, "w", None) == 0.25 and number_field({"w": 3}, "w", None) == 3.0
+    assert number_field({}, "w", 1.5) == 1.5 and number_field({"w": ""}, "w", None) is None
+    # float() reads all of these; a threshold or weight of infinity or NaN would silently change every ranking
+    for bad in ("inf", "-Infinity", "nan", float("inf"), float("nan")):
+        with pytest.raises(HTTPProblem, match="field 'w' must be a finite number"):
+            number_field({"w": bad}, "w", None)
+    with pytest.raises(HTTPProblem, match="field 'w' must be a number"):
+        number_field({"w": "loud"}, "w", None)
+
+
 def test_text_list_checks():
     s = ServeSettings(max_captions=2)
     assert text_list({"captions": "one"}, "captions", s) == ["one"]

@@ -170,8 +170,6 @@ async def _gate(payload: Payload, wavs: list[np.ndarray | None]) -> tuple[list[n
     from ..reranking import resolve_gate
 
     min_snr = number_field(payload.fields, "gate_min_snr_db", None)
-    if min_snr is not None and not abs(min_snr) < float("inf"):
-        raise HTTPProblem(400, f"field 'gate_min_snr_db' must be a finite number, got {min_snr}")
     if not flag_field(payload.fields, "quality_gate"):
         if min_snr is not None:
             raise HTTPProblem(400, "field 'gate_min_snr_db' sets the threshold of 'quality_gate': "
@@ -329,6 +327,8 @@ async def _rerank(engine: Engine, payload: Payload) -> dict[str, Any]:
             wer = np.asarray([float(w) for w in (wer_raw if isinstance(wer_raw, list) else [wer_raw])])
         except (TypeError, ValueError):
             raise HTTPProblem(400, "field 'wer' must be a list of numbers") from None
+        if not np.isfinite(wer).all():
+            raise HTTPProblem(400, "field 'wer' must be a list of finite numbers")
     try:
         config = RewardConfig(number_field(payload.fields, "wer_threshold", None),
                               number_field(payload.fields, "wer_weight", 0.0) or 0.0)

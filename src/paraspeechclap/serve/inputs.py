@@ -13,6 +13,7 @@ import base64
 import binascii
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,9 +187,12 @@ def number_field(fields: dict[str, Any], key: str, default: float | None) -> flo
     if value is None or value == "":
         return default
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise HTTPProblem(400, f"field '{key}' must be a number, got {value!r}") from None
+    if not math.isfinite(number):  # "inf"/"nan" parse as floats, and Python's JSON reads Infinity and NaN
+        raise HTTPProblem(400, f"field '{key}' must be a finite number, got {value!r}")
+    return number
 
 
 def flag_field(fields: dict[str, Any], key: str) -> bool:
