@@ -347,6 +347,61 @@ def spectral_tilt_db_per_octave(x: np.ndarray, sr: int = SAMPLE_RATE,
     return float(slope)
 
 
+#: bands of :func:`nasal_a1_p0_db`: P0, the nasal resonance's region below the first formant, and A1,
+#: the first formant's region in vowels
+NASAL_P0_BAND_HZ, NASAL_A1_BAND_HZ = (200.0, 320.0), (400.0, 1000.0)
+
+
+def nasal_a1_p0_db(x: np.ndarray, sr: int = SAMPLE_RATE) -> float | None:
+    """A long-term A1-P0 (after Chen 1997, a standard acoustic correlate of vowel nasality): the level
+    of the strongest long-term spectral peak (:func:`_ltas`) in the first-formant region
+    (:data:`NASAL_A1_BAND_HZ`) minus that in the nasal-resonance region (:data:`NASAL_P0_BAND_HZ`), in
+    dB. Nasal coupling raises P0 and weakens A1, so the value falls. Chen reads harmonics of single
+    vowels; this reads the whole clip's spectrum, which also depends on F0 and on the words, so compare
+    clips of one speaker and text (twins), not speakers. None for a silent clip or one shorter than a
+    segment."""
+    if len(x) < int(0.064 * sr) or not np.any(x):
+        return None
+    f, pxx = _ltas(x, sr)
+    db = 10 * np.log10(pxx + 1e-20)
+
+    def peak(band: tuple[float, float]) -> float:
+        return float(db[(f >= band[0]) & (f <= band[1])].max())
+
+    return peak(NASAL_A1_BAND_HZ) - peak(NASAL_P0_BAND_HZ)
+
+
+#: envelopes of :func:`fast_modulation_share`: band powers every 10 ms in third-octave bands from 100 Hz,
+#: and the modulation rates it compares (phoneme-rate changes against all syllable- and phoneme-rate ones)
+MOD_HOP_S, MOD_LOW_HZ = 0.01, 100.0
+MOD_FAST_HZ, MOD_ALL_HZ = (8.0, 20.0), (1.0, 20.0)
+
+
+def fast_modulation_share(x: np.ndarray, sr: int = SAMPLE_RATE, range_db: float = 30.0) -> float | None:
+    """Share of the envelope modulation power at phoneme rates: for each third-octave band within
+    ``range_db`` of the strongest, the power spectrum of its 10 ms band-power envelope (the modulation
+    spectrum of speech-intelligibility measures), and the fraction of it in :data:`MOD_FAST_HZ` among
+    :data:`MOD_ALL_HZ`; the median over bands. Crisp articulation (bursts, onsets, fast formant
+    transitions) reads higher than smeared, slurred speech. None for a clip under half a second."""
+    x = np.asarray(x, np.float64)
+    n, hop = 2 * int(MOD_HOP_S * sr), int(MOD_HOP_S * sr)
+    if len(x) < sr // 2 or not np.any(x):
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop] * np.hanning(n)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    f = np.fft.rfftfreq(n, 1 / sr)
+    edges = MOD_LOW_HZ * 2.0 ** np.arange(0, np.log2(sr / 2 / MOD_LOW_HZ), 1 / 3)
+    sel = [(f >= lo) & (f < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    env = np.stack([power[:, m].sum(1) for m in sel if m.any()], axis=1)  # (frames, bands)
+    strong = 10 * np.log10(env.sum(0) + 1e-20)
+    env = env[:, strong >= strong.max() - range_db]
+    spec = np.abs(np.fft.rfft(env - env.mean(0), axis=0)) ** 2
+    fm = np.fft.rfftfreq(len(env), MOD_HOP_S)
+    fast = spec[(fm >= MOD_FAST_HZ[0]) & (fm < MOD_FAST_HZ[1])].sum(0)
+    every = spec[(fm >= MOD_ALL_HZ[0]) & (fm < MOD_ALL_HZ[1])].sum(0)
+    return float(np.median(fast / np.maximum(every, 1e-30)))
+
+
 #: log-frequency step of :func:`envelope_shift_ratio`'s spectra (1/96 octave: a 0.7 % ratio)
 ENVELOPE_STEP_OCT = 1 / 96
 

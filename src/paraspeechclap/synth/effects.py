@@ -127,6 +127,62 @@ def tilt(x: np.ndarray, sr: int, db_per_octave: float, pivot_hz: float = 1000.0)
     return np.fft.irfft(np.fft.rfft(x) * gain, n=len(x)).astype(np.float32)
 
 
+#: Klatt's (1980) nasal pole-zero pair: the pole sits at 270 Hz; without nasal coupling the zero sits on
+#: it and the pair cancels; nasalisation moves the zero up (about 450 Hz in his rules), leaving a nasal
+#: resonance near 270 Hz and an anti-resonance on the first formant's lower flank
+NASAL_POLE_HZ, NASAL_BANDWIDTH_HZ = 270.0, 100.0
+
+
+def _klatt_resonator(freq_hz: float, bandwidth_hz: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(b, a)`` of Klatt's digital resonator at ``freq_hz``, normalised to unit gain at 0 Hz."""
+    c = -np.exp(-2 * np.pi * bandwidth_hz / sr)
+    b_ = 2 * np.exp(-np.pi * bandwidth_hz / sr) * np.cos(2 * np.pi * freq_hz / sr)
+    return np.array([1.0 - b_ - c]), np.array([1.0, -b_, -c])
+
+
+def nasalize(x: np.ndarray, sr: int, zero_hz: float, pole_hz: float = NASAL_POLE_HZ,
+             bandwidth_hz: float = NASAL_BANDWIDTH_HZ) -> np.ndarray:
+    """``x`` through Klatt's nasal pole-zero pair (a resonator at ``pole_hz``, an anti-resonator at
+    ``zero_hz``, both ``bandwidth_hz`` wide and unit gain at 0 Hz): the nasal murmur and the
+    anti-resonance that coupling the nasal tract adds. ``zero_hz == pole_hz`` is the identity; above
+    both the pair leaves a gain of about ``(pole_hz / zero_hz) ** 2`` (-8.9 dB for a 450 Hz zero), as in
+    Klatt's cascade synthesiser. The level is not restored (:func:`set_level` does that). A building block for ``nasal`` (issue 21);
+    not yet in the plan."""
+    from scipy.signal import lfilter
+
+    bp, ap = _klatt_resonator(pole_hz, bandwidth_hz, sr)
+    bz, az = _klatt_resonator(zero_hz, bandwidth_hz, sr)
+    # the anti-resonator is the resonator's inverse: its numerator is the resonator's denominator
+    y = lfilter(az / bz[0], [1.0], lfilter(bp, ap, np.asarray(x, np.float64)))
+    return y.astype(np.float32)
+
+
+#: time over which :func:`smear` averages each frequency's magnitude (articulation smeared over about a
+#: phoneme's length, as in slurred speech), and its STFT frame
+SMEAR_FRAME_S = 0.032
+
+
+def smear(x: np.ndarray, sr: int, span_s: float, iterations: int = 16) -> np.ndarray:
+    """``x`` with its short-time magnitude spectrum averaged over ``span_s`` at each frequency (32 ms
+    frames, 75 % overlap; each frame keeps its own phase), resynthesised: transitions between sounds
+    blur while the long-term spectrum and the duration stay (smeared articulation, a building block for
+    ``slurred``, issue 21; not yet in the plan)."""
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import istft, stft
+
+    n = int(SMEAR_FRAME_S * sr)
+    _, _, z = stft(np.asarray(x, np.float64), fs=sr, nperseg=n, noverlap=3 * n // 4)
+    frames = max(1, round(span_s / (n / 4 / sr)))
+    mag = np.sqrt(np.maximum(uniform_filter1d(np.abs(z) ** 2, size=frames, axis=1, mode="nearest"), 0.0))
+    phase = np.exp(1j * np.angle(z))
+    for _ in range(iterations):  # Griffin-Lim from the original phase: phases that fit the smeared magnitudes
+        _, y = istft(mag * phase, fs=sr, nperseg=n, noverlap=3 * n // 4)
+        _, _, z = stft(y[: len(x)], fs=sr, nperseg=n, noverlap=3 * n // 4)
+        phase = np.exp(1j * np.angle(z))
+    _, y = istft(mag * phase, fs=sr, nperseg=n, noverlap=3 * n // 4)
+    return y[: len(x)].astype(np.float32)
+
+
 def room_impulse_response(sr: int, rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
     """(L,) synthetic RIR: unit direct path, sparse early reflections, exponentially decaying noise tail."""
     n = round(rt60 * sr)
