@@ -146,8 +146,8 @@ def nasalize(x: np.ndarray, sr: int, zero_hz: float, pole_hz: float = NASAL_POLE
     ``zero_hz``, both ``bandwidth_hz`` wide and unit gain at 0 Hz): the nasal murmur and the
     anti-resonance that coupling the nasal tract adds. ``zero_hz == pole_hz`` is the identity; above
     both the pair leaves a gain of about ``(pole_hz / zero_hz) ** 2`` (-8.9 dB for a 450 Hz zero), as in
-    Klatt's cascade synthesiser. The level is not restored (:func:`set_level` does that). A building block for ``nasal`` (issue 21);
-    not yet in the plan."""
+    Klatt's cascade synthesiser. The level is not restored (:func:`set_level` does that). A building
+    block for ``nasal`` (issue 21); not yet in the plan."""
     from scipy.signal import lfilter
 
     bp, ap = _klatt_resonator(pole_hz, bandwidth_hz, sr)
