@@ -123,3 +123,31 @@ def test_warp_formants_moves_the_envelope_by_its_scale(clip, f0_hz, scale):
     twin = synthesize(analyse(x, 16000, f0_hz))
     warped = synthesize(warp_formants(analyse(x, 16000, f0_hz), scale))
     assert envelope_shift_ratio(twin, warped) == pytest.approx(scale, abs=0.03)
+
+
+@pytest.mark.parametrize("clip, f0_hz", [("thorsten_neutral.flac", 120.0), ("synth_deep.flac", 100.0)])
+def test_compositions_guttural_and_hushed_keep_each_part_measurable(clip, f0_hz):
+    """Two official tags made of checked parts (issue 21): guttural = raspy with formants lowered by 0.85,
+    hushed = breathy at the corpus's soft level. Each part must still read through the other. Stated
+    bounds: formant ratio within 0.04 of 0.85 (raspiness must not hide the envelope), HNR at least 1.5 dB
+    below the modal twin (for the hushed clip too, after it is scaled to the soft label's level), raspy
+    F0 perturbation above 1.3x modal (measured: 0.853-0.859, 3.3-4.2 dB, 2.7-3.6 dB for hushed, 1.54-1.57x).
+    (The level itself is the existing ``loudness`` control,
+    ``synth.effects.set_level``, checked with the loudness label.)"""
+    from paraspeechclap.audio import load_audio
+    from paraspeechclap.audio.measure import envelope_shift_ratio, f0_perturbation_st, hnr_db
+    from paraspeechclap.synth.effects import set_level
+    from paraspeechclap.synth.pipeline import LEVEL_DBFS
+    from paraspeechclap.synth.world import VOICE_QUALITIES, analyse, synthesize, warp_formants
+
+    x = load_audio(str(EXAMPLES / clip))
+    modal = _render(x, f0_hz, "modal")
+    raspy = VOICE_QUALITIES["raspy"](analyse(x, 16000, f0_hz), _weakest("raspy"), np.random.default_rng(0))
+    guttural = synthesize(warp_formants(raspy, 0.85))
+    assert envelope_shift_ratio(modal, guttural) == pytest.approx(0.85, abs=0.04)
+    assert hnr_db(guttural) < hnr_db(modal) - 1.5
+    assert f0_perturbation_st(guttural) > 1.3 * f0_perturbation_st(modal)
+    lo, hi = LEVEL_DBFS["soft"]
+    hushed = set_level(_render(x, f0_hz, "breathy").astype(np.float64), 16000, (lo + hi) / 2)
+    assert np.sqrt(np.mean(np.square(hushed))) < np.sqrt(np.mean(np.square(modal)))  # quieter than the twin
+    assert hnr_db(hushed) < hnr_db(modal) - 1.5
