@@ -70,3 +70,36 @@ def test_muffled_clarity_reads_as_a_much_darker_tilt():
     for cutoff in CLARITY_RANGES["muffled"]["cutoff_hz"]:
         y = muffled(x, SR, {"cutoff_hz": cutoff}, np.random.default_rng(0))
         assert spectral_tilt_db_per_octave(y) < spectral_tilt_db_per_octave(x) - 10.0
+
+
+@pytest.mark.parametrize("clip, f0_hz, gender", [("thorsten_neutral.flac", 120.0, "male"),
+                                                 ("synth_deep.flac", 100.0, "male"),
+                                                 ("synth_high-pitched.flac", 220.0, "female")])
+def test_shrill_and_booming_compositions_read_their_pitch_and_tilt(clip, f0_hz, gender):
+    """Shrill = 5 semitones above the gender's reference F0 and +4 dB/octave; booming = 5 below and -4
+    dB/octave, in a room (issue 21). Against the same clip moved to the reference F0 untilted. Stated
+    bounds: median F0 within 1 semitone of the target register (autocorrelation tracker; measured
+    0.0-0.6 off), tilt at least 3 dB/octave brighter or darker (measured 3.6-4.4). The room is the
+    existing ``reverberant`` clarity control, checked with that label."""
+    pytest.importorskip("pyworld")
+    from paraspeechclap.audio import load_audio
+    from paraspeechclap.audio.measure import pitch_statistics
+    from paraspeechclap.audio.pitch import frame_f0
+    from paraspeechclap.synth.effects import reverberant
+    from paraspeechclap.synth.pipeline import REFERENCE_F0_HZ
+    from paraspeechclap.synth.world import restyle
+
+    x, ref = load_audio(str(EXAMPLES / clip)), REFERENCE_F0_HZ[gender]
+
+    def styled(semitones: float, db: float) -> np.ndarray:
+        return tilt(restyle(x, SR, f0_hz, semitones, "modal", {}, 0, target_f0_hz=ref), SR, db)
+
+    def register(y: np.ndarray) -> float:
+        return 12 * np.log2(pitch_statistics(frame_f0(np.asarray(y, np.float32))[0])[0] / ref)
+
+    medium, shrill = styled(0.0, 0.0), styled(5.0, 4.0)
+    booming = reverberant(styled(-5.0, -4.0), SR, {"rt60_s": 1.0, "drr_db": -2.0}, np.random.default_rng(1))
+    assert register(shrill) == pytest.approx(5.0, abs=1.0) and register(booming) == pytest.approx(-5.0, abs=1.0)
+    base = spectral_tilt_db_per_octave(medium)
+    assert spectral_tilt_db_per_octave(shrill) - base >= 3.0
+    assert base - spectral_tilt_db_per_octave(booming) >= 3.0
