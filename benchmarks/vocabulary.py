@@ -1,0 +1,185 @@
+"""The rest of the official vocabulary (issue 21): zero-shot UAR of each official intrinsic set over the
+tags the synthetic recipes produce, and retrieval of multi-tag captions, on held-out voices.
+
+Clips (generated once, cached): sentences of the split's own pool, spoken by the split's held-out voices
+(dev: two eSpeak voices; test: four others plus every Kokoro voice, an engine the default model never
+heard), each carrying one tag of a voice set (pitch, texture, volume) and one of a delivery set
+(clarity, rhythm), rendered by :func:`paraspeechclap.synth.tags.render_tagged`: every pair of tags
+equally often. Each clip's caption names its two tags and the speaker's gender in the ParaSpeechCaps
+style (:func:`paraspeechclap.data.captions.describe_tags`, canonical wording).
+
+Reported per set: ``uar`` over the produced tags (the model chooses among them only; chance 1/K),
+``uar_official`` (the model chooses among all the set's official candidates, produced or not, as the
+official protocol does), confusion matrices; and caption retrieval R@1/R@10 both ways.
+
+    python benchmarks/vocabulary.py --split dev              # -> results/vocabulary_dev_fp32.json
+    python benchmarks/vocabulary.py --model runs/lite/final --split dev --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, model_fields, write_results  # noqa: E402
+
+SETS = ("pitch", "texture", "volume", "clarity", "rhythm")
+#: clips per split; a multiple of the number of (voice tag, delivery tag) pairs times the voices
+CLIPS = {"dev": 176, "test": 264}
+#: bump when the recipes or the clip layout change (the cache key)
+VERSION = 2
+
+
+def tag_pairs() -> list[tuple[str, str]]:
+    from paraspeechclap.synth.tags import DELIVERY_SETS, VOICE_SETS, produced_tags
+
+    voice = [t for s in VOICE_SETS for t in produced_tags(s)]
+    delivery = [t for s in DELIVERY_SETS for t in produced_tags(s)]
+    return [(v, d) for v in voice for d in delivery]
+
+
+def _voices(split: str) -> list[Any]:
+    from paraspeechclap.synth.engines import all_voices, select_voices
+
+    voices = select_voices(voices=[f"held-out:{split}"])
+    return voices + ([v for v in all_voices() if v.engine == "kokoro"] if split == "test" else [])
+
+
+def clip_rows(split: str, n: int) -> list[dict[str, Any]]:
+    """The plan: clip ``i`` takes tag pair ``i mod P`` and voice ``(i + i // P) mod V`` (each round of the
+    pairs starts one voice later, so every pair meets several voices and both genders), and a sentence of
+    the pool."""
+    import random
+
+    from paraspeechclap.data.captions import describe_tags
+    from paraspeechclap.synth.sentences import SENTENCE_POOLS
+    from paraspeechclap.synth.tags import TAG_RECIPES
+
+    pairs, voices, pool = tag_pairs(), _voices(split), SENTENCE_POOLS[split]
+    order = random.Random(f"vocabulary-{split}").sample(range(len(pool)), len(pool))
+    rows = []
+    for i in range(n):
+        tags, voice = pairs[i % len(pairs)], voices[(i + i // len(pairs)) % len(voices)]
+        rows.append({
+            "relative_audio_path": f"clips/{i:05d}.flac", "source": "vocabulary", "engine": voice.engine,
+            "speaker": voice.id, "gender": voice.gender, "text": pool[order[i % len(pool)]], "seed": 1000 + i,
+            "intrinsic_tags": list(tags), "text_description": describe_tags(tags, gender=voice.gender),
+            **{f"classification_{TAG_RECIPES[t].attribute}": t for t in tags},
+        })
+    return rows
+
+
+def _render_row(row: dict[str, Any], out: Path) -> dict[str, Any]:
+    import soundfile as sf
+
+    from paraspeechclap.synth.engines import find_voice
+    from paraspeechclap.synth.tags import render_tagged
+
+    x, spoken = render_tagged(find_voice(row["speaker"]), row["text"], row["intrinsic_tags"], row["seed"])
+    sf.write(out / row["relative_audio_path"], x, 16000)
+    return {**row, "spoken_text": spoken, "duration": round(len(x) / 16000, 3)}
+
+
+def build(split: str, n: int, jobs: int) -> tuple[Path, list[dict[str, Any]]]:
+    """Render (once, cached) the split's clips; returns the folder and its manifest rows."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from paraspeechclap.atomic import atomic_write_text
+    from paraspeechclap.training.features import default_cache_root
+
+    out = default_cache_root() / "vocabulary" / f"{split}-n{n}-v{VERSION}"
+    manifest = out / "manifest.jsonl"
+    if not manifest.is_file():
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+        rows = clip_rows(split, n)
+        with ProcessPoolExecutor(jobs) as pool:
+            done = list(pool.map(_render_row, rows, [out] * len(rows), chunksize=4))
+        atomic_write_text(manifest, "".join(json.dumps(r) + "\n" for r in done))
+    return out, [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+def set_scores(model: Any, audio: np.ndarray, rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """UAR of one official set among the produced tags and among all its official candidates."""
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.evaluation.classification import (
+        attribute_set_scores,
+        classification_metrics,
+        predict_labels,
+    )
+    from paraspeechclap.synth.tags import produced_tags
+
+    aset, produced = get_attribute_set(name), produced_tags(name)
+    keep = [i for i, r in enumerate(rows) if r.get(f"classification_{name}") in produced]
+    gold = [rows[i][f"classification_{name}"] for i in keep]
+    scores = attribute_set_scores(model, audio[keep], aset, ensemble=True)  # (n, all official candidates)
+    cols = [list(aset.candidates).index(t) for t in produced]
+    among = classification_metrics(gold, predict_labels(scores[:, cols], produced), produced)
+    official = classification_metrics(gold, predict_labels(scores, list(aset.candidates)), list(aset.candidates))
+    return {"uar": among["uar"], "chance": 1 / len(produced), "tags": produced, "count": len(keep),
+            "confusion": among["confusion_matrix"], "uar_official": official["uar_present"],
+            "chance_official": 1 / len(aset.candidates), "official_candidates": list(aset.candidates)}
+
+
+def caption_retrieval(model: Any, audio: np.ndarray, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from paraspeechclap.evaluation.retrieval import dedupe_captions, retrieval_metrics
+
+    captions, gt = dedupe_captions([r["text_description"] for r in rows])
+    sim = audio @ np.asarray(model.embed_text(captions)).T
+    m = retrieval_metrics(sim, gt, ks=(1, 10))
+    return {"captions": len(captions), "clips": len(rows), "chance_r1": 1 / len(captions),
+            "chance_r10": min(1.0, 10 / len(captions)), **m}
+
+
+def evaluate(model: Any, folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    audio = np.asarray(model.embed_audio([str(folder / r["relative_audio_path"]) for r in rows], batch_size=16))
+    out: dict[str, Any] = {"all": {"sets": {s: set_scores(model, audio, rows, s) for s in SETS},
+                                   "retrieval": caption_retrieval(model, audio, rows)}}
+    for engine in sorted({r["engine"] for r in rows}):
+        keep = [i for i, r in enumerate(rows) if r["engine"] == engine]
+        sub = [rows[i] for i in keep]
+        out[f"engine={engine}"] = {"sets": {s: set_scores(model, audio[keep], sub, s) for s in SETS},
+                                   "retrieval": caption_retrieval(model, audio[keep], sub)}
+    return out
+
+
+def _print(results: dict[str, Any]) -> None:
+    for group, r in results["groups"].items():
+        print(f"\n{group}: set  UAR among produced (chance)  UAR among official candidates (chance)")
+        for s, m in r["sets"].items():
+            print(f"  {s:8s} {m['uar']:.3f} ({m['chance']:.3f}, {len(m['tags'])} tags, n={m['count']})"
+                  f"   {m['uar_official']:.3f} ({m['chance_official']:.3f})")
+        a2t, t2a = r["retrieval"]["audio_to_text"], r["retrieval"]["text_to_audio"]
+        print(f"  captions ({r['retrieval']['captions']} distinct): audio->text R@1 {a2t['R@1']:.3f} R@10 "
+              f"{a2t['R@10']:.3f}; text->audio R@1 {t2a['R@1']:.3f} R@10 {t2a['R@10']:.3f} "
+              f"(chance R@1 {r['retrieval']['chance_r1']:.3f})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model to evaluate (default: the embedded default model)")
+    ap.add_argument("--split", choices=["dev", "test"], default="dev")
+    ap.add_argument("--n", type=int, default=None, help="clips (default: 176 dev, 264 test)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    add_json_arg(ap, "vocabulary_{split}_{precision}.json")
+    args = ap.parse_args()
+
+    from paraspeechclap import load_model
+
+    model = load_model(args.model, precision=args.precision)
+    folder, rows = build(args.split, args.n or CLIPS[args.split], args.jobs)
+    results = {**model_fields(model), "split": args.split, "clips": len(rows), "version": VERSION,
+               "groups": evaluate(model, folder, rows)}
+    _print(results)
+    write_results(json_path(args, precision=model.precision), results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

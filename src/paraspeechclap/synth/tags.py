@@ -1,0 +1,191 @@
+"""The official ParaSpeechCaps tags the synthetic corpus can produce, as recipes over checked building blocks.
+
+Each producible tag of the official intrinsic sets (``pitch``, ``texture``, ``volume``, ``clarity``,
+``rhythm``) is a :class:`TagRecipe`: what it does to the text, to the WORLD parameters (register,
+voice quality, F0 range, formants), to the waveform afterwards (filters, pauses, smearing, a room) and
+to the level. Every piece has a physical check in the tests (``docs/data.md``, "Towards the rest of the
+vocabulary"). :func:`render_tagged` renders one sentence in one voice with a tag from a voice set
+(pitch, texture, volume) and one from a delivery set (clarity, rhythm): the chain is
+
+    text -> engine -> 16 kHz -> trim -> WORLD (register, quality, F0 range, formants) -> effects -> level
+
+as :func:`paraspeechclap.synth.pipeline.render`'s, so a tagged clip and its base clip differ only by the
+tags. Left out, as not producible honestly by signal manipulation: silky, authoritative (no physical
+definition to check against) and lisp. Parameters are fixed mid-range values: the recipes define what
+a tag means here; a corpus plan draws around them. Issue 21; used by ``benchmarks/vocabulary.py``, not
+yet by the training corpus plan.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engines import Voice
+
+SAMPLE_RATE = 16_000
+#: the base clip's level (the middle of the ``normal`` loudness range) and the soft and loud levels
+NORMAL_DBFS, SOFT_DBFS, LOUD_DBFS = -23.0, -35.0, -13.0
+
+Effect = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TagRecipe:
+    """How one official tag is produced.
+
+    Attributes:
+        attribute: the official set it belongs to.
+        semitones: register in semitones from the gender's reference F0 (0: the reference itself).
+        quality: a WORLD voice quality (:data:`paraspeechclap.synth.world.VOICE_QUALITIES`).
+        f0_range: factor on every voiced frame's distance from the median F0, in semitones.
+        formant_scale: factor on the formant frequencies.
+        text: rewrites the sentence before synthesis (seeded).
+        effects: applied to the 16 kHz waveform after WORLD, in order.
+        level_dbfs: the active-speech level (None: the base's :data:`NORMAL_DBFS`).
+    """
+
+    attribute: str
+    semitones: float = 0.0
+    quality: str = "modal"
+    f0_range: float = 1.0
+    formant_scale: float = 1.0
+    text: Callable[[str, random.Random], str] | None = None
+    effects: tuple[Effect, ...] = ()
+    level_dbfs: float | None = None
+
+
+def _quality_params(quality: str) -> dict[str, float]:
+    """The middle of the corpus plan's range for each parameter of ``quality``."""
+    from .pipeline import QUALITY_RANGES
+
+    return {k: (lo + hi) / 2 for k, (lo, hi) in QUALITY_RANGES[quality].items()}
+
+
+def _tilt(db: float) -> Effect:
+    from .effects import tilt
+
+    return lambda x, sr, rng: tilt(x, sr, db)
+
+
+def _room(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    from .effects import reverberant
+
+    return reverberant(x, sr, {"rt60_s": 1.0, "drr_db": -2.0}, rng)
+
+
+def _nasal(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    from .effects import nasalize
+
+    return nasalize(x, sr, zero_hz=500.0)
+
+
+def _smeared(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    from .effects import smear
+
+    return smear(x, sr, span_s=0.1)
+
+
+def _pauses(n: int, seconds: float) -> Effect:
+    from .prosody import insert_pauses
+
+    return lambda x, sr, rng: insert_pauses(x, n, seconds, rng)
+
+
+def _flowing(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    from .prosody import close_pauses
+
+    return close_pauses(x)
+
+
+def _stammered(text: str, rng: random.Random) -> str:
+    from .disfluency import stammer
+
+    return stammer(text, rng, words=2, repeats=2)[0]
+
+
+#: every producible official tag, by name
+TAG_RECIPES: dict[str, TagRecipe] = {
+    # pitch: register and timbre
+    "shrill": TagRecipe("pitch", semitones=5.0, effects=(_tilt(4.0),)),
+    "deep": TagRecipe("pitch", semitones=-5.0),
+    "nasal": TagRecipe("pitch", effects=(_nasal,)),
+    # texture: voice quality
+    "husky": TagRecipe("texture", quality="breathy"),
+    "raspy": TagRecipe("texture", quality="raspy"),
+    "guttural": TagRecipe("texture", quality="raspy", formant_scale=0.85),
+    "vocal-fry": TagRecipe("texture", quality="creaky"),
+    # volume
+    "booming": TagRecipe("volume", semitones=-5.0, effects=(_tilt(-4.0), _room), level_dbfs=LOUD_DBFS),
+    "loud": TagRecipe("volume", level_dbfs=LOUD_DBFS),
+    "hushed": TagRecipe("volume", quality="breathy", level_dbfs=SOFT_DBFS),
+    "soft": TagRecipe("volume", level_dbfs=SOFT_DBFS),
+    # clarity: articulation
+    "crisp": TagRecipe("clarity"),
+    "slurred": TagRecipe("clarity", effects=(_smeared,)),
+    "stammering": TagRecipe("clarity", text=_stammered),
+    # rhythm: pauses and melody
+    "flowing": TagRecipe("rhythm", effects=(_flowing,)),
+    "punctuated": TagRecipe("rhythm", effects=(_pauses(2, 0.35),)),
+    "hesitant": TagRecipe("rhythm", effects=(_pauses(4, 0.7),)),
+    "singsong": TagRecipe("rhythm", f0_range=2.0),
+    "monotonous": TagRecipe("rhythm", f0_range=0.2),
+}
+VOICE_SETS, DELIVERY_SETS = ("pitch", "texture", "volume"), ("clarity", "rhythm")
+
+
+def produced_tags(attribute: str) -> list[str]:
+    """The tags of one official set that :data:`TAG_RECIPES` produces, in registry order."""
+    return [t for t, r in TAG_RECIPES.items() if r.attribute == attribute]
+
+
+def _combined(tags: Sequence[str]) -> TagRecipe:
+    """One recipe for several tags: registers add, F0 ranges and formant scales multiply, effects run
+    in tag order; at most one non-modal quality and one level."""
+    recipes = [TAG_RECIPES[t] for t in tags]
+    qualities = {r.quality for r in recipes} - {"modal"}
+    levels = {r.level_dbfs for r in recipes} - {None}
+    texts = [r.text for r in recipes if r.text is not None]
+    if len(qualities) > 1 or len(levels) > 1 or len(texts) > 1:
+        raise ValueError(f"tags {list(tags)} disagree on the voice quality, level or text")
+    return TagRecipe(
+        attribute="+".join(r.attribute for r in recipes),
+        semitones=sum(r.semitones for r in recipes),
+        quality=qualities.pop() if qualities else "modal",
+        f0_range=float(np.prod([r.f0_range for r in recipes])),
+        formant_scale=float(np.prod([r.formant_scale for r in recipes])),
+        text=texts[0] if texts else None,
+        effects=tuple(e for r in recipes for e in r.effects),
+        level_dbfs=levels.pop() if levels else None,
+    )
+
+
+def render_tagged(voice: Voice, text: str, tags: Sequence[str], seed: int) -> tuple[np.ndarray, str]:
+    """One clip of ``text`` in ``voice`` carrying ``tags`` (keys of :data:`TAG_RECIPES`).
+
+    Returns:
+        ``((S,) float32 16 kHz waveform, the text spoken)``.
+    """
+    import soxr
+
+    from . import effects, world
+    from .engines import get_engine
+    from .pipeline import REFERENCE_F0_HZ
+
+    recipe = _combined(tags)
+    spoken = recipe.text(text, random.Random(seed)) if recipe.text else text
+    audio, sr = get_engine(voice.engine).synthesize(spoken, voice, 1.0, {"intonation": 50})
+    x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ") if sr != SAMPLE_RATE else audio
+    x = effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
+    p = world.analyse(x, SAMPLE_RATE, voice.f0_hz)
+    p = world.shift_pitch(p, world.semitones_to(p, REFERENCE_F0_HZ[voice.gender]) + recipe.semitones)
+    p = world.warp_formants(world.scale_f0_range(p, recipe.f0_range), recipe.formant_scale)
+    rng = np.random.default_rng(seed)
+    x = world.synthesize(world.VOICE_QUALITIES[recipe.quality](p, _quality_params(recipe.quality), rng))
+    for effect in recipe.effects:
+        x = effect(np.asarray(x, np.float32), SAMPLE_RATE, rng)
+    level = NORMAL_DBFS if recipe.level_dbfs is None else recipe.level_dbfs
+    return effects.set_level(np.asarray(x, np.float64), SAMPLE_RATE, level), spoken
