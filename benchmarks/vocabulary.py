@@ -31,7 +31,7 @@ from common import add_json_arg, json_path, model_fields, write_results  # noqa:
 
 SETS = ("pitch", "texture", "volume", "clarity", "rhythm")
 #: clips per split; a multiple of the number of (voice tag, delivery tag) pairs times the voices
-CLIPS = {"dev": 176, "test": 264}
+CLIPS = {"train": 352, "dev": 176, "test": 264}
 #: bump when the recipes or the clip layout change (the cache key)
 VERSION = 2
 
@@ -45,8 +45,12 @@ def tag_pairs() -> list[tuple[str, str]]:
 
 
 def _voices(split: str) -> list[Any]:
+    """dev/test: the split's held-out voices (test: plus every Kokoro voice); train (for probes): the
+    voices the default model's corpus draws from (eSpeak, Piper, Flite), held-out ones excluded."""
     from paraspeechclap.synth.engines import all_voices, select_voices
 
+    if split == "train":
+        return select_voices(engines=["espeak", "piper", "flite"], exclude_voices=["held-out:dev", "held-out:test"])
     voices = select_voices(voices=[f"held-out:{split}"])
     return voices + ([v for v in all_voices() if v.engine == "kokoro"] if split == "test" else [])
 
