@@ -16,6 +16,7 @@ if step quality; then
     run benchmarks/quality.py --split test --precision bf16
 fi
 step examples && run benchmarks/examples.py
+step vocabulary && run benchmarks/vocabulary.py --split dev && run benchmarks/vocabulary.py --split test && run benchmarks/vocabulary_probe.py
 step regression && run benchmarks/regression.py
 step robustness && run benchmarks/robustness.py --split dev
 step rerank && run benchmarks/rerank.py

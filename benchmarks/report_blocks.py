@@ -440,6 +440,28 @@ def card_backbone_probe(r: Results) -> str:
             + table(["encoder", "blocks", "mean", "mean + std"], rows))
 
 
+VOCAB_SETS = ("pitch", "texture", "volume", "clarity", "rhythm")
+
+
+@block("card-vocabulary")
+def card_vocabulary(r: Results) -> str:
+    zs, probe = r["vocabulary_test_fp32"], r["vocabulary_probe_dev_fp32"]
+    groups = [g for g in zs["groups"] if g != "all"]
+    rows = [[s, f3(zs["groups"]["all"]["sets"][s]["uar"]), *[f3(zs["groups"][g]["sets"][s]["uar"]) for g in groups],
+             f3(zs["groups"]["all"]["sets"][s]["chance"]), " ".join(zs["groups"]["all"]["sets"][s]["tags"]),
+             f3(probe["sets"][s]["embedding"]), f3(probe["sets"][s]["frozen"])] for s in VOCAB_SETS]
+    ret = zs["groups"]["all"]["retrieval"]
+    return (f"{command(zs)} (`benchmarks/results/vocabulary_test_fp32.json`; {zs['clips']} clips, each with a voice "
+            f"and a delivery tag) and {command(probe)} (`benchmarks/results/vocabulary_probe_dev_fp32.json`; linear "
+            "probes fitted on clips of the training voices, scored on the dev clips). Zero-shot UAR among the tags "
+            "the recipes produce, and probe UAR:\n\n"
+            + table(["set", "zero-shot, test", *[f"test, {g.split('=')[1]}" for g in groups], "chance", "tags",
+                     "probe on the embedding", "probe on the backbone features"], rows)
+            + f"\n\nTwo-tag caption retrieval, test: R@1 {f3(ret['audio_to_text']['R@1'])}, R@10 "
+              f"{f3(ret['audio_to_text']['R@10'])} ({ret['captions']} distinct captions; chance R@1 "
+              f"{f3(ret['chance_r1'])}).")
+
+
 # -- historical -------------------------------------------------------------------------------------
 def _historical_table(h: dict[str, Any], columns_key: str = "columns") -> str:
     return table(["", *h[columns_key]], [[r.get("corpus") or r.get("variant"), *(f3(v) if isinstance(v, float)
