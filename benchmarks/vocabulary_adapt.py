@@ -8,7 +8,7 @@ symmetric contrastive loss at the model's own logit scale (same-caption pairs ar
 a penalty ``reg * (1 - cos)`` that holds the captions the model was trained on (the synthetic plan's
 wordings, :func:`paraspeechclap.data.captions.describe`) where they were. Reported, before and after:
 ``vocabulary.py``'s dev scores (held-out voices), the trained sets' zero-shot UARs on ``quality.py``'s
-synthetic dev clips, and how far the held captions moved (cosine).
+synthetic dev clips and on the real dev split (emotion, gender), and how far the held captions moved.
 
     python benchmarks/vocabulary_adapt.py                  # -> results/vocabulary_adapt_dev_fp32.json
     python benchmarks/vocabulary_adapt.py --reg 1 --steps 1200 --json /tmp/adapt.json
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_json_arg, attribute_scores, json_path, model_fields, write_results  # noqa: E402
-from quality import SYNTH_N, SYNTH_SETS, synthetic_manifest  # noqa: E402
+from quality import REAL_SETS, SYNTH_N, SYNTH_SETS, synthetic_manifest  # noqa: E402
 from vocabulary import CLIPS, SETS, build, caption_retrieval, set_scores  # noqa: E402
 
 
@@ -95,14 +95,15 @@ def train_text_projection(model: Any, audio: Any, captions: Any, groups: list[An
     return log
 
 
-def scores(model: Any, dev_dir: Path, dev: list[dict[str, Any]], dev_audio: np.ndarray, synth: Any,
-           synth_audio: np.ndarray) -> dict[str, Any]:
+def scores(model: Any, dev: list[dict[str, Any]], dev_audio: np.ndarray,
+           trained: dict[str, tuple[list[dict[str, Any]], np.ndarray, list[str]]]) -> dict[str, Any]:
+    """The vocabulary's dev scores, and each ``trained`` group's ``(rows, audio, sets)`` zero-shot UARs."""
     model._text_cache.clear()  # the text side changed
-    synth_rows = [synth[i] for i in range(len(synth))]
-    return {"vocabulary": {s: set_scores(model, dev_audio, dev, s)["uar"] for s in SETS},
-            "retrieval": caption_retrieval(model, dev_audio, dev)["audio_to_text"],
-            "trained_sets": {s: (attribute_scores(model, synth_audio, synth_rows, s) or {}).get("uar")
-                             for s in SYNTH_SETS}}
+    out = {"vocabulary": {s: set_scores(model, dev_audio, dev, s)["uar"] for s in SETS},
+           "retrieval": caption_retrieval(model, dev_audio, dev)["audio_to_text"]}
+    for group, (rows, audio, sets) in trained.items():
+        out[group] = {s: (attribute_scores(model, audio, rows, s) or {}).get("uar") for s in sets}
+    return out
 
 
 def main() -> int:
@@ -123,18 +124,23 @@ def main() -> int:
     import torch
 
     from paraspeechclap import load_model
+    from paraspeechclap.data.splits import load_shared_manifest
 
     model = load_model(args.model, precision="fp32")
     train_dir, train = build("train", CLIPS["train"], args.jobs)
     dev_dir, dev = build("dev", CLIPS["dev"], args.jobs)
     synth = synthetic_manifest("dev", SYNTH_N["dev"], args.jobs)
+    real = load_shared_manifest("dev")
 
     def embed(paths: list[str]) -> np.ndarray:
         return np.asarray(model.embed_audio(paths, batch_size=16))
 
     dev_audio = embed([str(dev_dir / r["relative_audio_path"]) for r in dev])
-    synth_audio = embed([str(synth.audio_path(i)) for i in range(len(synth))])
-    before = scores(model, dev_dir, dev, dev_audio, synth, synth_audio)
+    trained = {"trained_sets": ([synth[i] for i in range(len(synth))],
+                                embed([str(synth.audio_path(i)) for i in range(len(synth))]), SYNTH_SETS),
+               "real_dev": ([real[i] for i in range(len(real))],
+                            embed([str(real.audio_path(i)) for i in range(len(real))]), REAL_SETS)}
+    before = scores(model, dev, dev_audio, trained)
     audio = torch.tensor(embed([str(train_dir / r["relative_audio_path"]) for r in train]))
     bank = caption_bank(train, args.wordings)
     captions = text_hidden(model, [c for cs in bank for c in cs]).view(len(train), args.wordings, -1)
@@ -144,19 +150,21 @@ def main() -> int:
         held_before = torch.nn.functional.normalize(model.text_projection(held), dim=-1)
     log = train_text_projection(model, audio, captions, [(*r["intrinsic_tags"], r["gender"]) for r in train],
                                 held, args)
-    after = scores(model, dev_dir, dev, dev_audio, synth, synth_audio)
+    after = scores(model, dev, dev_audio, trained)
     with torch.no_grad():
         cos = (torch.nn.functional.normalize(model.text_projection(held), dim=-1) * held_before).sum(-1).numpy()
     for name, v in (("before", before), ("after", after)):
         print(f"{name:6s} " + "  ".join(f"{s} {u:.3f}" for s, u in v["vocabulary"].items())
               + f"  R@1 {v['retrieval']['R@1']:.3f} R@10 {v['retrieval']['R@10']:.3f} | trained: "
-              + "  ".join(f"{s} {u:.3f}" for s, u in v["trained_sets"].items() if u is not None))
+              + "  ".join(f"{s} {u:.3f}" for s, u in v["trained_sets"].items() if u is not None) + " | real dev: "
+              + "  ".join(f"{s} {u:.3f}" for s, u in v["real_dev"].items() if u is not None))
     print(f"held captions: cosine to before mean {cos.mean():.4f}, min {cos.min():.4f} ({len(held_text)} captions)")
     if args.save:
         model.save_pretrained(args.save)
     write_results(json_path(args, precision="fp32"), {
         **model_fields(model), "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
         "train_clips": len(train), "dev_clips": len(dev), "synthetic_dev_clips": len(synth),
+        "real_dev_clips": len(real),
         "before": before, "after": after, "held_cosine": {"mean": float(cos.mean()), "min": float(cos.min()),
                                                           "captions": len(held_text)}, "log": log})
     return 0
