@@ -33,15 +33,7 @@ SETS = ("pitch", "texture", "volume", "clarity", "rhythm")
 #: clips per split; a multiple of the number of (voice tag, delivery tag) pairs times the voices
 CLIPS = {"train": 352, "dev": 176, "test": 264}
 #: bump when the recipes or the clip layout change (the cache key)
-VERSION = 2
-
-
-def tag_pairs() -> list[tuple[str, str]]:
-    from paraspeechclap.synth.tags import DELIVERY_SETS, VOICE_SETS, produced_tags
-
-    voice = [t for s in VOICE_SETS for t in produced_tags(s)]
-    delivery = [t for s in DELIVERY_SETS for t in produced_tags(s)]
-    return [(v, d) for v in voice for d in delivery]
+VERSION = 3
 
 
 def _voices(split: str) -> list[Any]:
@@ -55,57 +47,18 @@ def _voices(split: str) -> list[Any]:
     return voices + ([v for v in all_voices() if v.engine == "kokoro"] if split == "test" else [])
 
 
-def clip_rows(split: str, n: int) -> list[dict[str, Any]]:
-    """The plan: clip ``i`` takes tag pair ``i mod P`` and voice ``(i + i // P) mod V`` (each round of the
-    pairs starts one voice later, so every pair meets several voices and both genders), and a sentence of
-    the pool."""
-    import random
-
-    from paraspeechclap.data.captions import describe_tags
-    from paraspeechclap.synth.sentences import SENTENCE_POOLS
-    from paraspeechclap.synth.tags import TAG_RECIPES
-
-    pairs, voices, pool = tag_pairs(), _voices(split), SENTENCE_POOLS[split]
-    order = random.Random(f"vocabulary-{split}").sample(range(len(pool)), len(pool))
-    rows = []
-    for i in range(n):
-        tags, voice = pairs[i % len(pairs)], voices[(i + i // len(pairs)) % len(voices)]
-        rows.append({
-            "relative_audio_path": f"clips/{i:05d}.flac", "source": "vocabulary", "engine": voice.engine,
-            "speaker": voice.id, "gender": voice.gender, "text": pool[order[i % len(pool)]], "seed": 1000 + i,
-            "intrinsic_tags": list(tags), "text_description": describe_tags(tags, gender=voice.gender),
-            **{f"classification_{TAG_RECIPES[t].attribute}": t for t in tags},
-        })
-    return rows
-
-
-def _render_row(row: dict[str, Any], out: Path) -> dict[str, Any]:
-    import soundfile as sf
-
-    from paraspeechclap.synth.engines import find_voice
-    from paraspeechclap.synth.tags import render_tagged
-
-    x, spoken = render_tagged(find_voice(row["speaker"]), row["text"], row["intrinsic_tags"], row["seed"])
-    sf.write(out / row["relative_audio_path"], x, 16000)
-    return {**row, "spoken_text": spoken, "duration": round(len(x) / 16000, 3)}
-
-
 def build(split: str, n: int, jobs: int) -> tuple[Path, list[dict[str, Any]]]:
-    """Render (once, cached) the split's clips; returns the folder and its manifest rows."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from paraspeechclap.atomic import atomic_write_text
+    """Render (once, cached) the split's clips (:func:`paraspeechclap.synth.tags.plan_tagged` with the
+    split's voices and sentences); returns the folder and its manifest rows."""
+    from paraspeechclap.synth.sentences import SENTENCE_POOLS
+    from paraspeechclap.synth.tags import generate_tagged, plan_tagged
     from paraspeechclap.training.features import default_cache_root
 
     out = default_cache_root() / "vocabulary" / f"{split}-n{n}-v{VERSION}"
     manifest = out / "manifest.jsonl"
     if not manifest.is_file():
-        (out / "clips").mkdir(parents=True, exist_ok=True)
-        rows = clip_rows(split, n)
-        with ProcessPoolExecutor(jobs) as pool:
-            done = list(pool.map(_render_row, rows, [out] * len(rows), chunksize=4))
-        atomic_write_text(manifest, "".join(json.dumps(r) + "\n" for r in done))
-    return out, [json.loads(line) for line in manifest.read_text().splitlines()]
+        generate_tagged(out, plan_tagged(n, _voices(split), SENTENCE_POOLS[split], split), jobs)
+    return out / "vocabulary", [json.loads(line) for line in manifest.read_text().splitlines()]
 
 
 def set_scores(model: Any, audio: np.ndarray, rows: list[dict[str, Any]], name: str) -> dict[str, Any]:

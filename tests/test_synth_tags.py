@@ -66,3 +66,45 @@ def test_rendered_tags_carry_their_measured_effects(rendered):
     assert fast_modulation_share(x["slurred"]) < 0.5 * fast_modulation_share(x["crisp"])
     stammered = rendered["stammering"][1]
     assert stammered != TEXT and stammered.count("- ") == 4 and len(x["stammering"]) > len(x["crisp"])
+
+
+def test_plan_pairs_every_voice_tag_with_every_delivery_tag_across_voices():
+    from paraspeechclap.synth.engines import find_voice
+    from paraspeechclap.synth.tags import plan_tagged, tag_pairs
+
+    voices = [find_voice("espeak:en-us+m7"), find_voice("espeak:en-us+f4")]
+    pairs = tag_pairs()
+    rows = plan_tagged(2 * len(pairs), voices, ["One.", "Two.", "Three."], "x")
+    seen = {(tuple(r["intrinsic_tags"]), r["gender"]) for r in rows}
+    assert len(seen) == 2 * len(pairs)  # each pair with both voices (genders), none twice
+    for r in rows:
+        for tag in r["intrinsic_tags"]:
+            assert r[f"classification_{TAG_RECIPES[tag].attribute}"] == tag
+            assert tag.replace("vocal-fry", "creaky") in r["text_description"].lower()
+    assert plan_tagged(5, voices, ["One.", "Two.", "Three."], "x") == rows[:5]  # a prefix of a longer plan
+
+
+def test_tags_training_source_renders_once_and_trains(tmp_path):
+    """``data.train: [{tags: ...}]`` renders the recipe clips into the cache folder and the tiny recipe
+    trains on them with tag captions; a second load reuses the folder."""
+    from pathlib import Path
+
+    from paraspeechclap.cli.main import main
+    from paraspeechclap.training.config import SourceConfig, TagsSourceConfig
+    from paraspeechclap.training.data import load_source
+
+    cache = tmp_path / "tags"
+    src = SourceConfig(tags=TagsSourceConfig(n=10, engines=["espeak"], cache_dir=str(cache)), captions="tags")
+    source = load_source(src)
+    rows = [source.manifest[i] for i in range(len(source.manifest))]
+    assert len(rows) == 10 and all(Path(source.manifest.audio_path(i)).is_file() for i in range(10))
+    assert all("classification_" + TAG_RECIPES[r["intrinsic_tags"][0]].attribute in r for r in rows)
+    mtime = (cache / "manifest.jsonl").stat().st_mtime_ns
+    load_source(src)
+    assert (cache / "manifest.jsonl").stat().st_mtime_ns == mtime  # not rendered again
+    tiny = str(Path(__file__).resolve().parents[1] / "configs" / "train" / "tiny.yaml")
+    sets = [f"data.train=[{{tags: {{n: 10, engines: [espeak], cache_dir: {cache}}}, captions: tags}}]",
+            "data.dev=[]", "train.max_steps=2", "train.batch_size=4", "train.num_threads=1", "train.progress=false",
+            f"train.output_dir={tmp_path / 'run'}", "eval.every_steps=null"]
+    assert main(["train", "--config", tiny, *[a for s in sets for a in ("--set", s)]]) == 0
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()

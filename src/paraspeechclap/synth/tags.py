@@ -12,8 +12,9 @@ vocabulary"). :func:`render_tagged` renders one sentence in one voice with a tag
 as :func:`paraspeechclap.synth.pipeline.render`'s, so a tagged clip and its base clip differ only by the
 tags. Left out, as not producible honestly by signal manipulation: silky, authoritative (no physical
 definition to check against) and lisp. Parameters are fixed mid-range values: the recipes define what
-a tag means here; a corpus plan draws around them. Issue 21; used by ``benchmarks/vocabulary.py``, not
-yet by the training corpus plan.
+a tag means here; a corpus plan draws around them. :func:`plan_tagged` and :func:`generate_tagged` make
+a corpus of such clips (``benchmarks/vocabulary.py``'s evaluation clips, and the ``tags`` training source,
+:class:`paraspeechclap.training.config.TagsSourceConfig`). Issue 21.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .engines import Voice
 
 SAMPLE_RATE = 16_000
+#: bumped whenever a recipe or :func:`plan_tagged` changes, so a cached corpus is never reused across them
+RECIPES_VERSION = 1
 #: the base clip's level (the middle of the ``normal`` loudness range) and the soft and loud levels
 NORMAL_DBFS, SOFT_DBFS, LOUD_DBFS = -23.0, -35.0, -13.0
 
@@ -189,3 +195,65 @@ def render_tagged(voice: Voice, text: str, tags: Sequence[str], seed: int) -> tu
         x = effect(np.asarray(x, np.float32), SAMPLE_RATE, rng)
     level = NORMAL_DBFS if recipe.level_dbfs is None else recipe.level_dbfs
     return effects.set_level(np.asarray(x, np.float64), SAMPLE_RATE, level), spoken
+
+
+# -- corpora of tagged clips --------------------------------------------------------------------------
+def tag_pairs() -> list[tuple[str, str]]:
+    """Every (voice tag, delivery tag) pair: a tag of a voice set with a tag of a delivery set."""
+    voice = [t for s in VOICE_SETS for t in produced_tags(s)]
+    delivery = [t for s in DELIVERY_SETS for t in produced_tags(s)]
+    return [(v, d) for v in voice for d in delivery]
+
+
+def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name: str) -> list[dict[str, Any]]:
+    """Manifest rows (without audio) of ``n`` tagged clips: clip ``i`` takes tag pair ``i mod P`` and voice
+    ``(i + i // P) mod V`` (each round of the pairs starts one voice later, so every pair meets several
+    voices and both genders), and the sentences in an order shuffled by ``name``. Each row has its tags
+    (``intrinsic_tags``, ``classification_<set>``), gender, speaker and the canonical caption."""
+    from ..data.captions import describe_tags
+
+    if not voices or not sentences:
+        raise InputError("a tagged corpus needs at least one voice and one sentence")
+    pairs = tag_pairs()
+    order = random.Random(f"vocabulary-{name}").sample(range(len(sentences)), len(sentences))
+    rows = []
+    for i in range(n):
+        tags, voice = pairs[i % len(pairs)], voices[(i + i // len(pairs)) % len(voices)]
+        rows.append({
+            "relative_audio_path": f"clips/{i:05d}.flac", "source": "vocabulary", "engine": voice.engine,
+            "speaker": voice.id, "gender": voice.gender, "text": sentences[order[i % len(sentences)]],
+            "seed": 1000 + i, "intrinsic_tags": list(tags),
+            "text_description": describe_tags(tags, gender=voice.gender),
+            **{f"classification_{TAG_RECIPES[t].attribute}": t for t in tags},
+        })
+    return rows
+
+
+def _render_row(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    from .corpus import write_audio_atomic
+    from .engines import find_voice
+
+    row, out = job
+    x, spoken = render_tagged(find_voice(row["speaker"]), row["text"], row["intrinsic_tags"], row["seed"])
+    write_audio_atomic(Path(out) / row["source"] / row["relative_audio_path"], x, "flac")
+    return {**row, "spoken_text": spoken, "duration": round(len(x) / SAMPLE_RATE, 3)}
+
+
+def generate_tagged(out: Path, rows: Sequence[dict[str, Any]], jobs: int = 1) -> Path:
+    """Render the planned ``rows`` into ``out/<source>/clips/`` and write ``out/manifest.jsonl`` (last,
+    atomically: its presence means the corpus is complete; its paths resolve from its folder, as every
+    manifest's do). Returns the manifest's path."""
+    import json
+
+    from ..atomic import atomic_write_text
+    from .corpus import check_engines, process_map, warm_up
+    from .engines import prepare_engines
+
+    engines = sorted({r["engine"] for r in rows})
+    check_engines(engines)
+    prepare_engines(engines)
+    done = list(process_map(_render_row, [(r, str(out)) for r in rows], jobs, "tagged clips",
+                            initializer=warm_up, initargs=(engines,)))
+    manifest = out / "manifest.jsonl"
+    atomic_write_text(manifest, "".join(json.dumps(r) + "\n" for r in done))
+    return manifest

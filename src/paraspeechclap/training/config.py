@@ -193,6 +193,31 @@ class SynthSourceConfig:
 
 
 @dataclass(config=_SCHEMA)
+class TagsSourceConfig:
+    """A corpus of official-tag recipe clips (:mod:`paraspeechclap.synth.tags`), generated into a cache
+    folder if missing: every clip carries a voice tag (pitch, texture, volume) and a delivery tag
+    (clarity, rhythm), every pair equally often, in the voices given, speaking the training sentences.
+    Rows hold ``intrinsic_tags`` (use ``captions: tags`` for a fresh ParaSpeechCaps-style wording per
+    fetch), ``classification_<set>`` and ``gender``.
+
+    Attributes:
+        n: number of clips.
+        seed: orders the sentences (the tag pairs and voices follow the clip index).
+        engines: engines of the voice pool.
+        exclude_voices: voice ids left out (default: the held-out dev and test voices).
+        jobs: worker processes for rendering.
+        cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/tags/<hash of the settings>``).
+    """
+
+    n: PositiveInt = 1000
+    seed: Int = 0
+    engines: list[str] = field(default_factory=lambda: ["espeak", "piper", "flite"])
+    exclude_voices: list[str] = field(default_factory=lambda: ["held-out"])
+    jobs: PositiveInt = 1
+    cache_dir: str | None = None
+
+
+@dataclass(config=_SCHEMA)
 class RepitchConfig:
     """Derive a pitch-level corpus from a source's clips (:mod:`paraspeechclap.synth.repitch`).
 
@@ -225,12 +250,12 @@ class RepitchConfig:
     keep: list[str] = field(default_factory=list)
 
 
-_SOURCE_KINDS = ("manifest", "hf_dataset", "synth")
+_SOURCE_KINDS = ("manifest", "hf_dataset", "synth", "tags")
 
 
 @dataclass(config=_SCHEMA)
 class SourceConfig:
-    """One data source. Exactly one of ``manifest``, ``hf_dataset``, ``synth`` is set.
+    """One data source. Exactly one of ``manifest``, ``hf_dataset``, ``synth``, ``tags`` is set.
 
     Attributes:
         manifest: a manifest file or folder (JSONL/JSON/CSV/Parquet, ``save_to_disk`` folder);
@@ -238,6 +263,7 @@ class SourceConfig:
             is the shared data folder (see :func:`shared_data_folder`), like in ``audio_root`` and ``split_file``.
         hf_dataset: a Hugging Face hub dataset name (e.g. ``ajd12342/paraspeechcaps-intrinsic-train``).
         synth: a generated synthetic corpus.
+        tags: a generated corpus of official-tag recipe clips (see :class:`TagsSourceConfig`).
         split: the Hugging Face split; with ``split_file``, the split of that file to keep.
         split_file: ``"shared"`` (the packaged split of the shared real data) or a split file path;
             rows not in ``split`` are dropped.
@@ -260,6 +286,7 @@ class SourceConfig:
     manifest: str | None = None
     hf_dataset: str | None = None
     synth: SynthSourceConfig | None = None
+    tags: TagsSourceConfig | None = None
     split: str | None = None
     split_file: str | None = None
     audio_root: str | None = None

@@ -1,9 +1,10 @@
 """Training and development data built from the config's sources.
 
 Each source (``data.train`` / ``data.dev`` entry) is one of a registered kind: ``manifest`` (a
-file or folder), ``hf_dataset`` (a Hugging Face hub dataset) or ``synth`` (a synthetic corpus
-generated into a cache folder on first use). Rows can be restricted to one split of a split file
-(``split_file: shared`` = the packaged split of the shared real data). Several training sources
+file or folder), ``hf_dataset`` (a Hugging Face hub dataset), ``synth`` (a synthetic corpus
+generated into a cache folder on first use) or ``tags`` (official-tag recipe clips, likewise).
+Rows can be restricted to one split of a split file (``split_file: shared`` = the packaged split of
+the shared real data). Several training sources
 are combined by concatenation, 1:1 interleaving (official Combined) or weighted mixing into one
 *plan* of ``(source, row)`` entries; the sampler draws plan positions.
 
@@ -43,6 +44,7 @@ from .config import (
     RepitchConfig,
     SourceConfig,
     SynthSourceConfig,
+    TagsSourceConfig,
 )
 from .features import FeatureTable, default_cache_root
 
@@ -137,6 +139,31 @@ def ensure_synth_corpus(cfg: SynthSourceConfig) -> Path:
     return manifest
 
 
+def ensure_tags_corpus(cfg: TagsSourceConfig) -> Path:
+    """Generate the official-tag recipe corpus unless its manifest exists (main rank renders; others
+    wait); its folder is ``cache_dir`` or ``<cache>/tags/n<N>-s<seed>-<hash of the settings and recipes>``."""
+    from ..synth.corpus import PLAN_VERSION
+    from ..synth.engines import expand_voice_ids, select_voices
+    from ..synth.sentences import SENTENCE_POOLS
+    from ..synth.tags import RECIPES_VERSION, generate_tagged, plan_tagged
+
+    if cfg.cache_dir:
+        out = Path(str(expand_path(cfg.cache_dir, "tags.cache_dir")))
+    else:
+        settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("jobs", "cache_dir")},
+                    "exclude_voices": expand_voice_ids(cfg.exclude_voices), "plan_version": PLAN_VERSION,
+                    "recipes_version": RECIPES_VERSION}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        out = default_cache_root() / "tags" / f"n{cfg.n}-s{cfg.seed}-{digest}"
+    manifest = out / "manifest.jsonl"
+    if distributed.is_main() and _manifest_rows(manifest) != cfg.n:
+        voices = select_voices(cfg.engines, None, cfg.exclude_voices)
+        logger.warning("rendering %d official-tag clips in %s (once)", cfg.n, out)
+        generate_tagged(out, plan_tagged(cfg.n, voices, SENTENCE_POOLS["train"], f"train-s{cfg.seed}"), cfg.jobs)
+    distributed.barrier()
+    return manifest
+
+
 def ensure_repitched(manifest: Manifest, cfg: RepitchConfig) -> Path:
     """Derive (once, cached) the re-pitched corpus of ``manifest``'s rows; main rank renders, others wait."""
     from ..synth.repitch import MANIFEST_NAME, corpus_key, generate_repitched
@@ -184,10 +211,16 @@ def _load_synth_kind(src: SourceConfig) -> tuple[Manifest, str]:
     return load_manifest(ensure_synth_corpus(src.synth)), f"synth(n={src.synth.n}, seed={src.synth.seed})"
 
 
+def _load_tags_kind(src: SourceConfig) -> tuple[Manifest, str]:
+    assert src.tags is not None
+    return load_manifest(ensure_tags_corpus(src.tags)), f"tags(n={src.tags.n}, seed={src.tags.seed})"
+
+
 SOURCE_KINDS: dict[str, Callable[[SourceConfig], tuple[Manifest, str]]] = {
     "manifest": _load_manifest_kind,
     "hf_dataset": _load_hf_kind,
     "synth": _load_synth_kind,
+    "tags": _load_tags_kind,
 }
 
 
