@@ -49,15 +49,12 @@ def held_captions(n: int) -> list[str]:
 
 
 def text_hidden(model: Any, texts: list[str]) -> Any:
-    """``(M, H)`` text-backbone outputs (the projection's inputs) of ``texts``."""
+    """``(M, H)`` text-backbone outputs (the projection's inputs) of ``texts``, as training caches them."""
     import torch
 
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(texts), 64):
-            tok = model.text_branch.tokenize(texts[s:s + 64])
-            out.append(model.text_branch(tok["input_ids"], tok["attention_mask"]))
-    return torch.cat(out)
+    from paraspeechclap.training.modules import FrozenTextCache
+
+    return FrozenTextCache(model.text_branch)(texts, torch.device("cpu"))
 
 
 def train_text_projection(model: Any, audio: Any, captions: Any, groups: list[Any], held: Any,

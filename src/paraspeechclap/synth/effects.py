@@ -171,16 +171,15 @@ def smear(x: np.ndarray, sr: int, span_s: float, iterations: int = 16) -> np.nda
     from scipy.signal import istft, stft
 
     n = int(SMEAR_FRAME_S * sr)
-    _, _, z = stft(np.asarray(x, np.float64), fs=sr, nperseg=n, noverlap=3 * n // 4)
+    frame = {"fs": sr, "nperseg": n, "noverlap": 3 * n // 4}
+    _, _, z = stft(np.asarray(x, np.float64), **frame)
     frames = max(1, round(span_s / (n / 4 / sr)))
     mag = np.sqrt(np.maximum(uniform_filter1d(np.abs(z) ** 2, size=frames, axis=1, mode="nearest"), 0.0))
     phase = np.exp(1j * np.angle(z))
     for _ in range(iterations):  # Griffin-Lim from the original phase: phases that fit the smeared magnitudes
-        _, y = istft(mag * phase, fs=sr, nperseg=n, noverlap=3 * n // 4)
-        _, _, z = stft(y[: len(x)], fs=sr, nperseg=n, noverlap=3 * n // 4)
+        _, _, z = stft(istft(mag * phase, **frame)[1][: len(x)], **frame)
         phase = np.exp(1j * np.angle(z))
-    _, y = istft(mag * phase, fs=sr, nperseg=n, noverlap=3 * n // 4)
-    return y[: len(x)].astype(np.float32)
+    return istft(mag * phase, **frame)[1][: len(x)].astype(np.float32)
 
 
 def room_impulse_response(sr: int, rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:

@@ -119,20 +119,25 @@ def sample_params(labels: Mapping[str, str | None], voice: Voice, rng: random.Ra
     return params
 
 
+def speak(voice: Voice, text: str, rate: float, params: Mapping[str, Any]) -> np.ndarray:
+    """The engine's ``(S,)`` float64 waveform of ``text`` at 16 kHz (soxr), silence trimmed at the edges."""
+    import soxr
+
+    audio, sr = get_engine(voice.engine).synthesize(text, voice, rate, params)
+    x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ") if sr != SAMPLE_RATE else audio
+    return effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
+
+
 def render(spec: ClipSpec) -> np.ndarray:
     """Synthesise one clip.
 
     Returns:
         (S,) float32 waveform at 16 kHz with peak < 1.
     """
-    import soxr
-
     p = spec.params
     quality = spec.labels.get("voice_quality") or "modal"
     clarity = spec.labels.get("clarity") or "crisp"
-    audio, sr = get_engine(spec.voice.engine).synthesize(spec.text, spec.voice, float(p["rate"]), p)
-    x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ").astype(np.float64) if sr != SAMPLE_RATE else audio
-    x = effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
+    x = speak(spec.voice, spec.text, float(p["rate"]), p)
     seed = int(p["seed"])
     # Each clip's own median F0 is moved to the label's F0 (not the voice's nominal F0 by a fixed
     # shift): sentences differ in register, and some voices are tracked at another F0 than the

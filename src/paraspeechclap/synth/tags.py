@@ -175,17 +175,12 @@ def render_tagged(voice: Voice, text: str, tags: Sequence[str], seed: int) -> tu
     Returns:
         ``((S,) float32 16 kHz waveform, the text spoken)``.
     """
-    import soxr
-
     from . import effects, world
-    from .engines import get_engine
-    from .pipeline import REFERENCE_F0_HZ
+    from .pipeline import REFERENCE_F0_HZ, speak
 
     recipe = _combined(tags)
     spoken = recipe.text(text, random.Random(seed)) if recipe.text else text
-    audio, sr = get_engine(voice.engine).synthesize(spoken, voice, 1.0, {"intonation": 50})
-    x = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ") if sr != SAMPLE_RATE else audio
-    x = effects.trim_silence(np.asarray(x, np.float64), SAMPLE_RATE)
+    x = speak(voice, spoken, 1.0, {"intonation": 50})
     p = world.analyse(x, SAMPLE_RATE, voice.f0_hz)
     p = world.shift_pitch(p, world.semitones_to(p, REFERENCE_F0_HZ[voice.gender]) + recipe.semitones)
     p = world.warp_formants(world.scale_f0_range(p, recipe.f0_range), recipe.formant_scale)

@@ -99,10 +99,15 @@ CAPTIONERS: dict[str, Callable[[Mapping[str, Any], random.Random | None], str]] 
 # -- sources -----------------------------------------------------------------------------------------
 def synth_corpus_dir(cfg: SynthSourceConfig) -> Path:
     """Folder of a synthetic corpus: ``cache_dir`` or ``<cache>/synth/n<N>-s<seed>-<hash of the settings>``."""
-    if cfg.cache_dir:
-        return Path(str(expand_path(cfg.cache_dir, "synth.cache_dir")))
-    from ..synth.corpus import PLAN_VERSION
+    return _generated_dir("synth", cfg)
 
+
+def _generated_dir(kind: str, cfg: SynthSourceConfig | TagsSourceConfig, **versions: int) -> Path:
+    """Folder of a generated corpus: ``cfg.cache_dir``, or ``<cache>/<kind>/n<N>-s<seed>-<hash>`` of its
+    settings (without ``jobs``), the synthetic plan's version and ``versions``."""
+    if cfg.cache_dir:
+        return Path(str(expand_path(cfg.cache_dir, f"{kind}.cache_dir")))
+    from ..synth.corpus import PLAN_VERSION
     from ..synth.engines import expand_voice_ids
 
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("jobs", "cache_dir")}
@@ -110,8 +115,9 @@ def synth_corpus_dir(cfg: SynthSourceConfig) -> Path:
         if settings.get(key):
             settings[key] = expand_voice_ids(settings[key])
     settings["plan_version"] = PLAN_VERSION  # a new generator never reuses an old corpus
+    settings.update(versions)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return default_cache_root() / "synth" / f"n{cfg.n}-s{cfg.seed}-{digest}"
+    return default_cache_root() / kind / f"n{cfg.n}-s{cfg.seed}-{digest}"
 
 
 def _manifest_rows(path: Path) -> int:
@@ -142,19 +148,11 @@ def ensure_synth_corpus(cfg: SynthSourceConfig) -> Path:
 def ensure_tags_corpus(cfg: TagsSourceConfig) -> Path:
     """Generate the official-tag recipe corpus unless its manifest exists (main rank renders; others
     wait); its folder is ``cache_dir`` or ``<cache>/tags/n<N>-s<seed>-<hash of the settings and recipes>``."""
-    from ..synth.corpus import PLAN_VERSION
-    from ..synth.engines import expand_voice_ids, select_voices
+    from ..synth.engines import select_voices
     from ..synth.sentences import SENTENCE_POOLS
     from ..synth.tags import RECIPES_VERSION, generate_tagged, plan_tagged
 
-    if cfg.cache_dir:
-        out = Path(str(expand_path(cfg.cache_dir, "tags.cache_dir")))
-    else:
-        settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("jobs", "cache_dir")},
-                    "exclude_voices": expand_voice_ids(cfg.exclude_voices), "plan_version": PLAN_VERSION,
-                    "recipes_version": RECIPES_VERSION}
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-        out = default_cache_root() / "tags" / f"n{cfg.n}-s{cfg.seed}-{digest}"
+    out = _generated_dir("tags", cfg, recipes_version=RECIPES_VERSION)
     manifest = out / "manifest.jsonl"
     if distributed.is_main() and _manifest_rows(manifest) != cfg.n:
         voices = select_voices(cfg.engines, None, cfg.exclude_voices)
