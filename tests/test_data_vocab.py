@@ -123,6 +123,11 @@ def test_official_sets(name):
     assert prompts[first] == [f"A person is speaking in a {first} style."]
     assert aset.gold({"classification_tag": f" {first.upper()} "}) == first
     assert aset.gold({"classification_tag": "purple"}) is None and aset.gold({}) is None
+    # a row labelled for several sets (tag-recipe corpora) names each set's tag; a dropped one stays dropped
+    last = OFFICIAL_ORDER[name][-1]
+    assert aset.gold({f"classification_{name}": last, "classification_tag": first}) == last
+    assert aset.gold({f"classification_{name}": None, "classification_tag": first}) is None
+    assert aset.gold({"classification_other": last}) is None
 
 
 def test_our_sets_prompts_and_gold():

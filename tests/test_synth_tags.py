@@ -47,6 +47,8 @@ def test_rendered_tags_carry_their_measured_effects(rendered):
     from paraspeechclap.audio.pitch import frame_f0
     from paraspeechclap.synth.pipeline import REFERENCE_F0_HZ
     from paraspeechclap.synth.prosody import internal_pause_share
+    from paraspeechclap.synth.tags import loudness_of
+    from paraspeechclap.training.augment import loudness_from_level
 
     x = {t: wav for t, (wav, _) in rendered.items()}
 
@@ -61,6 +63,8 @@ def test_rendered_tags_carry_their_measured_effects(rendered):
     assert nasal_a1_p0_db(x["nasal"]) < nasal_a1_p0_db(x["crisp"]) - 10.0
     level = {t: active_level_dbfs(x[t]) for t in ("soft", "crisp", "loud")}
     assert level["soft"] < level["crisp"] - 10 and level["loud"] > level["crisp"] + 8, level
+    for t, dbfs in level.items():  # the rows' loudness label is what the training relabelling measures
+        assert loudness_from_level(dbfs, [-29.0, -18.0]) == loudness_of([t]), (t, dbfs)
     assert span(x["monotonous"]) < 0.5 * span(x["crisp"]) < 0.5 * span(x["singsong"])
     assert internal_pause_share(x["hesitant"]) > 0.2 > internal_pause_share(x["flowing"])
     assert fast_modulation_share(x["slurred"]) < 0.5 * fast_modulation_share(x["crisp"])

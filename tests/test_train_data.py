@@ -138,6 +138,28 @@ def test_loudness_relabelling() -> None:
     assert relabel_loudness(no_label, -12.0, [-29.0, -18.0]) == no_label  # nothing states its loudness
 
 
+
+@pytest.mark.parametrize(("tag", "level", "kept"), [
+    ("hushed", -35.0, True), ("hushed", -23.0, False), ("soft", -12.0, False),
+    ("booming", -12.0, True), ("booming", -30.0, False), ("loud", -23.0, False)])
+def test_relabel_drops_official_volume_tags_the_level_no_longer_fits(tag: str, level: float, kept: bool) -> None:
+    # a tag-recipe row (synth.tags.plan_tagged): hushed/soft are rendered soft, booming/loud loud
+    row = {"loudness": "soft" if tag in ("hushed", "soft") else "loud", "intrinsic_tags": [tag, "flowing"],
+           "classification_volume": tag, "classification_rhythm": "flowing"}
+    out = relabel_loudness(row, level, [-29.0, -18.0])
+    assert (out["classification_volume"] == tag) is kept
+    assert (tag in out["intrinsic_tags"]) is kept
+    assert "flowing" in out["intrinsic_tags"] and out["classification_rhythm"] == "flowing"
+    assert row["classification_volume"] == tag  # the input row is not modified
+
+
+def test_relabel_tags_a_normal_level_tag_row_by_its_new_level() -> None:
+    row = {"loudness": "normal", "intrinsic_tags": ["raspy", "hesitant"], "classification_texture": "raspy"}
+    out = relabel_loudness(row, -34.0, [-29.0, -18.0])
+    assert out["intrinsic_tags"] == ["raspy", "hesitant", "soft"] and out["classification_texture"] == "raspy"
+    assert "classification_volume" not in out  # a level alone does not choose among the official volume tags
+
+
 def _band_energy(wav: np.ndarray, lo: float, hi: float) -> float:
     spec = np.abs(np.fft.rfft(wav)) ** 2
     freqs = np.fft.rfftfreq(len(wav), 1 / SR)
@@ -180,6 +202,11 @@ def test_drop_clarity_removes_only_recording_labels() -> None:
     assert row["clarity"] == "telephone"  # the input row is not modified
     no_label = {"emotion": "angry", "intrinsic_tags": ["muffled"]}
     assert drop_clarity(no_label) == no_label  # nothing states its recording condition
+    # an official clarity tag: "crisp" names a full-band recording too; slurred survives a band limit
+    crisp = {"classification_clarity": "crisp", "intrinsic_tags": ["deep", "crisp"]}
+    assert drop_clarity(crisp) == {"classification_clarity": None, "clarity": None, "intrinsic_tags": ["deep"]}
+    slurred = {"classification_clarity": "slurred", "intrinsic_tags": ["deep", "slurred"]}
+    assert drop_clarity(slurred) == slurred
 
 
 def test_cached_narrowband_variants_drop_the_clarity_label(tmp_path: Path) -> None:

@@ -34,7 +34,9 @@ STYLE_TEMPLATES: tuple[str, ...] = (
 
 
 def _gold_classification_tag(aset: AttributeSet, row: Mapping[str, Any]) -> str | None:
-    value = row.get(aset.field)
+    """``classification_<set>`` (a row labelled for several sets: the tag-recipe corpora), else the
+    official files' one ``classification_tag``."""
+    value = row.get(f"classification_{aset.name}", row.get(aset.field))
     if not isinstance(value, str):
         return None
     value = value.strip().lower()

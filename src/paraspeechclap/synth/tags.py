@@ -19,6 +19,7 @@ a corpus of such clips (``benchmarks/vocabulary.py``'s evaluation clips, and the
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ from .engines import Voice
 
 SAMPLE_RATE = 16_000
 #: bumped whenever a recipe or :func:`plan_tagged` changes, so a cached corpus is never reused across them
-RECIPES_VERSION = 1
+RECIPES_VERSION = 2  # 2: rows carry the loudness label of their level (audio as in 1)
 #: the base clip's level (the middle of the ``normal`` loudness range) and the soft and loud levels
 NORMAL_DBFS, SOFT_DBFS, LOUD_DBFS = -23.0, -35.0, -13.0
+#: the loudness label (the synthetic plan's soft / normal / loud, whose level ranges hold these) of each level
+LOUDNESS_OF_LEVEL = {SOFT_DBFS: "soft", NORMAL_DBFS: "normal", LOUD_DBFS: "loud"}
 
 Effect = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -148,6 +151,19 @@ def produced_tags(attribute: str) -> list[str]:
     return [t for t, r in TAG_RECIPES.items() if r.attribute == attribute]
 
 
+@functools.cache
+def level_defined_tags() -> dict[str, str]:
+    """Tags whose recipe sets the level, each with that level's loudness label (``soft`` and ``hushed``:
+    soft; ``loud`` and ``booming``: loud): a gain that moves a clip to another loudness makes them false."""
+    return {t: LOUDNESS_OF_LEVEL[r.level_dbfs] for t, r in TAG_RECIPES.items() if r.level_dbfs is not None}
+
+
+def loudness_of(tags: Sequence[str]) -> str:
+    """The loudness label of a clip rendered with ``tags`` (the level its recipes set, else normal)."""
+    level = _combined(tags).level_dbfs
+    return LOUDNESS_OF_LEVEL[NORMAL_DBFS if level is None else level]
+
+
 def _combined(tags: Sequence[str]) -> TagRecipe:
     """One recipe for several tags: registers add, F0 ranges and formant scales multiply, effects run
     in tag order; at most one non-modal quality and one level."""
@@ -204,7 +220,8 @@ def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name:
     """Manifest rows (without audio) of ``n`` tagged clips: clip ``i`` takes tag pair ``i mod P`` and voice
     ``(i + i // P) mod V`` (each round of the pairs starts one voice later, so every pair meets several
     voices and both genders), and the sentences in an order shuffled by ``name``. Each row has its tags
-    (``intrinsic_tags``, ``classification_<set>``), gender, speaker and the canonical caption."""
+    (``intrinsic_tags``, ``classification_<set>``), the loudness label of its level (so a training gain can
+relabel it), gender, speaker and the canonical caption."""
     from ..data.captions import describe_tags
 
     if not voices or not sentences:
@@ -217,7 +234,7 @@ def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name:
         rows.append({
             "relative_audio_path": f"clips/{i:05d}.flac", "source": "vocabulary", "engine": voice.engine,
             "speaker": voice.id, "gender": voice.gender, "text": sentences[order[i % len(sentences)]],
-            "seed": 1000 + i, "intrinsic_tags": list(tags),
+            "seed": 1000 + i, "intrinsic_tags": list(tags), "loudness": loudness_of(tags),
             "text_description": describe_tags(tags, gender=voice.gender),
             **{f"classification_{TAG_RECIPES[t].attribute}": t for t in tags},
         })

@@ -192,15 +192,23 @@ def loudness_from_level(level_dbfs: float, thresholds: Sequence[float]) -> str:
 def relabel_loudness(row: Mapping[str, Any], level_dbfs: float, thresholds: Sequence[float]) -> dict[str, Any]:
     """A copy of ``row`` whose ``loudness`` label and soft/loud intrinsic tags follow ``level_dbfs``.
 
+    Official volume tags that need another loudness (``hushed`` is soft, ``booming`` loud:
+    :func:`paraspeechclap.synth.tags.level_defined_tags`) are dropped, tag and ``classification_volume``
+    alike: the clip keeps its breathiness or room, but no longer the level its tag means.
     Rows without a ``loudness`` label are returned unchanged (copied): nothing states their
     loudness, so a gain cannot make a caption wrong.
     """
+    from ..synth.tags import level_defined_tags
+
     out = dict(row)
     if out.get("loudness") is None:
         return out
     new = loudness_from_level(level_dbfs, thresholds)
     out["loudness"] = new
-    tags = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in _LOUDNESS_TAGS]
+    stale = {t for t, needs in level_defined_tags().items() if needs != new} | set(_LOUDNESS_TAGS)
+    if out.get("classification_volume") in stale - {new}:
+        out["classification_volume"] = None
+    tags = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in stale]
     if new in _LOUDNESS_TAGS:
         tags.append(_LOUDNESS_TAGS[new])
     out["intrinsic_tags"] = tags
@@ -211,12 +219,15 @@ def drop_clarity(row: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``row`` without its ``clarity`` label and the tags naming a recording condition.
 
     For band-limited clips: their recording label no longer holds, and no other label depends on
-    the band.
+    the band. An official ``classification_clarity`` of ``crisp`` goes too (the word names a full-band
+    recording in the captions the model learns); slurred and stammering survive a band limit.
     """
     out = dict(row)
-    if out.get("clarity") is None:
+    recording = set(label_values("clarity"))  # crisp, muffled, reverberant, telephone
+    if out.get("classification_clarity") in recording:  # an official clarity tag ("crisp") the band-limit made false
+        out["classification_clarity"] = None
+    elif out.get("clarity") is None:
         return out
     out["clarity"] = None
-    recording = set(label_values("clarity"))  # crisp, muffled, reverberant, telephone
     out["intrinsic_tags"] = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in recording]
     return out
