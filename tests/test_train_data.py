@@ -138,7 +138,6 @@ def test_loudness_relabelling() -> None:
     assert relabel_loudness(no_label, -12.0, [-29.0, -18.0]) == no_label  # nothing states its loudness
 
 
-
 @pytest.mark.parametrize(("tag", "level", "kept"), [
     ("hushed", -35.0, True), ("hushed", -23.0, False), ("soft", -12.0, False),
     ("booming", -12.0, True), ("booming", -30.0, False), ("loud", -23.0, False)])

@@ -221,7 +221,7 @@ def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name:
     ``(i + i // P) mod V`` (each round of the pairs starts one voice later, so every pair meets several
     voices and both genders), and the sentences in an order shuffled by ``name``. Each row has its tags
     (``intrinsic_tags``, ``classification_<set>``), the loudness label of its level (so a training gain can
-relabel it), gender, speaker and the canonical caption."""
+    relabel it), gender, speaker and the canonical caption."""
     from ..data.captions import describe_tags
 
     if not voices or not sentences:

@@ -205,10 +205,11 @@ def relabel_loudness(row: Mapping[str, Any], level_dbfs: float, thresholds: Sequ
         return out
     new = loudness_from_level(level_dbfs, thresholds)
     out["loudness"] = new
-    stale = {t for t, needs in level_defined_tags().items() if needs != new} | set(_LOUDNESS_TAGS)
-    if out.get("classification_volume") in stale - {new}:
+    stale = {t for t, needs in level_defined_tags().items() if needs != new}
+    if out.get("classification_volume") in stale:
         out["classification_volume"] = None
-    tags = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in stale]
+    drop = stale | set(_LOUDNESS_TAGS)  # the soft/loud tag is re-added from the new label below
+    tags = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in drop]
     if new in _LOUDNESS_TAGS:
         tags.append(_LOUDNESS_TAGS[new])
     out["intrinsic_tags"] = tags
@@ -224,10 +225,11 @@ def drop_clarity(row: Mapping[str, Any]) -> dict[str, Any]:
     """
     out = dict(row)
     recording = set(label_values("clarity"))  # crisp, muffled, reverberant, telephone
-    if out.get("classification_clarity") in recording:  # an official clarity tag ("crisp") the band-limit made false
-        out["classification_clarity"] = None
-    elif out.get("clarity") is None:
+    official = out.get("classification_clarity") in recording  # an official "crisp" the band limit made false
+    if out.get("clarity") is None and not official:
         return out
+    if official:
+        out["classification_clarity"] = None
     out["clarity"] = None
     out["intrinsic_tags"] = [t for t in out.get("intrinsic_tags") or [] if str(t).lower() not in recording]
     return out
