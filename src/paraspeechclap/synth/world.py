@@ -254,17 +254,41 @@ def warp_formants(params: WorldParams, scale: float) -> WorldParams:
 
 
 def change_tempo(params: WorldParams, rate: float) -> WorldParams:
-    """Speak ``rate`` times faster (``rate`` < 1: slower); pitch and formants stay.
-
-    Output frame ``j`` reads the input at time ``j * rate`` frames: the envelope and aperiodicity
-    are interpolated linearly between the two nearest frames, F0 likewise where both are voiced;
-    voicing itself comes from the nearest frame (interpolating across a voicing edge would invent
-    F0 values halfway to 0). An amplitude envelope is dropped (nothing here sets one before this).
-    """
+    """Speak ``rate`` times faster (``rate`` < 1: slower); pitch and formants stay (:func:`read_frames`)."""
     if rate == 1.0:
         return params
+    return read_frames(params, np.arange(max(1, round(len(params.f0) / rate))) * rate)
+
+
+def vary_tempo(params: WorldParams, depth: float, stretch_s: float, rng: np.random.Generator) -> WorldParams:
+    """Uneven timing: stretches of about ``stretch_s`` spoken alternately faster and slower.
+
+    Each stretch of the input is read at rate ``1 + depth * u`` or ``1 - depth * u`` (``u`` uniform in
+    [0.6, 1], the sign alternating stretch by stretch, the first one drawn), then the whole time axis is
+    scaled so the clip keeps its duration: its overall speaking rate (and its rate label) stands while the
+    syllables crowd and drag. ``depth`` in [0, 1).
+    """
+    if not 0.0 <= depth < 1.0 or stretch_s <= 0:
+        raise ValueError(f"vary_tempo: depth must be in [0, 1) and stretch_s > 0, got {depth}, {stretch_s}")
     n_in = len(params.f0)
-    pos = np.arange(max(1, round(n_in / rate))) * rate  # (T',) fractional input frame
+    seg = max(1, round(stretch_s * 1000.0 / FRAME_MS))
+    n_seg = -(-n_in // seg)
+    sign = rng.choice([-1.0, 1.0]) * (-1.0) ** np.arange(n_seg)
+    rate = np.repeat(1.0 + depth * sign * rng.uniform(0.6, 1.0, n_seg), seg)[:n_in]  # (T,) per input frame
+    t_out = np.concatenate([[0.0], np.cumsum(1.0 / rate)])  # output time at each input frame's start
+    t_out *= n_in / t_out[-1]  # the same duration as the input
+    return read_frames(params, np.interp(np.arange(n_in), t_out, np.arange(n_in + 1.0)))
+
+
+def read_frames(params: WorldParams, pos: np.ndarray) -> WorldParams:
+    """Resample the frames at fractional input positions ``pos`` (T',): the time map of a tempo change.
+
+    The envelope and aperiodicity are interpolated linearly between the two nearest frames, F0 likewise
+    where both are voiced; voicing itself comes from the nearest frame (interpolating across a voicing
+    edge would invent F0 values halfway to 0). An amplitude envelope is dropped (nothing here sets one
+    before a tempo change).
+    """
+    n_in = len(params.f0)
     lo = np.minimum(np.floor(pos).astype(int), n_in - 1)
     hi = np.minimum(lo + 1, n_in - 1)
     w = np.clip(pos - lo, 0.0, 1.0)
