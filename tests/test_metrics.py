@@ -276,3 +276,30 @@ def test_class_embeddings_average_of_normalised_prompts():
     assert emb.dtype == np.float32 and emb.shape == (2, 2)
     s = 1 / math.sqrt(2)
     np.testing.assert_allclose(emb, [[s, s], [0.0, -1.0]], atol=1e-6)
+
+
+def test_score_attribute_set_among_a_subset_of_candidates(monkeypatch):
+    """``among`` restricts both the choice and the clips: hand-worked on a fixed score matrix."""
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.evaluation import classification
+
+    cands = list(get_attribute_set("texture").candidates)
+    among = ["raspy", "husky"]
+    gold = ["husky", "raspy", "raspy", "silky"]  # the silky clip has no place among them
+    scores = np.zeros((3, len(cands)))  # rows of the clips kept (silky's is never scored)
+    scores[:, cands.index("silky")] = 9.0  # best overall, but not a choice
+    scores[0, cands.index("husky")], scores[0, cands.index("raspy")] = 2.0, 1.0  # husky: right
+    scores[1, cands.index("husky")], scores[1, cands.index("raspy")] = 2.0, 1.0  # husky: wrong
+    scores[2, cands.index("raspy")] = 3.0  # raspy: right
+    every = np.vstack([scores, scores[:1]])  # the silky clip too, when every candidate is a choice
+    monkeypatch.setattr(classification, "attribute_set_scores",
+                        lambda model, audio, aset, ensemble: scores if len(audio) == 3 else every)
+    rows = [{"classification_texture": g} for g in gold]
+    m = classification.score_attribute_set(None, np.zeros((4, 2)), rows, "texture", among=among)
+    assert m["labels"] == ["husky", "raspy"] and m["count"] == 3 and m["chance"] == 0.5  # sorted, as the confusion
+    assert m["predicted"] == ["husky", "husky", "raspy", None]
+    assert m["uar_present"] == pytest.approx((1.0 + 0.5) / 2)  # husky 1/1, raspy 1/2
+    assert m["confusion"] == [[1, 0], [1, 1]]  # rows gold husky, raspy; columns predicted, in labels order
+    full = classification.score_attribute_set(None, np.zeros((4, 2)), rows, "texture")
+    assert full is not None and full["labels"] == sorted(cands)  # without among: every candidate
+    assert full["predicted"] == ["silky"] * 4

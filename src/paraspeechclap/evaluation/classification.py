@@ -167,7 +167,7 @@ def classification_metrics(
 
 
 def score_attribute_set(model: Any, audio: np.ndarray, rows: Sequence[Mapping[str, Any]], set_name: str,
-                        ensemble: bool = True) -> dict[str, Any] | None:
+                        ensemble: bool = True, among: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Zero-shot scores of one named attribute set on embedded clips.
 
     Args:
@@ -176,26 +176,32 @@ def score_attribute_set(model: Any, audio: np.ndarray, rows: Sequence[Mapping[st
         rows: the clips' label rows (the set reads its gold label from them).
         set_name: a registered attribute set (``paraspeechclap data sets``).
         ensemble: average each class over its prompt ensemble (else its default prompt).
+        among: choose among these candidates only (e.g. the official tags a synthetic corpus produces);
+            clips whose gold label is not one of them are left out. None: all.
 
     Returns:
-        ``uar`` (official: over every candidate, absent classes count 0), ``uar_present`` (over the
-        classes present), ``accuracy``, ``count``, ``chance`` (1 / candidates), ``classes``,
-        ``classes_present``, ``labels``, ``confusion`` (``[gold][pred]`` counts) and ``predicted``
-        (per clip, None for clips without a gold label); None when no clip has a gold label.
+        ``uar`` (official: over every candidate chosen among, absent classes count 0), ``uar_present``
+        (over the classes present), ``accuracy``, ``count``, ``chance`` (1 / candidates), ``classes``,
+        ``classes_present``, ``labels`` (sorted: the confusion matrix's order, as
+        :func:`classification_metrics` gives it), ``confusion`` (``[gold][pred]`` counts) and
+        ``predicted`` (per clip, None for clips without a gold label); None when no clip has a gold label.
     """
     from ..data.attributes import get_attribute_set
 
     aset = get_attribute_set(set_name)
+    candidates = list(aset.candidates)
+    labels = candidates if among is None else [c for c in among if c in aset.candidates]
     gold = [aset.gold(r) for r in rows]
-    keep = [i for i, g in enumerate(gold) if g in aset.candidates]
+    keep = [i for i, g in enumerate(gold) if g in labels]
     if not keep:
         return None
-    pred = predict_labels(attribute_set_scores(model, audio[keep], aset, ensemble), list(aset.candidates))
-    m = classification_metrics([gold[i] for i in keep], pred, list(aset.candidates))  # type: ignore[misc]
+    scores = attribute_set_scores(model, audio[keep], aset, ensemble)  # (n, all candidates)
+    pred = predict_labels(scores[:, [candidates.index(c) for c in labels]], labels)
+    m = classification_metrics([gold[i] for i in keep], pred, labels)  # type: ignore[misc]
     predicted: list[str | None] = [None] * len(rows)
     for i, p in zip(keep, pred):
         predicted[i] = p
     present = sum(1 for c in m["per_class"].values() if c["support"] > 0)
     return {"uar": m["uar"], "uar_present": m["uar_present"], "accuracy": m["accuracy"], "count": m["count"],
-            "chance": 1.0 / len(aset.candidates), "classes": len(aset.candidates), "classes_present": present,
-            "labels": list(aset.candidates), "confusion": m["confusion_matrix"], "predicted": predicted}
+            "chance": 1.0 / len(labels), "classes": len(labels), "classes_present": present,
+            "labels": m["labels"], "confusion": m["confusion_matrix"], "predicted": predicted}
