@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from paraspeechclap.data.attributes import OFFICIAL_CANDIDATES
-from paraspeechclap.synth.tags import DELIVERY_SETS, TAG_RECIPES, VOICE_SETS, produced_tags, render_tagged
+from paraspeechclap.synth.tags import DELIVERY_SETS, STYLE_SETS, TAG_RECIPES, VOICE_SETS, produced_tags, render_tagged
 
 pytest.importorskip("pyworld")
 
@@ -20,7 +20,8 @@ TEXT = "The ferry to the island runs twice a day in spring."
 def test_recipes_cover_the_official_intrinsic_tags_but_the_left_out_ones():
     for name in (*VOICE_SETS, *DELIVERY_SETS):
         assert set(produced_tags(name)) == set(OFFICIAL_CANDIDATES[name]) - LEFT_OUT, name
-    assert {r.attribute for r in TAG_RECIPES.values()} == {*VOICE_SETS, *DELIVERY_SETS}
+    assert {r.attribute for r in TAG_RECIPES.values()} == {*VOICE_SETS, *DELIVERY_SETS, *STYLE_SETS}
+    assert set(produced_tags("situational")) == {"sleepy", "enunciated"} <= set(OFFICIAL_CANDIDATES["situational"])
 
 
 @pytest.mark.parametrize("tags", [("raspy", "hushed"), ("loud", "soft"), ("stammering", "stammering")])
@@ -37,7 +38,7 @@ def rendered():
 
     voice = find_voice("espeak:en-us+m7")
     tags = ["crisp", "deep", "shrill", "nasal", "soft", "loud", "monotonous", "singsong", "hesitant", "flowing",
-            "stammering", "slurred"]
+            "stammering", "slurred", "sleepy", "enunciated"]
     return {t: render_tagged(voice, TEXT, [t], 5) for t in tags}
 
 
@@ -112,3 +113,34 @@ def test_tags_training_source_renders_once_and_trains(tmp_path):
             f"train.output_dir={tmp_path / 'run'}", "eval.every_steps=null"]
     assert main(["train", "--config", tiny, *[a for s in sets for a in ("--set", s)]]) == 0
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_situational_styles_are_compositions_each_part_measured(rendered):
+    """sleepy: lower, flatter, slower, breathier and soft; enunciated: slower, words set apart, brighter.
+    Bounds stated against the plain twin (measured values in docs/data.md)."""
+    from paraspeechclap.audio.features import active_level_dbfs
+    from paraspeechclap.audio.measure import (
+        hnr_db,
+        pitch_statistics,
+        spectral_tilt_db_per_octave,
+        speaking_rate,
+        syllable_nuclei,
+    )
+    from paraspeechclap.audio.pitch import frame_f0
+    from paraspeechclap.synth.prosody import internal_pause_share
+
+    x = {t: np.asarray(rendered[t][0], np.float32) for t in ("crisp", "sleepy", "enunciated")}
+    f0 = {t: frame_f0(y)[0] for t, y in x.items()}
+    rate = {t: speaking_rate(syllable_nuclei(np.asarray(y, np.float64), f0[t]), len(y) / 16000) for t, y in x.items()}
+    median = {t: pitch_statistics(f0[t])[0] for t in x}
+    span = {t: pitch_statistics(f0[t])[1] for t in x}
+    assert 12 * np.log2(median["sleepy"] / median["crisp"]) == pytest.approx(-2.0, abs=1.0)
+    assert span["sleepy"] < 0.6 * span["crisp"]
+    # slower: sleepy by its length (breathiness adds syllable nuclei: husky 13 against the twin's 11), enunciated
+    # by its nuclei rate too (its words are modal)
+    assert len(x["sleepy"]) > 1.25 * len(x["crisp"]) and len(x["enunciated"]) > 1.15 * len(x["crisp"])
+    assert rate["enunciated"] < 0.9 * rate["crisp"], rate
+    assert hnr_db(x["sleepy"]) < hnr_db(x["crisp"]) - 1.5
+    assert active_level_dbfs(x["sleepy"]) < active_level_dbfs(x["crisp"]) - 10
+    assert internal_pause_share(x["enunciated"]) > internal_pause_share(x["crisp"]) + 0.1
+    assert spectral_tilt_db_per_octave(x["enunciated"]) > spectral_tilt_db_per_octave(x["crisp"]) + 1.5

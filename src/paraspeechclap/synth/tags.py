@@ -52,6 +52,7 @@ class TagRecipe:
         quality: a WORLD voice quality (:data:`paraspeechclap.synth.world.VOICE_QUALITIES`).
         f0_range: factor on every voiced frame's distance from the median F0, in semitones.
         formant_scale: factor on the formant frequencies.
+        tempo: speaking-rate factor (WORLD, :func:`paraspeechclap.synth.world.change_tempo`; < 1 slower).
         text: rewrites the sentence before synthesis (seeded).
         effects: applied to the 16 kHz waveform after WORLD, in order.
         level_dbfs: the active-speech level (None: the base's :data:`NORMAL_DBFS`).
@@ -62,6 +63,7 @@ class TagRecipe:
     quality: str = "modal"
     f0_range: float = 1.0
     formant_scale: float = 1.0
+    tempo: float = 1.0
     text: Callable[[str, random.Random], str] | None = None
     effects: tuple[Effect, ...] = ()
     level_dbfs: float | None = None
@@ -142,8 +144,13 @@ TAG_RECIPES: dict[str, TagRecipe] = {
     "hesitant": TagRecipe("rhythm", effects=(_pauses(4, 0.7),)),
     "singsong": TagRecipe("rhythm", f0_range=2.0),
     "monotonous": TagRecipe("rhythm", f0_range=0.2),
+    # situational styles the blocks can render (not drawn by plan_tagged yet: a clip's style would need its
+    # own slot beside the voice and delivery tags)
+    "sleepy": TagRecipe("situational", semitones=-2.0, quality="breathy", f0_range=0.4, tempo=0.75,
+                        level_dbfs=SOFT_DBFS),
+    "enunciated": TagRecipe("situational", tempo=0.85, effects=(_pauses(4, 0.2), _tilt(2.0))),
 }
-VOICE_SETS, DELIVERY_SETS = ("pitch", "texture", "volume"), ("clarity", "rhythm")
+VOICE_SETS, DELIVERY_SETS, STYLE_SETS = ("pitch", "texture", "volume"), ("clarity", "rhythm"), ("situational",)
 
 
 def produced_tags(attribute: str) -> list[str]:
@@ -154,8 +161,10 @@ def produced_tags(attribute: str) -> list[str]:
 @functools.cache
 def level_defined_tags() -> dict[str, str]:
     """Tags whose recipe sets the level, each with that level's loudness label (``soft`` and ``hushed``:
-    soft; ``loud`` and ``booming``: loud): a gain that moves a clip to another loudness makes them false."""
-    return {t: LOUDNESS_OF_LEVEL[r.level_dbfs] for t, r in TAG_RECIPES.items() if r.level_dbfs is not None}
+    soft; ``loud`` and ``booming``: loud): a gain that moves a clip to another loudness makes them false.
+    Volume tags only: a sleepy clip made louder is still sleepy."""
+    return {t: LOUDNESS_OF_LEVEL[r.level_dbfs] for t, r in TAG_RECIPES.items()
+            if r.level_dbfs is not None and r.attribute == "volume"}
 
 
 def loudness_of(tags: Sequence[str]) -> str:
@@ -179,6 +188,7 @@ def _combined(tags: Sequence[str]) -> TagRecipe:
         quality=qualities.pop() if qualities else "modal",
         f0_range=float(np.prod([r.f0_range for r in recipes])),
         formant_scale=float(np.prod([r.formant_scale for r in recipes])),
+        tempo=float(np.prod([r.tempo for r in recipes])),
         text=texts[0] if texts else None,
         effects=tuple(e for r in recipes for e in r.effects),
         level_dbfs=levels.pop() if levels else None,
@@ -200,6 +210,7 @@ def render_tagged(voice: Voice, text: str, tags: Sequence[str], seed: int) -> tu
     p = world.analyse(x, SAMPLE_RATE, voice.f0_hz)
     p = world.shift_pitch(p, world.semitones_to(p, REFERENCE_F0_HZ[voice.gender]) + recipe.semitones)
     p = world.warp_formants(world.scale_f0_range(p, recipe.f0_range), recipe.formant_scale)
+    p = world.change_tempo(p, recipe.tempo)  # 1.0 returns p untouched
     rng = np.random.default_rng(seed)
     x = world.synthesize(world.VOICE_QUALITIES[recipe.quality](p, _quality_params(recipe.quality), rng))
     for effect in recipe.effects:
