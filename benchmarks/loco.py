@@ -258,7 +258,8 @@ def main() -> int:
     ap.add_argument("--runs", default="runs/loco", help="where the per-corpus models go")
     ap.add_argument("--full-model", default=None,
                     help="the recipe trained on everything, for corpora it never reads (default: the embedded model)")
-    ap.add_argument("--baseline", default=None, help="a loco.json of v15 whose summary goes into baseline_v15")
+    ap.add_argument("--baseline", default=None,
+                    help="the previous version's loco.json (its summary -> baseline, its recipe -> baseline_recipe)")
     ap.add_argument("--tried", nargs="*", default=[], metavar="JSON",
                     help="loco results of the other recipes tried (summaries recorded under recipes_tried)")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
@@ -295,8 +296,9 @@ def run(args: argparse.Namespace) -> int:
     results["summary_corpora"], results["apart"] = chosen, apart
     results["summary"] = summarize(results["per_corpus"], chosen)
     results["apart_summary"] = {c: {m: results["per_corpus"][c][m] for m in MODES} for c in apart}
-    base = json.loads(Path(args.baseline).read_text())["summary"] if args.baseline else None
-    results["baseline_v15"] = base if base is not None else (results["summary"] if args.recipe == "v15" else None)
+    base = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    results["baseline"] = base["summary"] if base else None
+    results["baseline_recipe"] = base["recipe"] if base else None
     results["recipes_tried"] = [tried_entry(p) for p in args.tried]
     results["recipes_tried_count"] = 1 + len(args.tried)  # this recipe and the others compared with it
     results["wall_s"] = round(time.perf_counter() - t0, 1)

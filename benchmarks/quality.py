@@ -15,6 +15,11 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
 * ``real_retimed``: neutral clips of the same real speakers re-pitched and also re-timed by WORLD
   to a speaking-rate level relative to their own tempo (``speaking_rate`` in the repitch config):
   speaking rate (and pitch level) UAR on natural voices.
+* ``official_tags``: the official intrinsic sets (pitch, texture, volume, clarity, rhythm) over the tags the
+  synthetic recipes produce (:mod:`paraspeechclap.synth.tags`), on ``benchmarks/vocabulary.py``'s clips (the
+  split's held-out voices; test also every Kokoro voice): UAR among the produced tags (``uar_official``:
+  among all of the set's official candidates) and two-tag caption retrieval R@1/R@10 (``retrieval``;
+  ``text_to_audio`` too); ``official_tags/<engine>`` per engine.
 * ``real/<corpus>``, ``synthetic/<engine>`` and ``synthetic/voice=<name>``: the same per corpus, engine
   and voice (UAR over the classes present, ``k/K`` of them; each entry keeps its confusion matrix).
   These corpora were partly heard in training (other speakers); for leave-one-corpus-out results run
@@ -153,6 +158,23 @@ def caption_retrieval(model: Any, audio: Any, rows: list[dict[str, Any]]) -> dic
             "chance_R@1": 1 / unique, "chance_R@10": min(1.0, 10 / unique), "captions": unique}
 
 
+def official_tags(model: Any, split: str, jobs: int) -> dict[str, Any]:
+    """The official sets over the produced tags and two-tag caption retrieval (``benchmarks/vocabulary.py``'s
+    clips and scores), as entries of this table: ``{"official_tags": ..., "official_tags/<engine>": ...}``."""
+    import vocabulary
+
+    folder, rows = vocabulary.build(split, vocabulary.CLIPS[split], jobs)
+    out: dict[str, Any] = {}
+    for group, res in vocabulary.evaluate(model, folder, rows).items():
+        ret = res["retrieval"]
+        key = "official_tags" if group == "all" else f"official_tags/{group.split('=', 1)[1]}"
+        out[key] = {"clips": ret["clips"], **res["sets"],
+                    "retrieval": {"R@1": ret["audio_to_text"]["R@1"], "R@10": ret["audio_to_text"]["R@10"],
+                                  "chance_R@1": ret["chance_r1"], "chance_R@10": ret["chance_r10"],
+                                  "captions": ret["captions"], "text_to_audio": ret["text_to_audio"]}}
+    return out
+
+
 def print_table(results: dict[str, Any]) -> None:
     """One line per (set, metric). ``UAR`` is over the classes present in gold (``k/K`` of them);
     it equals the official UAR (absent classes count 0) when every class is present."""
@@ -205,6 +227,7 @@ def main() -> int:
                                     retrieval=False, group_by=("gender",), prefix="real_repitched"))
     results["sets"].update(evaluate(model, repitched_manifest(args.split, n, args.jobs, speaking_rate=True),
                                     RETIME_SETS, ensemble, retrieval=False, prefix="real_retimed"))
+    results["sets"].update(official_tags(model, args.split, args.jobs))
     context = f"split {args.split}, {'prompt ensemble' if ensemble else 'single prompt'}"
     report(model, results, context, json_path(args, precision=model.precision))
     return 0

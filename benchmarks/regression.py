@@ -27,7 +27,8 @@ from common import REPO, add_json_arg, json_path, write_results  # noqa: E402
 FLOORS = REPO / "tests" / "shipped_model_floors.json"
 #: floor = the lower measured value (over the precisions) minus the margin of its part: room for a few
 #: clips decided the other way on another CPU, never for a real regression.
-MARGINS = {"examples": 0.05, "synthetic": 0.05, "real_test": 0.03}
+MARGINS = {"examples": 0.05, "synthetic": 0.05, "real_test": 0.03,
+           "official": 0.08}  # 24-55 clips per set: one clip the other way moves a UAR by up to 0.04
 
 
 def new_floors(measured: dict[str, dict[str, float]], old: dict[str, Any], checksum: str,

@@ -63,24 +63,19 @@ def build(split: str, n: int, jobs: int) -> tuple[Path, list[dict[str, Any]]]:
 
 def set_scores(model: Any, audio: np.ndarray, rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """UAR of one official set among the produced tags and among all its official candidates."""
-    from paraspeechclap.data.attributes import get_attribute_set
-    from paraspeechclap.evaluation.classification import (
-        attribute_set_scores,
-        classification_metrics,
-        predict_labels,
-    )
+    from paraspeechclap.evaluation.classification import score_attribute_set
     from paraspeechclap.synth.tags import produced_tags
 
-    aset, produced = get_attribute_set(name), produced_tags(name)
+    produced = produced_tags(name)
     keep = [i for i, r in enumerate(rows) if r.get(f"classification_{name}") in produced]
-    gold = [rows[i][f"classification_{name}"] for i in keep]
-    scores = attribute_set_scores(model, audio[keep], aset, ensemble=True)  # (n, all official candidates)
-    cols = [list(aset.candidates).index(t) for t in produced]
-    among = classification_metrics(gold, predict_labels(scores[:, cols], produced), produced)
-    official = classification_metrics(gold, predict_labels(scores, list(aset.candidates)), list(aset.candidates))
-    return {"uar": among["uar"], "chance": 1 / len(produced), "tags": produced, "count": len(keep),
-            "confusion": among["confusion_matrix"], "uar_official": official["uar_present"],
-            "chance_official": 1 / len(aset.candidates), "official_candidates": list(aset.candidates)}
+    sub = [rows[i] for i in keep]
+    among = score_attribute_set(model, audio[keep], sub, name, among=produced)
+    official = score_attribute_set(model, audio[keep], sub, name)
+    return {"uar": among["uar"], "uar_present": among["uar_present"], "chance": among["chance"],
+            "classes": among["classes"], "classes_present": among["classes_present"], "tags": produced,
+            "count": among["count"], "labels": among["labels"], "confusion": among["confusion"],
+            "uar_official": official["uar_present"],
+            "chance_official": official["chance"], "official_candidates": official["labels"]}
 
 
 def caption_retrieval(model: Any, audio: np.ndarray, rows: list[dict[str, Any]]) -> dict[str, Any]:

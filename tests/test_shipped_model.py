@@ -20,8 +20,9 @@ PARTS = sorted({k.split("/")[0] for k in FLOORS["floors"]})
 
 
 def _skip_reason(part: str) -> str | None:
-    if part == "synthetic" and any(importlib.util.find_spec(m) is None for m in ("espeakng_loader", "kokoro_onnx")):
-        return "the synth extra (eSpeak NG, Kokoro) is not installed"
+    needs = {"synthetic": ("espeakng_loader", "kokoro_onnx"), "official": ("espeakng_loader", "kokoro_onnx", "pyworld")}
+    if any(importlib.util.find_spec(m) is None for m in needs.get(part, ())):
+        return "the synth extra (eSpeak NG, Kokoro, WORLD) is not installed"
     if part == "real_test":
         from paraspeechclap.data.splits import find_shared_data
         from paraspeechclap.errors import InputError

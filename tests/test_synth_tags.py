@@ -122,8 +122,8 @@ def test_situational_styles_are_compositions_each_part_measured(rendered):
     from paraspeechclap.audio.measure import (
         hnr_db,
         pitch_statistics,
-        spectral_tilt_db_per_octave,
         speaking_rate,
+        spectral_tilt_db_per_octave,
         syllable_nuclei,
     )
     from paraspeechclap.audio.pitch import frame_f0

@@ -1,12 +1,15 @@
 """A fixed labelled regression set: what a new default model must keep hearing.
 
-Three parts, each scored zero-shot with the attribute sets' prompt ensembles:
+Four parts, each scored zero-shot with the attribute sets' prompt ensembles:
 
 * ``examples``: the clips of ``examples/`` (CC0 recordings and synthetic clips, labels in
   ``examples/labels.json``): the share of their known labels that are predicted;
 * ``synthetic``: :data:`SYNTH_CLIPS` clips synthesised on the spot (seeded, byte-identical every time)
   with the default model's held-out test voices and Kokoro (an engine it never heard), speaking the
   test sentences (no training corpus speaks them): UAR of each of :data:`SYNTH_SETS`;
+* ``official``: :data:`OFFICIAL_CLIPS` clips of the official-tag recipes (:mod:`paraspeechclap.synth.tags`,
+  every voice-tag and delivery-tag pair once) rendered on the spot with the same voices and sentences:
+  UAR of each official intrinsic set among the tags the recipes produce;
 * ``real_test``: the test speakers of the shared real speech (when ``../shared`` is present): UAR
   of 4- and 8-class emotion and gender.
 
@@ -33,6 +36,8 @@ SYNTH_SETS = ("pitch_level", "speaking_rate", "loudness", "whisper", "voice_qual
 REAL_SETS = ("emotion", "emotion8", "gender")
 #: the synthetic part: clips, plan seed and engine shares (eSpeak's held-out test voices, Kokoro's voices)
 SYNTH_CLIPS, SYNTH_SEED, SYNTH_MIX = 64, 11, {"espeak": 0.75, "kokoro": 0.25}
+#: the official part: one clip per (voice tag, delivery tag) pair, scored on these sets
+OFFICIAL_CLIPS, OFFICIAL_SETS = 88, ("pitch", "texture", "volume", "clarity", "rhythm")
 
 
 def example_clips(examples_dir: Path = EXAMPLES_DIR) -> tuple[list[str], list[dict[str, Any]]]:
@@ -42,19 +47,43 @@ def example_clips(examples_dir: Path = EXAMPLES_DIR) -> tuple[list[str], list[di
     return [str(examples_dir / n) for n in names], [labels[n] for n in names]
 
 
+def _test_voices() -> list[Any]:
+    """The default model's held-out test voices and every Kokoro voice (an engine it never heard)."""
+    from ..synth import all_voices, select_voices
+
+    return select_voices(voices=["held-out:test"]) + [v for v in all_voices() if v.engine == "kokoro"]
+
+
+def _clips_of(folder: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    from ..data.manifest import load_manifest
+
+    manifest = load_manifest(folder / "manifest.jsonl")
+    return [str(manifest.audio_path(i)) for i in range(len(manifest))], [manifest[i] for i in range(len(manifest))]
+
+
 def synthetic_clips(cache_root: Path | None = None, jobs: int = 2) -> tuple[list[str], list[dict[str, Any]]]:
     """Paths and rows of the synthetic part, generated once into the cache (needs the ``synth`` extra)."""
-    from ..data.manifest import load_manifest
-    from ..synth import all_voices, generate_corpus, select_voices
+    from ..synth import generate_corpus
     from ..synth.corpus import PLAN_VERSION
     from ..training.features import default_cache_root
 
-    voices = select_voices(voices=["held-out:test"]) + [v for v in all_voices() if v.engine == "kokoro"]
     out = (cache_root or default_cache_root()) / "regression" / f"synth-n{SYNTH_CLIPS}-s{SYNTH_SEED}-v{PLAN_VERSION}"
     if not (out / "manifest.jsonl").is_file():
-        generate_corpus(out, SYNTH_CLIPS, seed=SYNTH_SEED, jobs=jobs, voices=voices, mix=SYNTH_MIX, sentences="test")
-    manifest = load_manifest(out / "manifest.jsonl")
-    return [str(manifest.audio_path(i)) for i in range(len(manifest))], [manifest[i] for i in range(len(manifest))]
+        generate_corpus(out, SYNTH_CLIPS, seed=SYNTH_SEED, jobs=jobs, voices=_test_voices(), mix=SYNTH_MIX,
+                        sentences="test")
+    return _clips_of(out)
+
+
+def official_clips(cache_root: Path | None = None, jobs: int = 2) -> tuple[list[str], list[dict[str, Any]]]:
+    """Paths and rows of the official part, rendered once into the cache (needs the ``synth`` extra)."""
+    from ..synth.sentences import TEST_SENTENCES
+    from ..synth.tags import RECIPES_VERSION, generate_tagged, plan_tagged
+    from ..training.features import default_cache_root
+
+    out = (cache_root or default_cache_root()) / "regression" / f"official-n{OFFICIAL_CLIPS}-v{RECIPES_VERSION}"
+    if not (out / "manifest.jsonl").is_file():
+        generate_tagged(out, plan_tagged(OFFICIAL_CLIPS, _test_voices(), TEST_SENTENCES, "regression"), jobs)
+    return _clips_of(out)
 
 
 def real_test_clips() -> tuple[list[str], list[dict[str, Any]]]:
@@ -78,28 +107,40 @@ def known_label_share(model: Any, audio: np.ndarray, rows: Sequence[dict[str, An
     return right, total
 
 
-def set_uars(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], sets: Sequence[str]) -> dict[str, float]:
-    """UAR over the classes present, per set with gold labels."""
+def set_uars(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], sets: Sequence[str],
+             produced_only: bool = False) -> dict[str, float]:
+    """UAR over the classes present, per set with gold labels (``produced_only``: chosen among the tags the
+    official-tag recipes produce, :func:`paraspeechclap.synth.tags.produced_tags`)."""
     out = {}
     for name in sets:
-        m = score_attribute_set(model, audio, rows, name)
+        m = score_attribute_set(model, audio, rows, name, among=_produced(name) if produced_only else None)
         if m is not None:
             out[name] = m["uar_present"]
     return out
 
 
-def regression_scores(model: Any, parts: Sequence[str] = ("examples", "synthetic", "real_test"),
-                      batch_size: int = 16) -> dict[str, float]:
+def _produced(name: str) -> list[str]:
+    from ..synth.tags import produced_tags
+
+    return produced_tags(name)
+
+
+#: the parts: how their clips are loaded, and the sets scored on them (None: the examples' known labels)
+PARTS = {"examples": (example_clips, None), "synthetic": (synthetic_clips, SYNTH_SETS),
+         "official": (official_clips, OFFICIAL_SETS), "real_test": (real_test_clips, REAL_SETS)}
+
+
+def regression_scores(model: Any, parts: Sequence[str] = tuple(PARTS), batch_size: int = 16) -> dict[str, float]:
     """``{"<part>/<set>": value}``: ``examples/known_labels`` (a share) and a UAR per set of the others."""
-    loaders = {"examples": example_clips, "synthetic": synthetic_clips, "real_test": real_test_clips}
     out: dict[str, float] = {}
     for part in parts:
-        paths, rows = loaders[part]()
+        load, sets = PARTS[part]
+        paths, rows = load()
         audio = model.embed_audio(paths, batch_size=batch_size)
-        if part == "examples":
+        if sets is None:
             right, total = known_label_share(model, audio, rows)
-            out["examples/known_labels"] = right / total
+            out[f"{part}/known_labels"] = right / total
             continue
-        sets = SYNTH_SETS if part == "synthetic" else REAL_SETS
-        out.update({f"{part}/{k}": v for k, v in set_uars(model, audio, rows, sets).items()})
+        uars = set_uars(model, audio, rows, sets, produced_only=part == "official")
+        out.update({f"{part}/{k}": v for k, v in uars.items()})
     return out
