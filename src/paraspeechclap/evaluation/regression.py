@@ -20,7 +20,7 @@ the value measured by ``benchmarks/regression.py`` minus a stated margin); the m
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,39 +108,41 @@ def known_label_share(model: Any, audio: np.ndarray, rows: Sequence[dict[str, An
 
 
 def set_uars(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], sets: Sequence[str],
-             produced_only: bool = False) -> dict[str, float]:
-    """UAR over the classes present, per set with gold labels (``produced_only``: chosen among the tags the
-    official-tag recipes produce, :func:`paraspeechclap.synth.tags.produced_tags`)."""
+             among: Callable[[str], Sequence[str]] | None = None) -> dict[str, float]:
+    """UAR over the classes present, per set with gold labels; ``among`` maps a set to the candidates
+    chosen among (None: all of the set's)."""
     out = {}
     for name in sets:
-        m = score_attribute_set(model, audio, rows, name, among=_produced(name) if produced_only else None)
+        m = score_attribute_set(model, audio, rows, name, among=among(name) if among else None)
         if m is not None:
             out[name] = m["uar_present"]
     return out
 
 
 def _produced(name: str) -> list[str]:
+    """The official tags of set ``name`` that the recipes produce (imported late: synth is an extra)."""
     from ..synth.tags import produced_tags
 
     return produced_tags(name)
 
 
-#: the parts: how their clips are loaded, and the sets scored on them (None: the examples' known labels)
-PARTS = {"examples": (example_clips, None), "synthetic": (synthetic_clips, SYNTH_SETS),
-         "official": (official_clips, OFFICIAL_SETS), "real_test": (real_test_clips, REAL_SETS)}
+#: the parts: how their clips are loaded, the sets scored on them (None: the examples' known labels) and
+#: the candidates each set chooses among (None: all of them)
+PARTS = {"examples": (example_clips, None, None), "synthetic": (synthetic_clips, SYNTH_SETS, None),
+         "official": (official_clips, OFFICIAL_SETS, _produced), "real_test": (real_test_clips, REAL_SETS, None)}
 
 
 def regression_scores(model: Any, parts: Sequence[str] = tuple(PARTS), batch_size: int = 16) -> dict[str, float]:
     """``{"<part>/<set>": value}``: ``examples/known_labels`` (a share) and a UAR per set of the others."""
     out: dict[str, float] = {}
     for part in parts:
-        load, sets = PARTS[part]
+        load, sets, among = PARTS[part]
         paths, rows = load()
         audio = model.embed_audio(paths, batch_size=batch_size)
         if sets is None:
             right, total = known_label_share(model, audio, rows)
             out[f"{part}/known_labels"] = right / total
             continue
-        uars = set_uars(model, audio, rows, sets, produced_only=part == "official")
+        uars = set_uars(model, audio, rows, sets, among)
         out.update({f"{part}/{k}": v for k, v in uars.items()})
     return out
