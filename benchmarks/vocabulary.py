@@ -32,7 +32,7 @@ from common import add_json_arg, json_path, model_fields, write_results  # noqa:
 SETS = ("pitch", "texture", "volume", "clarity", "rhythm")
 #: clips per split; a multiple of the number of (voice tag, delivery tag) pairs times the voices
 CLIPS = {"train": 352, "dev": 176, "test": 264}
-#: bump when the recipes or the clip layout change (the cache key)
+#: bump when the clip layout changes (the cache key, beside the recipes' own version)
 VERSION = 3
 
 
@@ -51,10 +51,10 @@ def build(split: str, n: int, jobs: int) -> tuple[Path, list[dict[str, Any]]]:
     """Render (once, cached) the split's clips (:func:`paraspeechclap.synth.tags.plan_tagged` with the
     split's voices and sentences); returns the folder and its manifest rows."""
     from paraspeechclap.synth.sentences import SENTENCE_POOLS
-    from paraspeechclap.synth.tags import generate_tagged, plan_tagged
+    from paraspeechclap.synth.tags import RECIPES_VERSION, generate_tagged, plan_tagged
     from paraspeechclap.training.features import default_cache_root
 
-    out = default_cache_root() / "vocabulary" / f"{split}-n{n}-v{VERSION}"
+    out = default_cache_root() / "vocabulary" / f"{split}-n{n}-v{VERSION}-r{RECIPES_VERSION}"
     manifest = out / "manifest.jsonl"
     if not manifest.is_file():
         generate_tagged(out, plan_tagged(n, _voices(split), SENTENCE_POOLS[split], split), jobs)

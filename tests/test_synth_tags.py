@@ -44,7 +44,7 @@ def rendered():
 
 def test_rendered_tags_carry_their_measured_effects(rendered):
     from paraspeechclap.audio.features import active_level_dbfs
-    from paraspeechclap.audio.measure import fast_modulation_share, nasal_a1_p0_db, pitch_statistics
+    from paraspeechclap.audio.measure import fast_modulation_share, nasal_a1_p0_db, pitch_statistics, tempo_spread
     from paraspeechclap.audio.pitch import frame_f0
     from paraspeechclap.synth.pipeline import REFERENCE_F0_HZ
     from paraspeechclap.synth.prosody import internal_pause_share
@@ -69,6 +69,9 @@ def test_rendered_tags_carry_their_measured_effects(rendered):
     assert span(x["monotonous"]) < 0.5 * span(x["crisp"]) < 0.5 * span(x["singsong"])
     assert internal_pause_share(x["hesitant"]) > 0.2 > internal_pause_share(x["flowing"])
     assert fast_modulation_share(x["slurred"]) < 0.5 * fast_modulation_share(x["crisp"])
+    # slurred's uneven timing: stated bound 0.3 octave of local-rate spread against the twin by DTW (measured
+    # 0.42-0.56 on m7 and f4, seeds 5-7; the smearing alone 0.00-0.14), at the twin's duration
+    assert tempo_spread(x["crisp"], x["slurred"]) > 0.3 and abs(len(x["slurred"]) - len(x["crisp"])) <= 160
     stammered = rendered["stammering"][1]
     assert stammered != TEXT and stammered.count("- ") == 4 and len(x["stammering"]) > len(x["crisp"])
 
@@ -87,6 +90,27 @@ def test_plan_pairs_every_voice_tag_with_every_delivery_tag_across_voices():
             assert r[f"classification_{TAG_RECIPES[tag].attribute}"] == tag
             assert tag.replace("vocal-fry", "creaky") in r["text_description"].lower()
     assert plan_tagged(5, voices, ["One.", "Two.", "Three."], "x") == rows[:5]  # a prefix of a longer plan
+
+
+def test_styles_join_only_the_voice_tags_they_leave_true():
+    """``styles=True`` adds each situational style in the delivery slot, alone and after the voice tags whose
+    recipes set nothing the style sets; the rows label it as situational and caption it."""
+    from paraspeechclap.synth.engines import find_voice
+    from paraspeechclap.synth.tags import plan_tagged, style_combos, tag_pairs
+
+    combos = style_combos()
+    assert ("sleepy",) in combos and ("nasal", "sleepy") in combos and ("deep", "sleepy") not in combos
+    assert ("husky", "sleepy") not in combos and ("hushed", "sleepy") not in combos  # quality, level
+    assert {c for c in combos if c[-1] == "enunciated"} == {("enunciated",)} | {
+        (t, "enunciated") for s in VOICE_SETS for t in produced_tags(s)}
+    voices = [find_voice("espeak:en-us+m7"), find_voice("espeak:en-us+f4")]
+    n = len(tag_pairs()) + len(combos)
+    rows = plan_tagged(n, voices, ["One.", "Two."], "x", styles=True)
+    assert plan_tagged(n, voices, ["One.", "Two."], "x")[: len(tag_pairs())] == rows[: len(tag_pairs())]
+    for row, combo in zip(rows[len(tag_pairs()):], combos):
+        assert row["situational_tags"] == [combo[-1]] and row["classification_situational"] == combo[-1]
+        assert row["intrinsic_tags"] == list(combo[:-1])
+    assert rows[len(tag_pairs()) + 1]["loudness"] == "soft"  # nasal + sleepy: sleepy's level
 
 
 def test_tags_training_source_renders_once_and_trains(tmp_path):

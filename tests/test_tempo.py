@@ -68,3 +68,18 @@ def test_vary_tempo_refuses_impossible_settings(depth, stretch):
 
     with pytest.raises(ValueError, match="vary_tempo"):
         vary_tempo(analyse(_syllable_train(4), SR, 140.0), depth, stretch, np.random.default_rng(0))
+
+
+def test_tempo_spread_reads_uneven_timing_by_alignment():
+    """The DTW estimator (``audio.measure.tempo_spread``) against the known manipulation: a twin timed
+    alike reads 0, uneven timing at depth 0.35 reads a spread of local rates above 0.3 octave (the rates
+    1 +- 0.35 u span up to 1.05 octaves), an even slow-down little spread."""
+    from paraspeechclap.audio.measure import tempo_spread
+    from paraspeechclap.synth.world import analyse, change_tempo, synthesize, vary_tempo
+
+    x = _syllable_train(16)
+    twin = synthesize(analyse(x, SR, 140.0))
+    uneven = synthesize(vary_tempo(analyse(x, SR, 140.0), 0.35, 0.45, np.random.default_rng(0)))
+    slower = synthesize(change_tempo(analyse(x, SR, 140.0), 0.8))
+    assert tempo_spread(twin, twin) == 0.0
+    assert tempo_spread(twin, uneven) > 0.3 > 0.15 > tempo_spread(twin, slower)

@@ -437,6 +437,56 @@ def envelope_shift_ratio(reference: np.ndarray, x: np.ndarray, sr: int = SAMPLE_
     return float(2.0 ** (shift * ENVELOPE_STEP_OCT))
 
 
+#: frames of :func:`tempo_spread`'s alignment (25 ms Hann, 10 ms hop) and the span its local rates are read over
+ALIGN_WINDOW, ALIGN_HOP, LOCAL_RATE_S = 400, 160, 0.2
+
+
+def _log_spectrogram(x: np.ndarray) -> np.ndarray:
+    """(T, F) unit-norm mean-removed log power spectra of 16 kHz ``x``: the frames DTW compares."""
+    n = 1 + max(0, len(x) - ALIGN_WINDOW) // ALIGN_HOP
+    frames = np.stack([x[i * ALIGN_HOP: i * ALIGN_HOP + ALIGN_WINDOW] for i in range(n)]) * np.hanning(ALIGN_WINDOW)
+    spec = np.log(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-8)
+    spec -= spec.mean(axis=1, keepdims=True)
+    return spec / (np.linalg.norm(spec, axis=1, keepdims=True) + 1e-12)
+
+
+def dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dynamic time warping of two (T, F) feature sequences by cosine distance, steps (1,1), (1,0), (0,1):
+    the (K, 2) frame pairs of the cheapest monotonic path from (0, 0) to the last frames."""
+    cost = 1.0 - a @ b.T
+    acc = np.full((len(a) + 1, len(b) + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, len(a) + 1):  # one row at a time: the (0,1) step runs along the row
+        diag = np.minimum(acc[i - 1, :-1], acc[i - 1, 1:])
+        row = cost[i - 1] + diag
+        for j in range(1, len(b)):
+            row[j] = min(row[j], cost[i - 1, j] + row[j - 1])
+        acc[i, 1:] = row
+    path, i, j = [], len(a), len(b)
+    while i > 0 and j > 0:
+        path.append((i - 1, j - 1))
+        step = int(np.argmin([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]]))
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    return np.asarray(path[::-1])
+
+
+def tempo_spread(reference: np.ndarray, x: np.ndarray) -> float:
+    """How unevenly ``x`` (16 kHz) is timed against ``reference``, a twin of the same utterance: the
+    interquartile range, in octaves, of the local rate ``x`` runs at relative to the reference (the slope
+    of their DTW alignment over :data:`LOCAL_RATE_S`, within the reference's speech frames). Twins timed
+    alike read near 0; stretches read faster and slower spread it."""
+    a, b = _log_spectrogram(np.asarray(reference, np.float64)), _log_spectrogram(np.asarray(x, np.float64))
+    path = dtw_path(a, b)
+    matched = np.array([path[path[:, 0] == i, 1].mean() for i in range(len(a))])  # x frame of each ref frame
+    k = round(LOCAL_RATE_S * SAMPLE_RATE / ALIGN_HOP)
+    slope = (matched[k:] - matched[:-k]) / k
+    power = np.array([np.mean(reference[i * ALIGN_HOP: i * ALIGN_HOP + ALIGN_WINDOW] ** 2) for i in range(len(a))])
+    speech = 10 * np.log10(power + 1e-20) > 10 * np.log10(power.max() + 1e-20) - 30.0
+    keep = speech[:-k] & speech[k:] & (slope > 0)
+    q1, q3 = np.percentile(np.log2(slope[keep]), [25, 75])
+    return float(q3 - q1)
+
+
 KEYS = (
     "duration_s", "active_level_dbfs", "f0_median_hz", "f0_spread_semitones", "f0_semitones_re_speaker",
     "speaking_rate_syll_per_s", "snr_db", "c50_db", "clipping_share",

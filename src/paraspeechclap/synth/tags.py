@@ -12,7 +12,9 @@ vocabulary"). :func:`render_tagged` renders one sentence in one voice with a tag
 as :func:`paraspeechclap.synth.pipeline.render`'s, so a tagged clip and its base clip differ only by the
 tags. Left out, as not producible honestly by signal manipulation: silky, authoritative (no physical
 definition to check against) and lisp. Parameters are fixed mid-range values: the recipes define what
-a tag means here; a corpus plan draws around them. :func:`plan_tagged` and :func:`generate_tagged` make
+a tag means here; a corpus plan draws around them. The situational styles sleepy and enunciated are
+recipes too, drawn in the delivery slot beside the voice tags they leave true (:func:`style_combos`).
+:func:`plan_tagged` and :func:`generate_tagged` make
 a corpus of such clips (``benchmarks/vocabulary.py``'s evaluation clips, and the ``tags`` training source,
 :class:`paraspeechclap.training.config.TagsSourceConfig`). Issue 21.
 """
@@ -33,11 +35,13 @@ from .engines import Voice
 
 SAMPLE_RATE = 16_000
 #: bumped whenever a recipe or :func:`plan_tagged` changes, so a cached corpus is never reused across them
-RECIPES_VERSION = 2  # 2: rows carry the loudness label of their level (audio as in 1)
+RECIPES_VERSION = 3  # 2: rows carry the loudness label of their level; 3: slurred's uneven timing, style rows
 #: the base clip's level (the middle of the ``normal`` loudness range) and the soft and loud levels
 NORMAL_DBFS, SOFT_DBFS, LOUD_DBFS = -23.0, -35.0, -13.0
 #: the loudness label (the synthetic plan's soft / normal / loud, whose level ranges hold these) of each level
 LOUDNESS_OF_LEVEL = {SOFT_DBFS: "soft", NORMAL_DBFS: "normal", LOUD_DBFS: "loud"}
+#: the length of the stretches uneven timing reads alternately faster and slower (about a syllable pair)
+UNEVEN_STRETCH_S = 0.45
 
 Effect = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -53,6 +57,8 @@ class TagRecipe:
         f0_range: factor on every voiced frame's distance from the median F0, in semitones.
         formant_scale: factor on the formant frequencies.
         tempo: speaking-rate factor (WORLD, :func:`paraspeechclap.synth.world.change_tempo`; < 1 slower).
+        uneven: depth of uneven timing (:func:`paraspeechclap.synth.world.vary_tempo`, stretches of
+            :data:`UNEVEN_STRETCH_S`; 0: even), which keeps the duration and so the rate label.
         text: rewrites the sentence before synthesis (seeded).
         effects: applied to the 16 kHz waveform after WORLD, in order.
         level_dbfs: the active-speech level (None: the base's :data:`NORMAL_DBFS`).
@@ -64,6 +70,7 @@ class TagRecipe:
     f0_range: float = 1.0
     formant_scale: float = 1.0
     tempo: float = 1.0
+    uneven: float = 0.0
     text: Callable[[str, random.Random], str] | None = None
     effects: tuple[Effect, ...] = ()
     level_dbfs: float | None = None
@@ -136,7 +143,7 @@ TAG_RECIPES: dict[str, TagRecipe] = {
     "soft": TagRecipe("volume", level_dbfs=SOFT_DBFS),
     # clarity: articulation
     "crisp": TagRecipe("clarity"),
-    "slurred": TagRecipe("clarity", effects=(_smeared,)),
+    "slurred": TagRecipe("clarity", uneven=0.35, effects=(_smeared,)),
     "stammering": TagRecipe("clarity", text=_stammered),
     # rhythm: pauses and melody
     "flowing": TagRecipe("rhythm", effects=(_flowing,)),
@@ -144,8 +151,7 @@ TAG_RECIPES: dict[str, TagRecipe] = {
     "hesitant": TagRecipe("rhythm", effects=(_pauses(4, 0.7),)),
     "singsong": TagRecipe("rhythm", f0_range=2.0),
     "monotonous": TagRecipe("rhythm", f0_range=0.2),
-    # situational styles the blocks can render (not drawn by plan_tagged yet: a clip's style would need its
-    # own slot beside the voice and delivery tags)
+    # situational styles the blocks can render (drawn by plan_tagged(styles=True) in the delivery slot)
     "sleepy": TagRecipe("situational", semitones=-2.0, quality="breathy", f0_range=0.4, tempo=0.75,
                         level_dbfs=SOFT_DBFS),
     "enunciated": TagRecipe("situational", tempo=0.85, effects=(_pauses(4, 0.2), _tilt(2.0))),
@@ -189,6 +195,7 @@ def _combined(tags: Sequence[str]) -> TagRecipe:
         f0_range=float(np.prod([r.f0_range for r in recipes])),
         formant_scale=float(np.prod([r.formant_scale for r in recipes])),
         tempo=float(np.prod([r.tempo for r in recipes])),
+        uneven=max(r.uneven for r in recipes),
         text=texts[0] if texts else None,
         effects=tuple(e for r in recipes for e in r.effects),
         level_dbfs=levels.pop() if levels else None,
@@ -211,6 +218,8 @@ def render_tagged(voice: Voice, text: str, tags: Sequence[str], seed: int) -> tu
     p = world.shift_pitch(p, world.semitones_to(p, REFERENCE_F0_HZ[voice.gender]) + recipe.semitones)
     p = world.warp_formants(world.scale_f0_range(p, recipe.f0_range), recipe.formant_scale)
     p = world.change_tempo(p, recipe.tempo)  # 1.0 returns p untouched
+    if recipe.uneven:  # its own stream, so the other tags' clips keep their audio
+        p = world.vary_tempo(p, recipe.uneven, UNEVEN_STRETCH_S, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng(seed)
     x = world.synthesize(world.VOICE_QUALITIES[recipe.quality](p, _quality_params(recipe.quality), rng))
     for effect in recipe.effects:
@@ -227,26 +236,52 @@ def tag_pairs() -> list[tuple[str, str]]:
     return [(v, d) for v in voice for d in delivery]
 
 
-def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name: str) -> list[dict[str, Any]]:
-    """Manifest rows (without audio) of ``n`` tagged clips: clip ``i`` takes tag pair ``i mod P`` and voice
-    ``(i + i // P) mod V`` (each round of the pairs starts one voice later, so every pair meets several
-    voices and both genders), and the sentences in an order shuffled by ``name``. Each row has its tags
-    (``intrinsic_tags``, ``classification_<set>``), the loudness label of its level (so a training gain can
-    relabel it), gender, speaker and the canonical caption."""
+#: the recipe fields a tag's label rests on: a style joins a voice tag only if they set none of these in common
+_LABEL_FIELDS = ("semitones", "quality", "f0_range", "formant_scale", "tempo", "uneven", "text", "level_dbfs")
+
+
+def _fields_set(recipe: TagRecipe) -> set[str]:
+    plain = TagRecipe(recipe.attribute)
+    return {f for f in _LABEL_FIELDS if getattr(recipe, f) != getattr(plain, f)}
+
+
+def style_combos() -> list[tuple[str, ...]]:
+    """Each situational style in the delivery slot: alone, and after every voice tag whose recipe sets
+    nothing the style's recipe sets (register, quality, F0 range, formants, tempo, timing, text, level),
+    so both labels stay true. Sleepy (register, quality, range, tempo, level) joins only nasal;
+    enunciated (tempo) joins every voice tag."""
+    voice = [t for s in VOICE_SETS for t in produced_tags(s)]
+    combos: list[tuple[str, ...]] = []
+    for style in (t for s in STYLE_SETS for t in produced_tags(s)):
+        sets = _fields_set(TAG_RECIPES[style])
+        combos += [(style,)] + [(v, style) for v in voice if not sets & _fields_set(TAG_RECIPES[v])]
+    return combos
+
+
+def plan_tagged(n: int, voices: Sequence[Voice], sentences: Sequence[str], name: str,
+                styles: bool = False) -> list[dict[str, Any]]:
+    """Manifest rows (without audio) of ``n`` tagged clips: clip ``i`` takes combination ``i mod C`` of
+    :func:`tag_pairs` (then :func:`style_combos` if ``styles``) and voice ``(i + i // C) mod V`` (each round
+    starts one voice later, so every combination meets several voices and both genders), and the
+    sentences in an order shuffled by ``name``. Each row has its tags (``intrinsic_tags``, a style in
+    ``situational_tags``, ``classification_<set>``), the loudness label of its level (so a training gain
+    can relabel it), gender, speaker and the canonical caption."""
     from ..data.captions import describe_tags
 
     if not voices or not sentences:
         raise InputError("a tagged corpus needs at least one voice and one sentence")
-    pairs = tag_pairs()
+    combos = tag_pairs() + (style_combos() if styles else [])
     order = random.Random(f"vocabulary-{name}").sample(range(len(sentences)), len(sentences))
     rows = []
     for i in range(n):
-        tags, voice = pairs[i % len(pairs)], voices[(i + i // len(pairs)) % len(voices)]
+        tags, voice = combos[i % len(combos)], voices[(i + i // len(combos)) % len(voices)]
+        intrinsic = [t for t in tags if TAG_RECIPES[t].attribute not in STYLE_SETS]
+        style = [t for t in tags if TAG_RECIPES[t].attribute in STYLE_SETS]
         rows.append({
             "relative_audio_path": f"clips/{i:05d}.flac", "source": "vocabulary", "engine": voice.engine,
             "speaker": voice.id, "gender": voice.gender, "text": sentences[order[i % len(sentences)]],
-            "seed": 1000 + i, "intrinsic_tags": list(tags), "loudness": loudness_of(tags),
-            "text_description": describe_tags(tags, gender=voice.gender),
+            "seed": 1000 + i, "intrinsic_tags": intrinsic, **({"situational_tags": style} if style else {}),
+            "loudness": loudness_of(tags), "text_description": describe_tags(intrinsic, style, gender=voice.gender),
             **{f"classification_{TAG_RECIPES[t].attribute}": t for t in tags},
         })
     return rows
@@ -257,7 +292,8 @@ def _render_row(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     from .engines import find_voice
 
     row, out = job
-    x, spoken = render_tagged(find_voice(row["speaker"]), row["text"], row["intrinsic_tags"], row["seed"])
+    tags = [*row["intrinsic_tags"], *row.get("situational_tags", [])]
+    x, spoken = render_tagged(find_voice(row["speaker"]), row["text"], tags, row["seed"])
     write_audio_atomic(Path(out) / row["source"] / row["relative_audio_path"], x, "flac")
     return {**row, "spoken_text": spoken, "duration": round(len(x) / SAMPLE_RATE, 3)}
 

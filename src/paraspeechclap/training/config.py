@@ -207,6 +207,9 @@ class TagsSourceConfig:
         exclude_voices: voice ids left out (default: the held-out dev and test voices).
         jobs: worker processes for rendering.
         cache_dir: where the corpus goes (default ``$PARASPEECHCLAP_CACHE/tags/<hash of the settings>``).
+        styles: also draw the situational styles (sleepy, enunciated) in the delivery slot, each alone and
+            with the voice tags it leaves true (:func:`paraspeechclap.synth.tags.style_combos`), as
+            ``situational_tags``.
     """
 
     n: PositiveInt = 1000
@@ -215,6 +218,7 @@ class TagsSourceConfig:
     exclude_voices: list[str] = field(default_factory=lambda: ["held-out"])
     jobs: PositiveInt = 1
     cache_dir: str | None = None
+    styles: bool = False
 
 
 @dataclass(config=_SCHEMA)

@@ -157,7 +157,8 @@ def ensure_tags_corpus(cfg: TagsSourceConfig) -> Path:
     if distributed.is_main() and _manifest_rows(manifest) != cfg.n:
         voices = select_voices(cfg.engines, None, cfg.exclude_voices)
         logger.warning("rendering %d official-tag clips in %s (once)", cfg.n, out)
-        generate_tagged(out, plan_tagged(cfg.n, voices, SENTENCE_POOLS["train"], f"train-s{cfg.seed}"), cfg.jobs)
+        generate_tagged(out, plan_tagged(cfg.n, voices, SENTENCE_POOLS["train"], f"train-s{cfg.seed}", cfg.styles),
+                       cfg.jobs)
     distributed.barrier()
     return manifest
 
