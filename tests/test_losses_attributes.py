@@ -43,6 +43,8 @@ def test_targets_and_loss_match_a_reference():
             terms.append(-logits[y] + math.log(sum(math.exp(v) for v in logits)))
         per_set.append(sum(terms) / len(terms))
     assert abs(loss.item() - 0.5 * sum(per_set) / len(per_set)) < 1e-5
+    summed = AttributeClassificationLoss(weight=0.5, reduction="sum")(audio, cls, targets, scale)
+    assert abs(summed.item() - 0.5 * sum(per_set)) < 1e-5
     loss.backward()
     assert audio.grad[1].abs().sum() == 0  # the row with no known label gets no gradient
 

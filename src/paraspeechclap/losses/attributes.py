@@ -47,15 +47,19 @@ def attribute_targets(rows: Sequence[Mapping], sets: Sequence) -> list[Attribute
 
 
 class AttributeClassificationLoss(nn.Module):
-    """Mean over attribute sets of the cross-entropy of ``scale * cos(audio, class prompt)``.
+    """Mean (or sum) over attribute sets of the cross-entropy of ``scale * cos(audio, class prompt)``.
 
     Args:
         weight: multiplier of the loss (``attribute_loss`` in the output dict includes it).
+        reduction: ``mean`` over the sets labelled in the batch (each set's share shrinks as sets are
+            added) or ``sum`` (a set added leaves the others' weight as it was).
     """
 
-    def __init__(self, weight: float = 1.0):
+    def __init__(self, weight: float = 1.0, reduction: str = "mean"):
         super().__init__()
-        self.weight = weight
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.weight, self.reduction = weight, reduction
 
     def forward(self, audio_emb: torch.Tensor, class_emb: Mapping[str, torch.Tensor],
                 targets: Sequence[AttributeTargets], logit_scale: torch.Tensor) -> torch.Tensor:
@@ -77,4 +81,5 @@ class AttributeClassificationLoss(nn.Module):
             losses.append(F.cross_entropy(logits, t.target.to(a.device)[valid]))
         if not losses:
             return audio_emb.sum() * 0.0
-        return self.weight * torch.stack(losses).mean()
+        stacked = torch.stack(losses)
+        return self.weight * (stacked.sum() if self.reduction == "sum" else stacked.mean())

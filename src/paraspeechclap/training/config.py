@@ -476,6 +476,9 @@ class LossConfig:
             cross-entropy over each set's candidate prompts, for every row that has the set's
             gold label (our addition: it trains what zero-shot classification does).
         attribute_weight: multiplier of that term.
+        attribute_reduction: ``mean`` over the sets a batch labels, or ``sum`` (adding a set then leaves
+            the others' weight: with ``attribute_weight`` 1/K, the K sets of a recipe weigh as they did
+            under ``mean``, and each set added weighs as much again).
     """
 
     name: Literal["contrastive", "multitask"] = "contrastive"
@@ -491,6 +494,7 @@ class LossConfig:
     clamp: Literal["epoch", "step"] = "epoch"
     attribute_sets: list[str] = field(default_factory=list)
     attribute_weight: NonNegativeFloat = 1.0
+    attribute_reduction: Literal["mean", "sum"] = "mean"
 
     @field_validator("attribute_sets")
     @classmethod

@@ -215,7 +215,7 @@ class Trainer:
             self.loss_fn = ContrastiveLoss(info.rank, info.world_size, cfg.gather_with_grad, cfg.local_loss)
         self.attr_sets = [get_attribute_set(name) for name in cfg.attribute_sets]
         self.attr_prompts = {a.name: a.prompts(ensemble=True) for a in self.attr_sets}
-        self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight)
+        self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight, cfg.attribute_reduction)
 
     # -- one step --------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
