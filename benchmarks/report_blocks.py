@@ -526,6 +526,8 @@ LOCO_RECIPES = {
     "lite-keep-emotion": "re-pitched and re-timed clips keep their emotion label (repitch.keep)",
     "lite-tags": "+ 1,760 official-tag clips, the five official sets in the loss, 384-d heads (issue 21)",
     "lite-tags-1200": "lite-tags at 1,200 steps (its data's epochs at v16's 1,000; five corpora)",
+    "lite-tags-v3": "+ 1,760 tag clips of recipes v3 (with styles) learnt through their captions only, 384-d heads "
+                    "(issue 21; five corpora)",
 }
 
 
