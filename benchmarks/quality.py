@@ -65,16 +65,12 @@ def synthetic_manifest(split: str, n: int, jobs: int) -> Any:
     own pool, which no training corpus speaks (:data:`paraspeechclap.synth.sentences.SENTENCE_POOLS`).
     """
     from paraspeechclap.data.manifest import load_manifest
-    from paraspeechclap.synth import all_voices, generate_corpus, select_voices
+    from paraspeechclap.synth import evaluation_voices, generate_corpus
     from paraspeechclap.synth.corpus import PLAN_VERSION
     from paraspeechclap.training.features import default_cache_root
 
-    voices = select_voices(voices=[f"held-out:{split}"])
-    if split == "dev":
-        seed, mix = 1, {"espeak": 1.0}
-    else:
-        voices += [v for v in all_voices() if v.engine == "kokoro"]
-        seed, mix = 2, {"espeak": 0.6, "kokoro": 0.4}
+    voices = evaluation_voices(split)
+    seed, mix = (1, {"espeak": 1.0}) if split == "dev" else (2, {"espeak": 0.6, "kokoro": 0.4})
     out = default_cache_root() / "quality" / f"synth-{split}-n{n}-s{seed}-v{PLAN_VERSION}-{split}-sentences"
     if not (out / "manifest.jsonl").is_file():
         generate_corpus(out, n, seed=seed, jobs=jobs, voices=voices, mix=mix, sentences=split)

@@ -39,12 +39,11 @@ VERSION = 3
 def _voices(split: str) -> list[Any]:
     """dev/test: the split's held-out voices (test: plus every Kokoro voice); train (for probes): the
     voices the default model's corpus draws from (eSpeak, Piper, Flite), held-out ones excluded."""
-    from paraspeechclap.synth.engines import all_voices, select_voices
+    from paraspeechclap.synth.engines import evaluation_voices, select_voices
 
     if split == "train":
         return select_voices(engines=["espeak", "piper", "flite"], exclude_voices=["held-out:dev", "held-out:test"])
-    voices = select_voices(voices=[f"held-out:{split}"])
-    return voices + ([v for v in all_voices() if v.engine == "kokoro"] if split == "test" else [])
+    return evaluation_voices(split)
 
 
 def build(split: str, n: int, jobs: int) -> tuple[Path, list[dict[str, Any]]]:

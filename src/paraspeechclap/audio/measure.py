@@ -441,11 +441,14 @@ def envelope_shift_ratio(reference: np.ndarray, x: np.ndarray, sr: int = SAMPLE_
 ALIGN_WINDOW, ALIGN_HOP, LOCAL_RATE_S = 400, 160, 0.2
 
 
-def _log_spectrogram(x: np.ndarray) -> np.ndarray:
-    """(T, F) unit-norm mean-removed log power spectra of 16 kHz ``x``: the frames DTW compares."""
-    n = 1 + max(0, len(x) - ALIGN_WINDOW) // ALIGN_HOP
-    frames = np.stack([x[i * ALIGN_HOP: i * ALIGN_HOP + ALIGN_WINDOW] for i in range(n)]) * np.hanning(ALIGN_WINDOW)
-    spec = np.log(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-8)
+def _align_frames(x: np.ndarray) -> np.ndarray:
+    """(T, ALIGN_WINDOW) frames of 16 kHz ``x`` every ALIGN_HOP samples (a view, no copy)."""
+    return np.lib.stride_tricks.sliding_window_view(x, ALIGN_WINDOW)[::ALIGN_HOP]
+
+
+def _log_spectrogram(frames: np.ndarray) -> np.ndarray:
+    """(T, F) unit-norm mean-removed log power spectra of (T, W) ``frames``: what DTW compares."""
+    spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(ALIGN_WINDOW), axis=1)) ** 2 + 1e-8)
     spec -= spec.mean(axis=1, keepdims=True)
     return spec / (np.linalg.norm(spec, axis=1, keepdims=True) + 1e-12)
 
@@ -475,12 +478,13 @@ def tempo_spread(reference: np.ndarray, x: np.ndarray) -> float:
     interquartile range, in octaves, of the local rate ``x`` runs at relative to the reference (the slope
     of their DTW alignment over :data:`LOCAL_RATE_S`, within the reference's speech frames). Twins timed
     alike read near 0; stretches read faster and slower spread it."""
-    a, b = _log_spectrogram(np.asarray(reference, np.float64)), _log_spectrogram(np.asarray(x, np.float64))
-    path = dtw_path(a, b)
-    matched = np.array([path[path[:, 0] == i, 1].mean() for i in range(len(a))])  # x frame of each ref frame
+    ref = _align_frames(np.asarray(reference, np.float64))
+    path = dtw_path(_log_spectrogram(ref), _log_spectrogram(_align_frames(np.asarray(x, np.float64))))
+    # the mean x frame matched to each reference frame (the path visits every reference frame)
+    matched = np.bincount(path[:, 0], weights=path[:, 1]) / np.bincount(path[:, 0])
     k = round(LOCAL_RATE_S * SAMPLE_RATE / ALIGN_HOP)
     slope = (matched[k:] - matched[:-k]) / k
-    power = np.array([np.mean(reference[i * ALIGN_HOP: i * ALIGN_HOP + ALIGN_WINDOW] ** 2) for i in range(len(a))])
+    power = np.mean(ref**2, axis=1)
     speech = 10 * np.log10(power + 1e-20) > 10 * np.log10(power.max() + 1e-20) - 30.0
     keep = speech[:-k] & speech[k:] & (slope > 0)
     q1, q3 = np.percentile(np.log2(slope[keep]), [25, 75])

@@ -47,13 +47,6 @@ def example_clips(examples_dir: Path = EXAMPLES_DIR) -> tuple[list[str], list[di
     return [str(examples_dir / n) for n in names], [labels[n] for n in names]
 
 
-def _test_voices() -> list[Any]:
-    """The default model's held-out test voices and every Kokoro voice (an engine it never heard)."""
-    from ..synth import all_voices, select_voices
-
-    return select_voices(voices=["held-out:test"]) + [v for v in all_voices() if v.engine == "kokoro"]
-
-
 def _clips_of(folder: Path) -> tuple[list[str], list[dict[str, Any]]]:
     from ..data.manifest import load_manifest
 
@@ -63,26 +56,27 @@ def _clips_of(folder: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 def synthetic_clips(cache_root: Path | None = None, jobs: int = 2) -> tuple[list[str], list[dict[str, Any]]]:
     """Paths and rows of the synthetic part, generated once into the cache (needs the ``synth`` extra)."""
-    from ..synth import generate_corpus
+    from ..synth import evaluation_voices, generate_corpus
     from ..synth.corpus import PLAN_VERSION
     from ..training.features import default_cache_root
 
     out = (cache_root or default_cache_root()) / "regression" / f"synth-n{SYNTH_CLIPS}-s{SYNTH_SEED}-v{PLAN_VERSION}"
     if not (out / "manifest.jsonl").is_file():
-        generate_corpus(out, SYNTH_CLIPS, seed=SYNTH_SEED, jobs=jobs, voices=_test_voices(), mix=SYNTH_MIX,
+        generate_corpus(out, SYNTH_CLIPS, seed=SYNTH_SEED, jobs=jobs, voices=evaluation_voices("test"), mix=SYNTH_MIX,
                         sentences="test")
     return _clips_of(out)
 
 
 def official_clips(cache_root: Path | None = None, jobs: int = 2) -> tuple[list[str], list[dict[str, Any]]]:
     """Paths and rows of the official part, rendered once into the cache (needs the ``synth`` extra)."""
+    from ..synth import evaluation_voices
     from ..synth.sentences import TEST_SENTENCES
     from ..synth.tags import RECIPES_VERSION, generate_tagged, plan_tagged
     from ..training.features import default_cache_root
 
     out = (cache_root or default_cache_root()) / "regression" / f"official-n{OFFICIAL_CLIPS}-v{RECIPES_VERSION}"
     if not (out / "manifest.jsonl").is_file():
-        generate_tagged(out, plan_tagged(OFFICIAL_CLIPS, _test_voices(), TEST_SENTENCES, "regression"), jobs)
+        generate_tagged(out, plan_tagged(OFFICIAL_CLIPS, evaluation_voices("test"), TEST_SENTENCES, "regression"), jobs)
     return _clips_of(out)
 
 

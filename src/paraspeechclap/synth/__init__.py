@@ -15,7 +15,7 @@ Main entry points:
 """
 
 from .corpus import DEFAULT_MIX, CorpusSummary, generate_corpus, plan_corpus
-from .engines import ENGINES, Voice, all_voices, find_voice, get_engine, select_voices
+from .engines import ENGINES, Voice, all_voices, evaluation_voices, find_voice, get_engine, select_voices
 from .grid import EXCLUSIONS, NEUTRAL, STYLE_ATTRIBUTES, allowed_values, is_realisable, plan_styles, valid_combinations
 from .pipeline import ClipSpec, render, sample_params
 from .prompted import Candidate, Prompt, load_prompts, plan_candidates, synthesize_candidates, write_rerank_set
@@ -33,6 +33,7 @@ __all__ = [
     "Voice",
     "all_voices",
     "allowed_values",
+    "evaluation_voices",
     "find_voice",
     "generate_corpus",
     "get_engine",

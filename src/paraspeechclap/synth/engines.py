@@ -514,3 +514,10 @@ def select_voices(
     if not pool:
         raise ModelError("no synthesis voice left after applying --engines/--voices/--exclude-voices")
     return pool
+
+
+def evaluation_voices(split: str) -> list[Voice]:
+    """The voices a split is evaluated on: its held-out voices (:data:`HELD_OUT_VOICES`), and for ``test``
+    every Kokoro voice too (an engine the default model never heard)."""
+    voices = select_voices(voices=[f"held-out:{split}"])
+    return voices + ([v for v in all_voices() if v.engine == "kokoro"] if split == "test" else [])
