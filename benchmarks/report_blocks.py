@@ -13,11 +13,12 @@ BLOCKS: dict[str, Block] = {}
 
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
 #: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
-SHIPPED, PREVIOUS = "v16", "v15"
+SHIPPED, PREVIOUS = "v17", "v16"
 #: what each version's recipe changed (the LOCO recipes table names them)
 VERSION_CHANGES = {
     "v15": "the recipe before real3",
     "v16": "v15 + the train speakers of real3 (ucm_es, emospeech_in)",
+    "v17": "v16 + 1,760 official-tag clips (recipes v3 with styles) learnt through their captions, 384-d, 3,000 steps",
 }
 ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
 SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
@@ -526,8 +527,6 @@ LOCO_RECIPES = {
     "lite-keep-emotion": "re-pitched and re-timed clips keep their emotion label (repitch.keep)",
     "lite-tags": "+ 1,760 official-tag clips, the five official sets in the loss, 384-d heads (issue 21)",
     "lite-tags-1200": "lite-tags at 1,200 steps (its data's epochs at v16's 1,000; five corpora)",
-    "lite-tags-v3": "+ 1,760 tag clips of recipes v3 (with styles) learnt through their captions only, 384-d heads "
-                    "(issue 21; five corpora)",
 }
 
 
