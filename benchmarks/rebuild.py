@@ -59,6 +59,7 @@ def main() -> int:
     result = {"wall_s": round(wall, 1), "wall": _minutes(wall), "peak_rss_gb": round(peak_kb / 2**20, 2),
               "train_s": summary["seconds"], "steps": summary["steps"], "train_sources": summary["train_sources"],
               "checksum": checksum, "shipped_checksum": shipped, "identical": checksum == shipped,
+              "weights_bytes": (run / "final" / "model.safetensors").stat().st_size,
               "work": str(work)}
     print(json.dumps({k: v for k, v in result.items() if k != "train_sources"}, indent=1))
     write_results(json_path(args), result)

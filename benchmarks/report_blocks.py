@@ -232,10 +232,18 @@ def card_floors(r: Results) -> str:
            "(`tests/shipped_model_floors.json`):\n\n")
     out += table(["score", "measured (lower of fp32, bf16)", "floor"], rows)
     if floors.get("lowered"):
-        notes = "; ".join(f"{x['score']} from {x['from']} to {x['to']} (model {x['checksum']}): {x['reason']}"
-                          for x in floors["lowered"])
-        out += f"\n\nFloors lowered, and why: {notes}."
+        out += f"\n\nFloors lowered, and why: {_lowered_notes(floors['lowered'])}."
     return out
+
+
+def _lowered_notes(lowered: list[dict[str, Any]]) -> str:
+    """One note per (model, reason), naming every floor it lowered, oldest first (one ``--write-floors``
+    gives all the floors it lowers the same reason)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for x in lowered:
+        groups.setdefault((x["checksum"], x["reason"]), []).append(f"{x['score']} from {x['from']} to {x['to']}")
+    return "; ".join(f"{', '.join(scores)} (model {checksum}): {reason}"
+                     for (checksum, reason), scores in groups.items())
 
 
 # -- robustness -------------------------------------------------------------------------------------
@@ -486,7 +494,21 @@ def card_vocabulary(r: Results) -> str:
               f"{f3(ret['audio_to_text']['R@10'])} ({ret['captions']} distinct captions; chance R@1 "
               f"{f3(ret['chance_r1'])})"
             + (f"; {PREVIOUS}: R@1 {f3(prev['retrieval']['audio_to_text']['R@1'])}, R@10 "
-               f"{f3(prev['retrieval']['audio_to_text']['R@10'])}." if prev else "."))
+               f"{f3(prev['retrieval']['audio_to_text']['R@10'])}." if prev else ".")
+            + _weak_tags(zs["groups"]["all"]["sets"]))
+
+
+def _weak_tags(sets: dict[str, Any], below: float = 0.5) -> str:
+    """The tags heard right on fewer than ``below`` of their test clips, each with the tag it is most
+    often heard as (from each set's confusion matrix: rows are the true tags, columns the predicted)."""
+    weak = []
+    for s in VOCAB_SETS:
+        labels, cm = sets[s]["labels"], sets[s]["confusion"]
+        for i, (tag, row) in enumerate(zip(labels, cm)):
+            if sum(row) and row[i] / sum(row) < below:
+                j = max((k for k in range(len(row)) if k != i), key=row.__getitem__)
+                weak.append(f"`{tag}` {row[i]} of {sum(row)} (most often heard as `{labels[j]}`, {row[j]})")
+    return (" Tags heard right on fewer than half of their test clips: " + "; ".join(weak) + ".") if weak else ""
 
 
 # -- historical -------------------------------------------------------------------------------------
@@ -643,7 +665,8 @@ def card_rebuild(r: Results) -> str:
         res, h = r["rebuild"], r["historical"]["rebuild_v15"]
         out = (f"Measured end to end from an empty cache ({command(res)}; {host(res)}): **{res['wall']}** wall "
                f"(training steps alone: {res['train_s']:.0f} s), {res['peak_rss_gb']:.1f} GB peak RSS; the rebuilt "
-               f"weights have checksum `{res['checksum'][:12]}…`")
+               + (f"weights ({res['weights_bytes'] / 1e6:.1f} MB) " if "weights_bytes" in res else "weights ")
+               + f"have checksum `{res['checksum'][:12]}…`")
         if res["identical"]:
             return out + ", the shipped one: the pipeline is deterministic."
         return (out + f", not the shipped `{res['shipped_checksum'][:12]}…`. The shipped weights were built, and "

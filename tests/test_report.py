@@ -68,3 +68,28 @@ def test_errors_are_one_line_and_exit_2(tmp_path, damage):
     assert out.returncode == 2
     assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def blocks(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import report_blocks
+    return report_blocks
+
+
+def test_weak_tags_name_each_tag_below_half_with_what_it_is_most_often_heard_as(blocks):
+    heard = {s: {"labels": ["a", "b"], "confusion": [[3, 1], [1, 3]]} for s in blocks.VOCAB_SETS}
+    heard["volume"] = {"labels": ["hushed", "soft", "loud"], "confusion": [[1, 3, 0], [0, 4, 0], [2, 0, 2]]}
+    text = blocks._weak_tags(heard)
+    assert "`hushed` 1 of 4 (most often heard as `soft`, 3)" in text
+    assert "`loud`" not in text and "`a`" not in text  # exactly half is not fewer than half
+    heard["volume"]["confusion"][0] = [4, 0, 0]
+    assert blocks._weak_tags(heard) == ""
+
+
+def test_lowered_floors_share_one_note_per_model_and_reason(blocks):
+    lowered = [{"score": "x", "from": 0.9, "to": 0.8, "checksum": "m1", "reason": "r1"},
+               {"score": "y", "from": 0.7, "to": 0.6, "checksum": "m1", "reason": "r1"},
+               {"score": "x", "from": 0.8, "to": 0.75, "checksum": "m2", "reason": "r2"}]
+    assert blocks._lowered_notes(lowered) == ("x from 0.9 to 0.8, y from 0.7 to 0.6 (model m1): r1; "
+                                              "x from 0.8 to 0.75 (model m2): r2")

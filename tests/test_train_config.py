@@ -349,7 +349,8 @@ def test_shared_data_missing_is_an_error_naming_the_variable(tmp_path: Path, mon
 
     monkeypatch.delenv("PARASPEECHCLAP_SHARED_DATA", raising=False)
     monkeypatch.setattr(splits, "find_shared_data", nowhere)
-    with pytest.raises(ConfigError, match=r"data\.train\.2\.manifest: '\$\{PARASPEECHCLAP_SHARED_DATA\}/real/manifest"
+    # the first real source's position in lite.yaml (after the synthetic and tag sources): the error names it
+    with pytest.raises(ConfigError, match=r"data\.train\.3\.manifest: '\$\{PARASPEECHCLAP_SHARED_DATA\}/real/manifest"
                                           r"\.jsonl' cannot be resolved: PARASPEECHCLAP_SHARED_DATA is not set"):
         load_config(RECIPES / "lite.yaml")
     monkeypatch.setenv("PARASPEECHCLAP_SHARED_DATA", str(tmp_path / "nope"))

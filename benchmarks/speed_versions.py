@@ -1,0 +1,68 @@
+"""Speed of the shipped default model against an earlier version's weights, on the same host in one run.
+
+Hosts of the same name differ by more than a version change does (the same v16 weights measured 101x
+real time on one 2-core AMD EPYC and about 90x on another), so a version's speed is judged as a ratio to
+its predecessor measured here, interleaved: each repeat times every model in turn on the same 5 s clips,
+one at a time (the README's fp32 path), and the best repeat of each is kept.
+
+    python benchmarks/speed_versions.py --previous runs/v16-shipped     # -> results/speed_versions.json
+    (v16's weights: git show <commit>:src/paraspeechclap/pretrained/lite/model.safetensors, with config.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_arg, json_path, write_results  # noqa: E402
+from inference import _clips  # noqa: E402
+
+
+def clips_per_second(model, clips) -> float:
+    """Clips per second embedding ``clips`` one at a time (text side unused)."""
+    t = time.perf_counter()
+    for c in clips:
+        model.embed_audio([c])
+    return len(clips) / (time.perf_counter() - t)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--previous", required=True, help="folder of the earlier version (config.json, model.safetensors)")
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    add_json_arg(ap, "speed_versions.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from paraspeechclap import load_model
+
+    torch.set_num_threads(args.threads)
+    models = {"shipped": load_model("lite", precision="fp32"),
+              "previous": load_model(args.previous, precision="fp32")}
+    clips = _clips(5.0, args.clips)
+    for m in models.values():
+        m.embed_audio(clips[:2], batch_size=2)  # warm-up
+    runs: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, m in models.items():
+            runs[name].append(clips_per_second(m, clips) * 5.0)
+    best = {name: max(v) for name, v in runs.items()}
+    result = {"clip_s": 5.0, "clips": args.clips, "repeats": args.repeats, "threads": args.threads,
+              "precision": "fp32", "mode": "one-at-a-time", "previous": args.previous,
+              "checksums": {name: m.checksum for name, m in models.items()},
+              "rtf_x": runs, "best_rtf_x": best, "ratio_shipped_to_previous": best["shipped"] / best["previous"]}
+    for name, v in runs.items():
+        print(f"{name:9s} best {best[name]:6.1f}x real time  repeats " + " ".join(f"{x:.1f}" for x in v))
+    print(f"shipped / previous: {result['ratio_shipped_to_previous']:.3f}")
+    write_results(json_path(args), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
