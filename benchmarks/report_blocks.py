@@ -665,8 +665,7 @@ def card_rebuild(r: Results) -> str:
         res, h = r["rebuild"], r["historical"]["rebuild_v15"]
         out = (f"Measured end to end from an empty cache ({command(res)}; {host(res)}): **{res['wall']}** wall "
                f"(training steps alone: {res['train_s']:.0f} s), {res['peak_rss_gb']:.1f} GB peak RSS; the rebuilt "
-               + (f"weights ({res['weights_bytes'] / 1e6:.1f} MB) " if "weights_bytes" in res else "weights ")
-               + f"have checksum `{res['checksum'][:12]}…`")
+               f"weights ({res['weights_bytes'] / 1e6:.1f} MB) have checksum `{res['checksum'][:12]}…`")
         if res["identical"]:
             return out + ", the shipped one: the pipeline is deterministic."
         return (out + f", not the shipped `{res['shipped_checksum'][:12]}…`. The shipped weights were built, and "
