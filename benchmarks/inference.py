@@ -12,7 +12,8 @@ Model load time is measured in a fresh interpreter, imports included.
 WavLM-Large go one at a time); each row records the batch sizes that actually ran (``batches``).
 ``--repeats N`` keeps the best of N timings (default 3); ``--max-batch-seconds`` overrides the encoder's budget
 (0: none), and ``PARASPEECHCLAP_REUSE_MEMORY=0`` turns off the reuse of freed memory in HF audio
-encoders (glibc's default behaviour), for before/after comparisons.
+encoders (glibc's default behaviour), for before/after comparisons, as ``PARASPEECHCLAP_PACKED_LINEAR=0`` does
+for the packed oneDNN linears of the Whisper blocks (``benchmarks/packed_linear.py`` compares those in one run).
 
     python benchmarks/inference.py                       # all models
     python benchmarks/inference.py --models offline --threads 2      # -> benchmarks/results/inference.json

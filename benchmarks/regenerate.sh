@@ -29,6 +29,7 @@ step search && run benchmarks/search.py
 step synth && run benchmarks/synth.py --mix-clips 200 --jobs 2
 if step speed; then
     run benchmarks/inference.py --models offline --threads 2
+    run benchmarks/packed_linear.py
     run benchmarks/inference.py --models wavlm-large --threads 2 --json benchmarks/results/inference_wavlm.json
 fi
 if step rebuild && [[ -z "${SKIP_REBUILD:-}" ]]; then

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .packed_linear import packed_linear, usable
+
 
 @dataclass
 class WhisperNetConfig:
@@ -60,6 +62,12 @@ class WhisperSelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H), laid out as transformers does
             return t.view(bsz, n, self.heads, self.head_dim).transpose(1, 2).contiguous()
 
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if usable(x, (*projections, self.out_proj)):  # one packed GEMM for q, k and v (fp32 CPU inference)
+            q, k, v = packed_linear(self, "qkv", projections, x).view(bsz, n, 3, self.heads, self.head_dim) \
+                .permute(2, 0, 3, 1, 4).contiguous()  # each (B, H, T, D/H), laid out as the plain path
+            out = F.scaled_dot_product_attention(q * self.scaling, k, v, attn_mask=mask, scale=1.0)
+            return packed_linear(self, "out", (self.out_proj,), out.transpose(1, 2).reshape(bsz, n, -1))
         # scaled before the product (not inside it), as Whisper and transformers do: the rounding differs
         q = heads(self.q_proj(x) * self.scaling)
         out = F.scaled_dot_product_attention(q, heads(self.k_proj(x)), heads(self.v_proj(x)), attn_mask=mask,
@@ -89,11 +97,17 @@ class WhisperBlock(nn.Module):
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
-        x = x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        x = x + self._feed_forward(self.final_layer_norm(x))
         if x.dtype == torch.float16:  # as Whisper: keep fp16 activations finite
             limit = torch.finfo(x.dtype).max - 1000
             x = x.clamp(-limit, limit)
         return x
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, T, D)``: fc2(GELU(fc1(x))), GELU fused into fc1 on the packed path."""
+        if usable(x, (self.fc1, self.fc2)):
+            return packed_linear(self, "fc2", (self.fc2,), packed_linear(self, "fc1", (self.fc1,), x, post="gelu"))
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class WhisperNet(nn.Module):

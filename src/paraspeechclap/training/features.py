@@ -39,6 +39,7 @@ from .. import distributed
 from ..atomic import atomic_path, atomic_write_json
 from ..audio.io import load_audio
 from ..encoders.base import AudioEncoder, PreparedAudio
+from ..encoders.packed_linear import plain_linears
 from ..errors import AudioError, ConfigError
 from ..inference import collate_prepared, frozen_from_windows, split_windows
 from .augment import ClipPipeline, process_clip
@@ -206,6 +207,9 @@ def full_clip_features(wav: np.ndarray, encoder: AudioEncoder, batch_size: int) 
     return (sum(f.double() * w for f, w in zip(feats, weights)) / sum(weights)).float()
 
 
+# Plain linears: the cache's entries (and the shipped weights trained on them) predate the packed path, and
+# a rebuild from an empty cache must compute them bit for bit as before, under the same cache keys.
+@plain_linears()
 def _compute_clip(req: CacheRequest, digest: str, encoder: AudioEncoder, pipeline: ClipPipeline | None,
                   seed: int, variants: int, batch_size: int) -> list[dict[str, Any]]:
     wav = load_audio(req.path, min_samples=encoder.min_samples)
