@@ -52,3 +52,30 @@ def test_session_stops_ray_after_its_last_job_and_not_before(tiny_dir, clips, tm
         assert session.stopping and result["counts"]["annotated"] == 4
         assert (tmp_path / "c" / "manifest.jsonl").read_text() == (tmp_path / "a" / "manifest.jsonl").read_text()
     assert not ray.is_initialized()  # the exit waited for the shutdown
+
+
+def test_no_ray_dataset_is_alive_when_the_shutdown_starts(tiny_dir, clips, tmp_path, monkeypatch):
+    """A ref freed while the background shutdown runs reaches the core worker mid-shutdown and ends the
+    process; so the job drops its dataset before it reports itself done."""
+    import gc
+
+    from ray.data import Dataset
+
+    from paraspeechclap.annotate import ray_executor
+    from paraspeechclap.annotate.executors import executor_session
+
+    alive: list[int] = []
+    job_done = ray_executor.RaySession.job_done
+
+    def checked(self):
+        gc.collect()
+        alive.append(sum(isinstance(o, Dataset) for o in gc.get_objects()))
+        job_done(self)
+
+    monkeypatch.setattr(ray_executor.RaySession, "job_done", checked)
+    if ray.is_initialized():
+        ray.shutdown()
+    with executor_session("ray", {}, jobs=1) as session:
+        result = _annotate(tiny_dir, clips, tmp_path / "d")
+        assert session.stopping and result["counts"]["annotated"] == 4
+    assert alive == [0]
