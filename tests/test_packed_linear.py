@@ -10,7 +10,11 @@ from torch.nn import functional as F
 from paraspeechclap.encoders import packed_linear as pl
 from paraspeechclap.encoders.whisper_net import WhisperNet, WhisperNetConfig
 
-pytestmark = pytest.mark.skipif(not pl._ops_available(), reason="this PyTorch has no oneDNN packed linear ops")
+pytestmark = [
+    pytest.mark.skipif(not pl._ops_available(), reason="this PyTorch has no oneDNN packed linear ops"),
+    # torch deprecates the dynamic quantisation the int8 precision still uses (set_precision silences it too)
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning"),
+]
 
 SHAPE = WhisperNetConfig(num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=4,
                          encoder_ffn_dim=64, max_source_positions=50)
