@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_json_arg, json_path, write_results  # noqa: E402
 from inference import _clips  # noqa: E402
-from speed_versions import CLIP_S, real_time_factor  # noqa: E402
+from speed_versions import CLIP_S, interleaved, real_time_factor  # noqa: E402
 
 FRAMES = 250  # Whisper frames of one 5 s clip
 SHAPES = {"fc1 512->2048": (512, 2048), "fc2 2048->512": (2048, 512), "attention 512->512": (512, 512)}
@@ -69,16 +69,19 @@ def model_rows(n_clips: int, repeats: int) -> dict:
 
     model, clips = load_model("lite", precision="fp32"), _clips(CLIP_S, n_clips)
     paths = {"plain": "0", "packed": "1"}
-    emb, runs = {}, {name: [] for name in paths}
+    emb = {}
     for name, switch in paths.items():
         os.environ[ENV_SWITCH] = switch
         emb[name] = model.embed_audio(clips)  # also the warm-up
-    for _ in range(repeats):
-        for name, switch in paths.items():
+
+    def timer(switch: str):
+        def run() -> float:
             os.environ[ENV_SWITCH] = switch
-            runs[name].append(real_time_factor(model, clips))
+            return real_time_factor(model, clips)
+        return run
+
+    runs, best = interleaved({name: timer(switch) for name, switch in paths.items()}, repeats)
     os.environ.pop(ENV_SWITCH)
-    best = {name: max(v) for name, v in runs.items()}
     return {"clip_s": CLIP_S, "clips": n_clips, "repeats": repeats, "mode": "one-at-a-time", "precision": "fp32",
             "checksum": model.checksum, "rtf_x": runs, "best_rtf_x": best,
             "ratio_packed_to_plain": best["packed"] / best["plain"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,6 +30,17 @@ def real_time_factor(model, clips) -> float:
     for c in clips:
         model.embed_audio([c])
     return len(clips) * CLIP_S / (time.perf_counter() - t)
+
+
+def interleaved(timers: dict[str, Callable[[], float]],
+                repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each repeat runs every timer in turn (so a slow spell of the host hits all of them alike): the
+    real-time factors of each, and the best of each."""
+    runs: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(repeats):
+        for name, timer in timers.items():
+            runs[name].append(timer())
+    return runs, {name: max(v) for name, v in runs.items()}
 
 
 def main() -> int:
@@ -50,11 +62,8 @@ def main() -> int:
     clips = _clips(CLIP_S, args.clips)
     for m in models.values():
         m.embed_audio(clips[:2], batch_size=2)  # warm-up
-    runs: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, m in models.items():
-            runs[name].append(real_time_factor(m, clips))
-    best = {name: max(v) for name, v in runs.items()}
+    runs, best = interleaved({name: (lambda m=m: real_time_factor(m, clips)) for name, m in models.items()},
+                             args.repeats)
     result = {"clip_s": CLIP_S, "clips": args.clips, "repeats": args.repeats, "threads": args.threads,
               "precision": "fp32", "mode": "one-at-a-time", "previous": args.previous,
               "checksums": {name: m.checksum for name, m in models.items()},

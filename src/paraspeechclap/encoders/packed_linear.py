@@ -2,10 +2,9 @@
 
 ``nn.Linear`` on the CPU calls MKL's sgemm. oneDNN's linear, given a weight reordered once into its own
 blocked layout (the path ``torch.compile``'s CPU backend takes), ran Whisper-base's block shapes 1.2-1.4x as
-fast at 2 threads (250 frames, one 5 s clip: fc1 3.43 -> 2.48 ms,
-fc2 3.04 -> 2.42 ms, 512x512 0.72 -> 0.61 ms; the default model's fp32 path 1.16x, ``benchmarks/packed_linear.py``),
-and it applies GELU in the same pass. The results differ from ``nn.Linear``'s by summation order only
-(about 3e-6 on unit-scale outputs).
+fast at 2 threads (250 frames, one 5 s clip: fc1 3.43 -> 2.48 ms, fc2 3.04 -> 2.42 ms, 512x512 0.72 -> 0.61 ms;
+the default model's fp32 path 1.16x, ``benchmarks/packed_linear.py``), and it applies GELU in the same pass.
+The results differ from ``nn.Linear``'s by summation order only (about 3e-6 on unit-scale outputs).
 
 It is taken only where it changes nothing else: no autograd (the packed op has no backward), fp32 CPU
 tensors, plain ``nn.Linear`` layers (int8's quantised layers keep their own kernels), and a PyTorch that
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -42,6 +42,7 @@ def plain_linears() -> Iterator[None]:
         _PLAIN.reset(token)
 
 
+@functools.cache  # asked on every block's forward; the answer cannot change within a process
 def _ops_available() -> bool:
     ops = torch.ops.mkldnn
     return (torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_linear_weight")
