@@ -25,7 +25,12 @@ also measured on skewed per-speaker subsets (one class 1/3 to 2/3 of a speaker's
     python benchmarks/loco.py --max-steps 1000              # -> benchmarks/results/loco.json
     python benchmarks/loco.py --corpora emodb,ucm_es --max-steps 300 --json /tmp/loco.json
 
-Runs are kept in ``--runs`` (a finished corpus is not retrained); ``PARASPEECHCLAP_CACHE`` pointing at a
+Each left-out fold also records its last dev evaluation (``per_corpus[c]["dev"]``, averaged over the
+summary corpora in ``dev_summary``): the unseen speakers of the corpora it trained on, i.e. what a recipe
+costs or gains in-corpus, measured on the same folds.
+
+Runs are kept in ``--runs`` (a finished corpus is not retrained; ``folds_reused`` lists those, whose
+training ``wall_s`` does not include); ``PARASPEECHCLAP_CACHE`` pointing at a
 warm cache (e.g. the folder ``benchmarks/rebuild.py`` used) skips synthesis and feature caching.
 """
 
@@ -91,6 +96,19 @@ def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None
         cfg.eval.every_steps = max_steps  # one dev evaluation, at the end: no checkpoint selection
     train(cfg)
     return final
+
+
+def fold_dev(run_dir: Path) -> dict[str, float]:
+    """A fold's last dev evaluation (its ``metrics.jsonl``): the UARs and R@1 on the unseen speakers of the
+    corpora it trained on, i.e. what a recipe costs or gains in-corpus, fold by fold."""
+    import json
+
+    last: dict[str, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if any(k.startswith("val/") for k in row):
+            last = row
+    return {k[4:]: float(v) for k, v in sorted(last.items()) if k.endswith(("/uar", "/R@1"))}
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -282,20 +300,27 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"recipe": args.recipe, "config": args.config, "steps": args.max_steps,
                                "precision": full.precision, "full_model": full.model_id,
                                "full_model_checksum": full.checksum, "corpora": names, "per_corpus": {}}
+    results["folds_reused"] = []  # trained by an earlier invocation: wall_s does not include their training
     for corpus in names:
         if corpus in trained_on:
+            if (Path(args.runs) / corpus / "final" / "config.json").is_file():
+                results["folds_reused"].append(corpus)
             model = load_model(str(train_without(corpus, args.config, Path(args.runs) / corpus, args.max_steps)),
                                precision=args.precision)
         else:
             model = full
         res = score_corpus(model, every.filter(lambda r, c=corpus: r["source"] == c))
         res["model"] = "left out" if corpus in trained_on else "full"
+        if corpus in trained_on:
+            res["dev"] = fold_dev(Path(args.runs) / corpus)
         results["per_corpus"][corpus] = res
         print(f"{corpus}: plain {res['plain']['uar4']}, speaker {res['speaker']['uar4']}", flush=True)
     chosen, apart = selection_corpora(results["per_corpus"])
     results["summary_corpora"], results["apart"] = chosen, apart
     results["summary"] = summarize(results["per_corpus"], chosen)
     results["apart_summary"] = {c: {m: results["per_corpus"][c][m] for m in MODES} for c in apart}
+    devs = [results["per_corpus"][c]["dev"] for c in chosen if "dev" in results["per_corpus"][c]]
+    results["dev_summary"] = {k: _mean([d.get(k) for d in devs]) for k in sorted({k for d in devs for k in d})}
     base = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     results["baseline"] = base["summary"] if base else None
     results["baseline_recipe"] = base["recipe"] if base else None

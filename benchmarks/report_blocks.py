@@ -558,6 +558,11 @@ LOCO_RECIPES = {
     "lite-keep-emotion": "re-pitched and re-timed clips keep their emotion label (repitch.keep)",
     "lite-tags": "+ 1,760 official-tag clips, the five official sets in the loss, 384-d heads (issue 21)",
     "lite-tags-1200": "lite-tags at 1,200 steps (its data's epochs at v16's 1,000; five corpora)",
+    "lite-domain-shift": "v17 + corpus-offset augmentation: half the real clips' cached states moved onto another "
+                         "training corpus's mean (features.domain_shift)",
+    "lite-speaker-shift": "v17 + speaker-offset augmentation: half the labelled real clips moved onto another "
+                          "same-gender speaker's mean (10+ labelled clips)",
+    "lite-speaker-shift-s1234": "lite-speaker-shift with training seed 1234 (3407 above): the seed's share",
 }
 
 
@@ -582,6 +587,31 @@ def card_loco_recipes(r: Results) -> str:
             f"({len(rows)} in all); `ucm_es` and `emospeech_in` never chose between them:\n\n"
             + table(["recipe", "change", "plain 4-class mean / min", "plain 8-class mean", "recall sad",
                      "speaker-centred 4-class mean", "collection-centred 4-class mean"], rows))
+
+
+#: recipes whose folds record their dev evaluation (loco.py's ``dev_summary``), in the order shown.
+LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds loco.json scores",
+            "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
+            "lite-speaker-shift-s1234": "the same, seed 1234"}
+
+
+@block("card-loco-dev")
+def card_loco_dev(r: Results) -> str:
+    rows = []
+    for name, what in LOCO_DEV.items():
+        if r.has(f"loco_{name}") and r[f"loco_{name}"].get("dev_summary"):
+            res = r[f"loco_{name}"]
+            d, p = res["dev_summary"], res["summary"]["plain"]
+            rows.append([name, what, f"{f3(p['uar4_mean'])} / {f3(res['summary']['speaker']['uar4_mean'])}",
+                         f"{f3(d.get('emotion/uar'))} / {f3(d.get('emotion8/uar'))}", f3(d.get("gender/uar")),
+                         f3(d.get("pitch_level/uar")), f3(d.get("loudness/uar")), f3(d.get("audio_to_text/R@1"))])
+    if not rows:
+        return "No fold recorded its dev evaluation yet (`benchmarks/loco.py` writes `dev_summary`)."
+    return ("What the same folds score in-corpus: each left-out run's last dev evaluation (unseen speakers of the "
+            "corpora it trained on; real dev emotion, the synthetic dev voices' attributes), averaged over the five "
+            "folds (`dev_summary` of `benchmarks/results/loco_NAME.json`):\n\n"
+            + table(["recipe", "change", "LOCO plain / speaker-centred 4-class", "dev emotion 4 / 8-class UAR",
+                     "dev gender", "dev pitch level", "dev loudness", "dev caption R@1"], rows))
 
 
 def _recipe_row(name: str, what: str, res: dict[str, Any]) -> list[str]:

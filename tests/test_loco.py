@@ -68,3 +68,15 @@ def test_plain_leaves_embeddings_and_speaker_mode_centres_each_speaker(loco: Any
     want[[2, 3]] -= emb[[2, 3]].mean(axis=0)
     want[4] -= emb.mean(axis=0)
     np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_fold_dev_reads_the_last_dev_evaluation(loco: Any, tmp_path: Path) -> None:
+    import json
+
+    lines = [{"step": 500, "train/loss": 1.0},
+             {"step": 500, "val/emotion/uar": 0.5, "val/audio_to_text/R@1": 0.4, "val/audio_to_text/R@5": 0.9},
+             {"step": 1000, "train/loss": 0.8},
+             {"step": 1000, "val/emotion/uar": 0.7, "val/gender/uar": 0.9, "val/audio_to_text/R@1": 0.6,
+              "val/clips": 12.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert loco.fold_dev(tmp_path) == {"audio_to_text/R@1": 0.6, "emotion/uar": 0.7, "gender/uar": 0.9}

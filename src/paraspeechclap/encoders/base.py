@@ -121,6 +121,12 @@ class AudioEncoder(nn.Module):
         """Number of output frames for an input of ``length`` positions (used to weight windows)."""
         raise NotImplementedError
 
+    @property
+    def state_width(self) -> int | None:
+        """Leading entries of a :meth:`forward_frozen` row that come from the backbone (the rest are
+        explicit measurements, e.g. a level); ``None``: all of them."""
+        return None
+
     #: whether :meth:`window_moments` and :meth:`frozen_from_moments` are implemented.
     has_window_moments: bool = False
 

@@ -383,16 +383,21 @@ class WhisperAudioEncoder(AudioEncoder):
             stats += [masked_delta_rms(h, frame_mask, lag) for lag in DELTA_LAGS]
         return torch.cat(stats, dim=-1)
 
+    @property
+    def state_width(self) -> int:
+        """The pooled states' share of a :meth:`forward_frozen` row (level and pitch follow it)."""
+        return len(self.layers) * self._width
+
     def forward_head(self, cached: torch.Tensor) -> torch.Tensor:
         """``forward_frozen`` output -> ``(B, hidden_size)``: the learned mix of the pooled states
         (or, for ``combine="concat"``, the cached vector itself)."""
         n_layers = len(self.layers)
-        pooled = cached[:, : n_layers * self._width].reshape(len(cached), n_layers, self._width)
+        pooled = cached[:, : self.state_width].reshape(len(cached), n_layers, self._width)
         if self.standardize:  # each statistic (mean, std) of each layer separately: (B, L, S, D)
             stats = pooled.reshape(len(cached), n_layers, -1, int(self.base.config.d_model))
             pooled = F.layer_norm(stats, stats.shape[-1:]).reshape_as(pooled)
         pooled = F.dropout(pooled, p=self.feature_dropout, training=self.training)
-        tail = cached[:, n_layers * self._width:]  # (B, [1 level] [+ 2 pitch])
+        tail = cached[:, self.state_width:]  # (B, [1 level] [+ 2 pitch])
         if self.level_bins:
             tail = torch.cat([tail, self._level_bumps(tail[:, :1])], dim=1)
         if self.pitch_bins:

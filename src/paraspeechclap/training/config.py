@@ -422,6 +422,38 @@ class AugmentConfig:
 
 
 @dataclass(config=_SCHEMA)
+class DomainShiftConfig:
+    """Corpus-offset augmentation of cached features (:mod:`paraspeechclap.training.domain_shift`).
+
+    Attributes:
+        prob: probability that a training clip of a known domain is moved onto another's offset.
+        domain_field: the row field naming a clip's domain (the corpus, in the shared manifests' ``source``).
+        scale: ``[lo, hi]``: the fraction of the offset difference applied, uniform.
+        min_clips: domains with fewer training clips neither move nor are moved onto.
+        skip: domains left out (e.g. ``synth``: a TTS engine's offset is not a recording's).
+        match: row fields a target domain must share with the clip's domain (each domain's most
+            common value), e.g. ``[gender]`` when the domains are speakers.
+        require: row fields a clip must carry to move or count towards a domain (e.g. ``[emotion]``:
+            the labelled real recordings only, not the synthetic voices).
+    """
+
+    prob: Fraction = 0.5
+    domain_field: str = "source"
+    scale: Pair = field(default_factory=lambda: [1.0, 1.0])
+    min_clips: PositiveInt = 50
+    skip: list[str] = field(default_factory=list)
+    match: list[str] = field(default_factory=list)
+    require: list[str] = field(default_factory=list)
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, value: list[float]) -> list[float]:
+        if value[0] > value[1] or value[0] < 0:
+            raise Rule(f"{value}: expected [low, high] with 0 <= low <= high")
+        return value
+
+
+@dataclass(config=_SCHEMA)
 class FeaturesConfig:
     """Frozen-backbone mode: cache the speech backbone's ``forward_frozen`` outputs.
 
@@ -435,6 +467,8 @@ class FeaturesConfig:
         seed: seed of the cached augmented variants (default: ``train.seed``). It is part of the
             cache key, so fixing it lets runs that differ only in ``train.seed`` (the heads'
             initialisation and the data order) share one cache instead of recomputing every clip.
+        domain_shift: move cached training clips onto other corpora's offsets (off when absent);
+            applied after the cache, so it is not part of the cache key.
     """
 
     cache: Bool = False
@@ -443,6 +477,7 @@ class FeaturesConfig:
     batch_size: PositiveInt = 16
     text_cache: Bool = True
     seed: Int | None = None
+    domain_shift: DomainShiftConfig | None = None
 
 
 def _check_attribute_sets(names: list[str]) -> list[str]:
@@ -642,6 +677,8 @@ class RunConfig:
         if self.features.cache and self.model.audio_trainable != []:
             raise Rule("true needs a frozen speech backbone: set model.audio_trainable: [] "
                        f"(got {self.model.audio_trainable!r})", "features.cache")
+        if self.features.domain_shift is not None and not self.features.cache:
+            raise Rule("moves cached features: it needs features.cache: true", "features.domain_shift")
         return self
 
     def to_dict(self) -> dict[str, Any]:

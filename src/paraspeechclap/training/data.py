@@ -46,6 +46,7 @@ from .config import (
     SynthSourceConfig,
     TagsSourceConfig,
 )
+from .domain_shift import DomainShift
 from .features import FeatureTable, default_cache_root
 
 logger = logging.getLogger(__name__)
@@ -332,7 +333,8 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __init__(self, sources: Sequence[Source], plan: Sequence[tuple[int, int]], encoder: AudioEncoder,
                  pipeline: ClipPipeline, augment: AugmentConfig, *, seed: int, rank: int = 0,
-                 tag_field: str = "intrinsic_tags", features: FeatureTable | None = None) -> None:
+                 tag_field: str = "intrinsic_tags", features: FeatureTable | None = None,
+                 shift: DomainShift | None = None) -> None:
         self.sources = list(sources)
         self.plan = list(plan)
         self.encoder = encoder
@@ -341,6 +343,7 @@ class TrainDataset(torch.utils.data.Dataset):
         self.seed = seed + rank
         self.tag_field = tag_field
         self.features = features
+        self.shift = shift
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -383,6 +386,9 @@ class TrainDataset(torch.utils.data.Dataset):
                 raise AudioError(self.features.bad.get(self.key(pos), f"{self.key(pos)}: not in the feature cache"))
             entry = variants[rng.randrange(len(variants))]
             audio, level = entry["features"], entry.get("level_dbfs")
+            if self.shift is not None:  # its own stream: every other draw stays as without it
+                own = random.Random(f"{self.seed}/{self.epoch}/{pos}/domain-shift")
+                audio = self.shift.move(audio, row, own)
             narrow = bool(entry.get("narrowband")) or bool(entry.get("channel"))  # either way the recording changed
         else:
             wav = load_audio(src.manifest.audio_path(i), min_samples=self.encoder.min_samples)

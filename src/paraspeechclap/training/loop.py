@@ -39,9 +39,9 @@ import torch
 
 from .. import distributed
 from ..atomic import atomic_write_json, atomic_write_text
+from ..data.attributes import get_attribute_set
 from ..distributed import DistributedInfo
 from ..errors import CheckpointError, ConfigError, InputError
-from ..data.attributes import get_attribute_set
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
 from ..losses.attributes import AttributeClassificationLoss, attribute_targets
 from . import checkpoint as ckpt
@@ -58,6 +58,7 @@ from .data import (
     load_source,
     tag_vocabulary,
 )
+from .domain_shift import DomainShift, domain_groups, domain_means, row_domain
 from .evaluate import evaluate_dev
 from .features import CacheRequest, FeatureTable, build_feature_table, default_cache_root
 from .logging import MetricsLogger, Progress
@@ -156,8 +157,10 @@ class Trainer:
         encoder = self.model.audio_branch
         self.pipeline = make_pipeline(cfg.audio, cfg.augment, encoder)
         features = self._train_features(plan) if cfg.features.cache else None
+        shift = self._domain_shift(plan, features) if (features is not None and cfg.features.domain_shift) else None
         self.dataset = TrainDataset(self.sources, plan, encoder, self.pipeline, cfg.augment, seed=cfg.train.seed,
-                                    rank=info.rank, tag_field=cfg.loss.tag_field, features=features)  # fmt: skip
+                                    rank=info.rank, tag_field=cfg.loss.tag_field, features=features,
+                                    shift=shift)  # fmt: skip
         self.sampler = build_sampler(cfg.data, self.dataset, info.rank, info.world_size, cfg.train.batch_size,
                                      cfg.train.seed)  # fmt: skip
         self.loader = torch.utils.data.DataLoader(
@@ -192,6 +195,28 @@ class Trainer:
         self.state.bad.update(table.bad)
         self._check_bad()
         return table
+
+    def _domain_shift(self, plan: list[tuple[int, int]], table: FeatureTable) -> DomainShift:
+        """The corpus-offset augmentation over this run's cached training clips (each distinct clip once)."""
+        cfg = self.cfg.features.domain_shift
+        assert cfg is not None
+        clips, groups = {}, {}
+        for s, i in plan:
+            key, row = f"{s}:{self.sources[s].manifest.key(i)}", self.sources[s].manifest[i]
+            if key in table.entries and key not in clips:
+                domain = row_domain(row, cfg.domain_field, cfg.require)
+                clips[key] = (domain, [e["features"] for e in table.entries[key]])
+                groups[key] = (domain, "/".join(str(row.get(f)) for f in cfg.match))
+        width = self.model.audio_branch.state_width
+        shift = DomainShift(domain_means(clips.values(), width, cfg.min_clips, cfg.skip), cfg.prob,
+                            (cfg.scale[0], cfg.scale[1]), width, domain_groups(groups.values()), cfg.domain_field,
+                            cfg.require)  # fmt: skip
+        if not any(shift.targets.values()):
+            alike = f" sharing {', '.join(cfg.match)}" if cfg.match else ""
+            raise ConfigError(f"features.domain_shift: fewer than two domains of {cfg.domain_field!r} with >= "
+                              f"{cfg.min_clips} training clips{alike} (found {shift.domains})")
+        logger.info("domain shift over %d domains: %s", len(shift.domains), ", ".join(shift.domains))
+        return shift
 
     def _dev_features(self) -> FeatureTable:
         assert self.dev is not None
