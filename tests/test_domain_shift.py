@@ -118,7 +118,9 @@ def test_training_runs_with_it_and_refuses_a_single_domain(toy, tmp_path: Path, 
     assert main(_args(toy, tmp_path / "run", *common, ok)) == 0
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "domain_shift" in saved and "speaker" in saved
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 3
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 3
+    assert summary["domain_shift"]["domains"] == [f"toy{k}" for k in range(6)]  # 6 speakers of 4 clips each
     one = "features.domain_shift={domain_field: source}"  # every toy row is source "toy"
     assert main(_args(toy, tmp_path / "one", *common, one)) == 2
     err = capsys.readouterr().err

@@ -449,6 +449,8 @@ class Trainer:
                    "best_metric": self.cfg.eval.best_metric, "best_value": self.state.best_value,
                    "best_step": self.state.best_step, "bad_items": len(self.state.bad), "last_eval": last,
                    "train_sources": [{"name": src.name, "rows": len(src.manifest)} for src in self.sources]}  # fmt: skip
+        if self.dataset.shift is not None:  # which domains the offsets came from (the config names only the rule)
+            summary["domain_shift"] = self.dataset.shift.describe()
         if distributed.is_main():
             save_model_dir(self.model, self.out / "final", {"step": self.state.step, **last})
             atomic_write_json(self.out / "summary.json", summary)
