@@ -73,13 +73,18 @@ def recipe_corpora(config: str) -> set[str]:
     return {r["source"] for p in paths for r in load_manifest(p)}
 
 
+def fold_finished(out_dir: Path) -> bool:
+    """Whether a left-out run already saved its final model (so :func:`train_without` reuses it)."""
+    return (out_dir / "final" / "config.json").is_file()
+
+
 def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None) -> Path:
     """Train the recipe with ``corpus`` excluded from every real source; returns the final model folder."""
     from paraspeechclap.training.config import load_config
     from paraspeechclap.training.loop import train
 
     final = out_dir / "final"
-    if (final / "config.json").is_file():  # resume a half-finished sweep without retraining
+    if fold_finished(out_dir):  # resume a half-finished sweep without retraining
         return final
     cfg = load_config(config)
     for src in [*cfg.data.train, *cfg.data.dev]:
@@ -302,17 +307,17 @@ def run(args: argparse.Namespace) -> int:
                                "full_model_checksum": full.checksum, "corpora": names, "per_corpus": {}}
     results["folds_reused"] = []  # trained by an earlier invocation: wall_s does not include their training
     for corpus in names:
+        fold = Path(args.runs) / corpus
         if corpus in trained_on:
-            if (Path(args.runs) / corpus / "final" / "config.json").is_file():
+            if fold_finished(fold):
                 results["folds_reused"].append(corpus)
-            model = load_model(str(train_without(corpus, args.config, Path(args.runs) / corpus, args.max_steps)),
-                               precision=args.precision)
+            model = load_model(str(train_without(corpus, args.config, fold, args.max_steps)), precision=args.precision)
         else:
             model = full
         res = score_corpus(model, every.filter(lambda r, c=corpus: r["source"] == c))
         res["model"] = "left out" if corpus in trained_on else "full"
         if corpus in trained_on:
-            res["dev"] = fold_dev(Path(args.runs) / corpus)
+            res["dev"] = fold_dev(fold)
         results["per_corpus"][corpus] = res
         print(f"{corpus}: plain {res['plain']['uar4']}, speaker {res['speaker']['uar4']}", flush=True)
     chosen, apart = selection_corpora(results["per_corpus"])

@@ -93,6 +93,13 @@ NonNegativeFloat = Annotated[Float, Field(ge=0)]
 Fraction = Annotated[Float, Field(ge=0, le=1)]
 Pair = Annotated[list[Float], Field(min_length=2, max_length=2)]
 
+
+def _ordered_pair(value: list[float], nonnegative: bool = False) -> list[float]:
+    """A ``[low, high]`` range: refused unless low <= high (and, if asked, 0 <= low)."""
+    if value[0] > value[1] or (nonnegative and value[0] < 0):
+        raise Rule(f"{value}: expected [low, high] with {'0 <= ' if nonnegative else ''}low <= high")
+    return value
+
 _SCHEMA = ConfigDict(extra="forbid")
 
 
@@ -416,14 +423,12 @@ class AugmentConfig:
     @field_validator("gain_db", "loudness_thresholds_dbfs")
     @classmethod
     def _ordered(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and value[0] > value[1]:
-            raise Rule(f"{value}: expected [low, high] with low <= high")
-        return value
+        return value if value is None else _ordered_pair(value)
 
 
 @dataclass(config=_SCHEMA)
 class DomainShiftConfig:
-    """Corpus-offset augmentation of cached features (:mod:`paraspeechclap.training.domain_shift`).
+    """Corpus- or speaker-offset augmentation of cached features (:mod:`paraspeechclap.training.domain_shift`).
 
     Attributes:
         prob: probability that a training clip of a known domain is moved onto another's offset.
@@ -448,9 +453,7 @@ class DomainShiftConfig:
     @field_validator("scale")
     @classmethod
     def _ordered(cls, value: list[float]) -> list[float]:
-        if value[0] > value[1] or value[0] < 0:
-            raise Rule(f"{value}: expected [low, high] with 0 <= low <= high")
-        return value
+        return _ordered_pair(value, nonnegative=True)
 
 
 @dataclass(config=_SCHEMA)
@@ -467,7 +470,7 @@ class FeaturesConfig:
         seed: seed of the cached augmented variants (default: ``train.seed``). It is part of the
             cache key, so fixing it lets runs that differ only in ``train.seed`` (the heads'
             initialisation and the data order) share one cache instead of recomputing every clip.
-        domain_shift: move cached training clips onto other corpora's offsets (off when absent);
+        domain_shift: move cached training clips onto other domains' (corpora's, speakers') offsets (off when absent);
             applied after the cache, so it is not part of the cache key.
     """
 

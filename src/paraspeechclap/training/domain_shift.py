@@ -1,11 +1,11 @@
-"""Corpus-offset augmentation in the frozen-feature space (issue 18, "a model that needs centring less").
+"""Corpus- or speaker-offset augmentation in the frozen-feature space (issue 18, "a model that needs centring less").
 
 Much of what the model gets wrong on an unseen corpus is an offset that corpus shares: centring a
 collection's embeddings on its mean recovers a large part of the lost accuracy
 (:mod:`paraspeechclap.centering`). A model that has heard the *same* clip under several corpus offsets
 cannot lean on the offset. So, with probability ``prob``, a cached training clip of domain ``c`` (its
-row's ``field``, by default the corpus in ``source``) is moved onto another domain ``c'``, drawn
-uniformly from the others::
+row's ``domain_field``: by default the corpus in ``source``, or e.g. ``speaker``) is moved onto another
+domain ``c'``, drawn uniformly from the others::
 
     x' = x + lam * (mu[c'] - mu[c]),    lam ~ U(scale[0], scale[1])
 
