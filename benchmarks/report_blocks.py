@@ -563,6 +563,8 @@ LOCO_RECIPES = {
     "lite-speaker-shift": "v17 + speaker-offset augmentation: half the labelled real clips moved onto another "
                           "same-gender speaker's mean (10+ labelled clips)",
     "lite-speaker-shift-s1234": "lite-speaker-shift with training seed 1234 (3407 above): the seed's share",
+    "lite-offset-gated": "v17 + a gated stored offset: 0.75 x the mean embedding of the real training recordings, "
+                         "subtracted from each clip as much as it resembles them (audio_offset.gate; weights as v17's)",
 }
 
 
@@ -592,7 +594,7 @@ def card_loco_recipes(r: Results) -> str:
 #: recipes whose folds record their dev evaluation (loco.py's ``dev_summary``), in the order shown.
 LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds loco.json scores",
             "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
-            "lite-speaker-shift-s1234": "the same, seed 1234"}
+            "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset"}
 
 
 @block("card-loco-dev")
@@ -612,6 +614,56 @@ def card_loco_dev(r: Results) -> str:
             "folds (`dev_summary` of `benchmarks/results/loco_NAME.json`):\n\n"
             + table(["recipe", "change", "LOCO plain / speaker-centred 4-class", "dev emotion 4 / 8-class UAR",
                      "dev gender", "dev pitch level", "dev loudness", "dev caption R@1"], rows))
+
+
+@block("card-offset-scan")
+def card_offset_scan(r: Results) -> str:
+    if not r.has("offset_scan"):
+        return "No offset scan yet (`python benchmarks/offset_scan.py`)."
+    res = r["offset_scan"]
+    rows = []
+    for name, v in res["summary"].items():
+        lo, dev = v["left_out"], v["dev"]
+        rows.append([name.replace("/", ", "), f"{f3(lo['emotion/uar'])} / {f3(lo['emotion/uar_min'])}",
+                     f3(lo["recall_sad"]), f3(lo["emotion8/uar"]), f3(dev["emotion/uar"]), f3(dev["emotion8/uar"])])
+    return (f"`python benchmarks/offset_scan.py --runs {res['runs']} --require emotion --require none --scales "
+            f"{','.join(f'{x:g}' for x in res['scales'])}` (`benchmarks/results/offset_scan.json`): each fold's own "
+            f"model and weights, only the stored offset differs (fit on the fold's own training clips; gate "
+            f"temperature {res['gate_temperature']:g}); means over the folds ({', '.join(res['folds'])}):\n\n"
+            + table(["offset", "left-out plain 4-class mean / min", "recall sad", "left-out 8-class",
+                     "fold dev 4-class", "fold dev 8-class"], rows))
+
+
+#: full-model candidates of the offset (v17's weights, ``benchmarks/offset_scan.py --write-model``) on dev.
+OFFSET_CANDIDATES = {"v17-offset": "0.75 x the real recordings' mean, every clip (lite-offset.yaml)",
+                     "v17-offset-all": "0.75 x every training clip's mean (--set audio_offset={scale: 0.75})",
+                     "v17-gated": "0.75 x the real recordings' mean, gated (lite-offset-gated.yaml)"}
+OFFSET_COLUMNS = {"real 4 / 8-class emotion": ("real/emotion/uar", "real/emotion8/uar"),
+                  "natural-voice speaking rate": ("real_retimed/speaking_rate/uar",),
+                  "synthetic whispered / voice quality": ("synthetic/whisper/uar", "synthetic/voice_quality/uar"),
+                  "synthetic pitch / caption R@1": ("synthetic/pitch_level/uar", "synthetic/retrieval/R@1"),
+                  "official rhythm / two-tag R@1": ("official_tags/rhythm/uar", "official_tags/retrieval/R@1")}
+
+
+@block("card-offset-candidates")
+def card_offset_candidates(r: Results) -> str:
+    models = {"v17 (shipped)": "quality_dev_fp32", **{k: f"candidates/quality_dev_{k}" for k in OFFSET_CANDIDATES}}
+    rows = []
+    for name, res in models.items():
+        if r.has(res):
+            sets = r[res]["sets"]
+            rows.append([name, OFFSET_CANDIDATES.get(name, "no offset")]
+                        + [" / ".join(f3(_dig(sets, key)) for key in keys) for keys in OFFSET_COLUMNS.values()])
+    return ("The same offsets on the whole v17 model, dev split (`python benchmarks/quality.py --model DIR --split dev "
+            "--json benchmarks/results/candidates/quality_dev_NAME.json`):\n\n"
+            + table(["model", "offset", *OFFSET_COLUMNS], rows))
+
+
+def _dig(tree: dict[str, Any], path: str) -> float | None:
+    node: Any = tree
+    for part in path.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _recipe_row(name: str, what: str, res: dict[str, Any]) -> list[str]:

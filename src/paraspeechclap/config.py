@@ -28,6 +28,13 @@ class ModelConfig:
             backbones that can be rebuilt from their spec (installed package or hub id).
         text_trainable: the same for the text backbone.
         name: model name reported in outputs.
+        audio_offset: the model holds a fixed vector ``audio_offset`` ``(embed_dim,)`` that is subtracted
+            from every L2-normalised audio embedding before it is normalised again (a calibration fit
+            after training on the training recordings: :mod:`paraspeechclap.offset`). Off for official
+            checkpoints and models trained without it.
+        audio_offset_gate: the offset is applied to each clip in proportion to a gate ``sigmoid(x . w - b)``
+            stored beside it (``audio_offset_gate``, ``(embed_dim + 1,)``): how much the clip resembles the
+            recordings the offset was fit on rather than the rest of the training clips.
     """
 
     audio_encoder: dict[str, Any]
@@ -38,6 +45,8 @@ class ModelConfig:
     audio_trainable: list[str] | None = None
     text_trainable: list[str] | None = None
     name: str = "custom"
+    audio_offset: bool = False
+    audio_offset_gate: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -45,7 +54,11 @@ class ModelConfig:
         return math.log(self.init_logit_scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        data = dataclasses.asdict(self)
+        for key in ("audio_offset", "audio_offset_gate"):
+            if not data[key]:  # written only when on: models without one keep the config.json they had
+                del data[key]
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":

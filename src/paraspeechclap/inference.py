@@ -219,7 +219,11 @@ class InferenceMixin:
             raise InputError(f"precision must be one of {', '.join((*PRECISIONS, AUTO_PRECISION))}, got {precision!r}")
         precision = resolve_precision(precision, self.device)
         if precision == "bf16":
+            kept = {k: getattr(self, k).clone() for k in ("audio_offset", "audio_offset_gate")
+                    if getattr(self, k) is not None}
             self.to(torch.bfloat16)
+            for k, v in kept.items():  # calibration vectors: applied to float32 embeddings (offset_audio), kept exact
+                setattr(self, k, v)
         elif precision == "int8":
             names = [f"audio_branch.{n}" for n in self.audio_branch.feed_forward_linears()]
             if self.text_branch is not None:
@@ -401,7 +405,9 @@ class InferenceMixin:
         pooled[plain] = self._pool_windows([pieces[i] for i in plain], batch_size)
         if exact:
             pooled[exact] = self._pool_moments([wavs[i] for i in exact], [pieces[i] for i in exact], batch_size)
-        return _l2(self.project_audio(pooled.to(self.device, self._dtype), normalize=False))
+        emb = torch.nn.functional.normalize(self.project_audio(pooled.to(self.device, self._dtype),
+                                                               normalize=False).float(), dim=-1)
+        return self.offset_audio(emb).cpu().numpy()  # in float32, so norms are exactly 1 (see _l2)
 
     def _pool_windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]], batch_size: int) -> torch.Tensor:
         """Items' windows -> ``(N, H)`` float64: the frame-weighted mean of each item's pooled windows."""

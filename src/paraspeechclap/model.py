@@ -44,6 +44,10 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         self.text_projection = (None if text_encoder is None else
                                 Projection(text_encoder.hidden_size, config.embed_dim, config.projection_dropout))
         self.log_logit_scale = nn.Parameter(torch.tensor(config.init_log_logit_scale))
+        # A stored calibration (paraspeechclap.offset): zeros until fit, absent unless the config asks.
+        self.register_buffer("audio_offset", torch.zeros(config.embed_dim) if config.audio_offset else None)
+        gated = config.audio_offset and config.audio_offset_gate
+        self.register_buffer("audio_offset_gate", torch.zeros(config.embed_dim + 1) if gated else None)
         self._init_inference_state()
 
     # -- construction ----------------------------------------------------------------------------
@@ -90,9 +94,42 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         return self.project_audio(self.audio_branch(features, lengths, **extras), normalize)
 
     def project_audio(self, pooled: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Backbone-pooled ``(B, hidden)`` -> ``(B, embed_dim)``, L2-normalised if ``normalize``."""
+        """Backbone-pooled ``(B, hidden)`` -> ``(B, embed_dim)``; if ``normalize``, L2-normalised and moved
+        by the stored offset (:meth:`offset_audio`). Training uses the raw projection (``normalize=False``)."""
         emb = self.audio_projection(pooled)
-        return nn.functional.normalize(emb, dim=-1) if normalize else emb
+        return self.offset_audio(nn.functional.normalize(emb, dim=-1)) if normalize else emb
+
+    def offset_audio(self, emb: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(B, D)`` -> ``l2(emb - g * audio_offset)`` in ``emb``'s dtype, ``g`` the clip's gate
+        (:meth:`offset_gate`; 1 without one); the identity without an offset."""
+        if self.audio_offset is None:
+            return emb
+        return nn.functional.normalize(emb - self.offset_gate(emb) * self.audio_offset.to(emb.dtype), dim=-1)
+
+    def offset_gate(self, emb: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(B, D)`` -> ``(B, 1)``: ``sigmoid(emb . w - b)`` of the stored gate ``[w, b]``, or ones."""
+        if self.audio_offset_gate is None:
+            return emb.new_ones(emb.shape[0], 1)
+        gate = self.audio_offset_gate.to(emb.dtype)
+        return torch.sigmoid(emb @ gate[:-1] - gate[-1]).unsqueeze(-1)
+
+    def set_audio_offset(self, offset: torch.Tensor | None, gate: torch.Tensor | None = None) -> None:
+        """Store ``offset`` ``(embed_dim,)`` and, for a gated model, ``gate`` ``(embed_dim + 1,)`` (None: zeros,
+        which for the offset means no change); the config must have ``audio_offset``."""
+        if self.audio_offset is None:
+            from .errors import ModelError
+
+            raise ModelError(f"model {getattr(self, 'model_id', '')!r} has no audio offset (config.audio_offset "
+                             "is false)")
+        for buffer, value in ((self.audio_offset, offset), (self.audio_offset_gate, gate)):
+            if buffer is None:
+                if value is not None:
+                    raise ValueError("audio offset: this model has no gate (config.audio_offset_gate is false)")
+                continue
+            value = torch.zeros_like(buffer) if value is None else torch.as_tensor(value)
+            if value.shape != buffer.shape:
+                raise ValueError(f"audio offset: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
+            buffer.copy_(value.to(buffer))
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     normalize: bool = True) -> torch.Tensor:

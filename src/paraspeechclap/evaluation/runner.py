@@ -107,7 +107,8 @@ def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any
     """
     return {"id": getattr(model, "model_id", "unknown"), "checksum": getattr(model, "checksum", ""),
             "precision": getattr(model, "precision", "fp32"),
-            "precision_source": precision_source or "as loaded by the caller"}
+            "precision_source": precision_source or "as loaded by the caller",
+            "audio_offset": getattr(model, "audio_offset", None) is not None}  # a stored calibration (offset.py)
 
 
 def _provenance() -> dict[str, Any]:

@@ -457,6 +457,43 @@ class DomainShiftConfig:
 
 
 @dataclass(config=_SCHEMA)
+class AudioOffsetConfig:
+    """The stored audio offset (:mod:`paraspeechclap.offset`), refit on the current weights before every
+    dev evaluation and before the final model is saved, so ``best/`` and ``final/`` each carry their own.
+
+    Attributes:
+        scale: fraction of the reference embeddings' mean that is removed (``x' = l2(x - scale * mean)``).
+        require: row fields a training clip must carry to be in the reference set (e.g. ``[emotion]``: the
+            real recordings, not the synthetic voices or the re-pitched copies, whose labels were dropped);
+            the fields' values are never read. Each distinct clip counts once, over all its cached variants.
+        train: the loss sees the offset too: each step's audio embeddings become ``l2(x) - offset``, the
+            offset following ``scale`` times the batches' mean (of the rows carrying ``require``) with
+            ``momentum`` between refits, so the heads learn around the centred embeddings instead of
+            being calibrated after training.
+        momentum: weight of the running offset against each batch's mean (``train`` only).
+        gate: apply the offset to each clip in proportion to how much it resembles the reference clips
+            rather than the other training clips (a soft nearest-mean gate, :mod:`paraspeechclap.offset`):
+            synthetic voices then keep their embeddings while recordings are calibrated. Needs ``require``.
+        gate_temperature: the gate's temperature (smaller: closer to a hard nearest-mean choice).
+    """
+
+    scale: Annotated[Float, Field(gt=0, le=2)] = 0.75
+    require: list[str] = field(default_factory=list)
+    train: Bool = False
+    momentum: Annotated[Float, Field(ge=0, lt=1)] = 0.9
+    gate: Bool = False
+    gate_temperature: PositiveFloat = 0.05
+
+    @model_validator(mode="after")
+    def _gate_needs_two_groups(self) -> AudioOffsetConfig:
+        if self.gate and not self.require:
+            raise Rule("true needs require (the reference clips; the others are the gate's second group)", "gate")
+        if self.gate and self.train:
+            raise Rule("true cannot be combined with train: true (the gate is fit after training)", "gate")
+        return self
+
+
+@dataclass(config=_SCHEMA)
 class FeaturesConfig:
     """Frozen-backbone mode: cache the speech backbone's ``forward_frozen`` outputs.
 
@@ -674,6 +711,14 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    audio_offset: AudioOffsetConfig | None = None
+
+    @model_validator(mode="after")
+    def _offset_in_architecture(self) -> RunConfig:
+        """The saved model holds the offset exactly when the run fits one."""
+        self.model.audio_offset = self.audio_offset is not None
+        self.model.audio_offset_gate = self.audio_offset is not None and self.audio_offset.gate
+        return self
 
     @model_validator(mode="after")
     def _cache_needs_frozen_backbone(self) -> RunConfig:

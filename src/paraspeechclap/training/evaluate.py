@@ -45,15 +45,21 @@ def embed_dev_audio(model: ParaSpeechCLAP, dev: DevSet, batch_size: int,
     kept = [i for i, k in enumerate(dev.keys) if k in features.entries]
     if not kept:
         return np.zeros((0, model.config.embed_dim), np.float32), [], len(dev)
+    return embed_cached(model, [features.entries[dev.keys[i]][0]["features"] for i in kept]), kept, len(dev) - len(kept)
+
+
+@torch.no_grad()
+def embed_cached(model: ParaSpeechCLAP, features: Sequence[torch.Tensor], batch_size: int = 256) -> np.ndarray:
+    """Cached backbone outputs (one equal-shaped tensor per clip) -> ``(N, D)`` normalised embeddings,
+    through ``forward_head`` and the projection in eval mode."""
     was_training = model.training
     model.eval()
     out = []
-    for s in range(0, len(kept), 256):
-        feats = torch.stack([features.entries[dev.keys[i]][0]["features"] for i in kept[s:s + 256]])
-        pooled = model.audio_branch.forward_head(feats.to(model.device))
+    for s in range(0, len(features), batch_size):
+        pooled = model.audio_branch.forward_head(torch.stack(list(features[s:s + batch_size])).to(model.device))
         out.append(model.project_audio(pooled, normalize=True).float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(out), kept, len(dev) - len(kept)
+    return np.concatenate(out)
 
 
 def retrieval_scores(audio: np.ndarray, captions: Sequence[str], model: ParaSpeechCLAP) -> dict[str, float]:

@@ -63,6 +63,7 @@ from .evaluate import evaluate_dev
 from .features import CacheRequest, FeatureTable, build_feature_table, default_cache_root
 from .logging import MetricsLogger, Progress
 from .modules import FrozenTextCache, TrainingModule, build_model, set_train_mode
+from .offset_fit import fit_audio_offset, follow_batches
 from .optim import create_optimizer, create_scheduler
 
 logger = logging.getLogger(__name__)
@@ -269,6 +270,8 @@ class Trainer:
         with self._autocast():
             out = self.module(audio, batch["captions"], prompts or None)
         a, t, scale = out["audio"].float(), out["text"].float(), out["logit_scale"].float()
+        if self.cfg.audio_offset is not None and self.cfg.audio_offset.train:
+            a = follow_batches(self.model, a, batch["rows"], self.cfg.audio_offset)
         prompt_emb = out["tags"].float() if prompts else None
         if self.vocab:
             losses = self.loss_fn(a, t, scale, prompt_emb[: len(tag_prompts)], batch["tags"], output_dict=True)
@@ -411,6 +414,7 @@ class Trainer:
     def run_eval(self) -> dict[str, float]:
         """Dev evaluation on the main rank (others wait); keeps ``best/`` up to date."""
         metrics: dict[str, float] = {}
+        self._fit_offset()  # every rank: the offset is part of the state each saves or compares
         if self.dev is not None and distributed.is_main():
             metrics = evaluate_dev(self.model, self.dev, self.cfg.eval, self.dev_features)
             set_train_mode(self.model)
@@ -423,6 +427,12 @@ class Trainer:
         self.state.last_eval_step = self.state.step
         distributed.barrier()
         return metrics
+
+    def _fit_offset(self) -> None:
+        """Refit the stored audio offset (``audio_offset``) on the current weights, when the run has one."""
+        if self.cfg.audio_offset is not None:
+            self.offset_info = fit_audio_offset(self.model, self.sources, self.dataset.plan, self.dataset.features,
+                                                self.cfg.audio_offset)
 
     # -- outputs ---------------------------------------------------------------------------------
     def _start_outputs(self) -> None:
@@ -442,6 +452,8 @@ class Trainer:
         last: dict[str, float] = {}
         if self.cfg.eval.at_end and self.state.last_eval_step != self.state.step:
             last = self.run_eval()
+        else:
+            self._fit_offset()
         self.save_checkpoint()
         self.progress.close()
         summary = {"steps": self.state.step, "epochs_completed": self.state.epoch - 1, "seconds": round(seconds, 3),
@@ -451,6 +463,8 @@ class Trainer:
                    "train_sources": [{"name": src.name, "rows": len(src.manifest)} for src in self.sources]}  # fmt: skip
         if self.dataset.shift is not None:  # which domains the offsets came from (the config names only the rule)
             summary["domain_shift"] = self.dataset.shift.describe()
+        if self.cfg.audio_offset is not None:
+            summary["audio_offset"] = self.offset_info
         if distributed.is_main():
             save_model_dir(self.model, self.out / "final", {"step": self.state.step, **last})
             atomic_write_json(self.out / "summary.json", summary)

@@ -66,8 +66,13 @@ def _load_initial_weights(model: ParaSpeechCLAP, directory: str) -> None:
     from ..pretrained import load_saved_model
 
     saved = load_saved_model(Path(directory))
+    state = saved.state_dict()
+    for key in ("audio_offset", "audio_offset_gate"):  # a stored offset is refit on the new weights, never carried over
+        state.pop(key, None)
+        if getattr(model, key) is not None:
+            state[key] = getattr(model, key)
     try:
-        model.load_state_dict(saved.state_dict(), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0]
         raise CheckpointError(f"model.init_from={directory}: does not match model config ({reason})") from None
