@@ -8,7 +8,8 @@ Sets (``--split dev`` for choosing, ``--split test`` for reporting):
   never heard). Zero-shot UAR for pitch level, speaking rate, loudness,
   whispered-vs-voiced, voice quality, recording condition and gender; caption retrieval R@1/R@10.
 * ``real``: the shared real emotional speech, speakers of the split (``paraspeechclap.data.splits``):
-  4-class (angry/happy/saddened/neutral) and 8-class emotion UAR, gender UAR.
+  4-class (angry/happy/saddened/neutral) and 8-class emotion UAR, gender UAR, and whispered vs voiced (the
+  recordings are voiced: how many a model calls whispered).
 * ``real_repitched``: clips of the same real speakers moved by WORLD to a controlled pitch level
   relative to their gender's reference F0 (:mod:`paraspeechclap.synth.repitch`, the labels of the
   synthetic corpus): pitch level and gender UAR on natural voices, per gender too.
@@ -51,7 +52,7 @@ from common import (  # noqa: E402
 REPITCH_SETS = ["pitch_level", "gender"]
 RETIME_SETS = ["speaking_rate", "pitch_level"]
 SYNTH_SETS = ["pitch_level", "speaking_rate", "loudness", "whisper", "voice_quality", "recording", "gender"]
-REAL_SETS = ["emotion", "emotion8", "gender"]
+REAL_SETS = ["emotion", "emotion8", "gender", "whisper"]  # whisper: recordings called whispered (voiced recall)
 MIN_GROUP = 8  # smaller groups (a corpus with a clip or two in the split) get no line of their own
 #: clips per split of the synthetic held-out sets
 SYNTH_N = {"dev": 240, "test": 400}

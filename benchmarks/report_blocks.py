@@ -565,6 +565,7 @@ LOCO_RECIPES = {
     "lite-speaker-shift-s1234": "lite-speaker-shift with training seed 1234 (3407 above): the seed's share",
     "lite-offset-gated": "v17 + a gated stored offset: 0.75 x the mean embedding of the real training recordings, "
                          "subtracted from each clip as much as it resembles them (audio_offset.gate; weights as v17's)",
+    "lite-offset-emotion": "lite-offset-gated within the 8 emotion classes' directions (audio_offset.within)",
 }
 
 
@@ -594,7 +595,8 @@ def card_loco_recipes(r: Results) -> str:
 #: recipes whose folds record their dev evaluation (loco.py's ``dev_summary``), in the order shown.
 LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds loco.json scores",
             "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
-            "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset"}
+            "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset",
+            "lite-offset-emotion": "+ the same within the emotion directions"}
 
 
 @block("card-loco-dev")
@@ -637,8 +639,10 @@ def card_offset_scan(r: Results) -> str:
 #: full-model candidates of the offset (v17's weights, ``benchmarks/offset_scan.py --write-model``) on dev.
 OFFSET_CANDIDATES = {"v17-offset": "0.75 x the real recordings' mean, every clip (lite-offset.yaml)",
                      "v17-offset-all": "0.75 x every training clip's mean (--set audio_offset={scale: 0.75})",
-                     "v17-gated": "0.75 x the real recordings' mean, gated (lite-offset-gated.yaml)"}
+                     "v17-gated": "0.75 x the real recordings' mean, gated (lite-offset-gated.yaml)",
+                     "v17-gated-emotion": "the same within the 8 emotion classes' directions (lite-offset-emotion.yaml)"}
 OFFSET_COLUMNS = {"real 4 / 8-class emotion": ("real/emotion/uar", "real/emotion8/uar"),
+                  "real recordings called voiced": ("real/whisper/uar_present",),
                   "natural-voice speaking rate": ("real_retimed/speaking_rate/uar",),
                   "synthetic whispered / voice quality": ("synthetic/whisper/uar", "synthetic/voice_quality/uar"),
                   "synthetic pitch / caption R@1": ("synthetic/pitch_level/uar", "synthetic/retrieval/R@1"),

@@ -256,3 +256,38 @@ def test_training_fits_a_gate_between_reference_and_other_clips(toy, tmp_path: P
     assert main([*_args(toy, tmp_path / "all", *args), "--set", *every,
                  "audio_offset={scale: 1.0, require: [speaker], gate: true}"]) == 2
     assert "the gate needs others" in capsys.readouterr().err
+
+
+def test_within_span_keeps_the_directions_that_tell_classes_apart() -> None:
+    from paraspeechclap.offset import within_span
+
+    # set A: classes differing along x only; set B: along y only (their shared z component is each set's mean)
+    a = np.array([[1.0, 0.0, 0.5], [-1.0, 0.0, 0.5]])
+    b = np.array([[0.0, 2.0, 0.3], [0.0, 0.0, 0.3], [0.0, -2.0, 0.3]])
+    v = np.array([0.4, -0.2, 0.9])
+    assert np.allclose(within_span(v, [a]), [0.4, 0.0, 0.0])
+    assert np.allclose(within_span(v, [a, b]), [0.4, -0.2, 0.0])  # z is common to every class: never kept
+    # a class's score moves by -o . t: within A's span, the differences between A's classes move as with all of v
+    full, kept = a @ v, a @ within_span(v, [a])
+    assert np.allclose(full - full.mean(), kept - kept.mean())
+
+
+def test_training_restricts_the_offset_to_the_sets_it_names(toy, tmp_path: Path) -> None:  # noqa: F811
+    args = ["train.max_steps=2", "eval.every_steps=null", "audio_offset={scale: 1.0, within: [gender]}"]
+    assert main(_args(toy, tmp_path / "run", *args)) == 0
+    model = load_model(str(tmp_path / "run" / "final"), precision="fp32")
+    stored = model.audio_offset.numpy().copy()
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.data.manifest import load_manifest
+    from paraspeechclap.evaluation.classification import embed_class_prompts
+
+    g = get_attribute_set("gender")
+    t = embed_class_prompts(model, g.prompts(ensemble=True), g.candidates).astype(np.float64)  # (2, D)
+    d = (t[0] - t[1]) / np.linalg.norm(t[0] - t[1])
+    model.set_audio_offset(None)
+    train = load_manifest(toy["train"])
+    mean = model.embed_audio([str(train.audio_path(i)) for i in range(len(train))]).astype(np.float64).mean(0)
+    assert np.allclose(stored, (mean @ d) * d, atol=1e-5)  # two classes: a one-direction span
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["audio_offset"]["within"] == ["gender"]
+    with pytest.raises(ConfigError, match="audio_offset.within.0"):
+        load_config(TINY, ["audio_offset={within: [colour]}"])

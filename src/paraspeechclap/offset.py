@@ -22,6 +22,13 @@ to ``g = sigmoid(x . w - b)``: the soft nearest-mean choice between the referenc
 and the other training clips' mean ``m_out`` (``w = (m_in - m_out) / T``, ``b = (|m_in|^2 - |m_out|^2) / 2T``,
 temperature ``T``), so ``x' = l2(x - g * o)``: a clip like the recordings gets the offset, a clip like the
 synthetic voices keeps its embedding.
+
+The mean also carries what every recording shares beyond the emotion prior (that it is voiced speech, not
+a whisper), so removing all of it moves other attributes of recordings. Restricted to the directions
+that separate the classes of some attribute sets (``within``: the span of their class embeddings minus
+each set's mean, :func:`within_span`), the offset changes those sets' rankings exactly as the whole mean
+would (a class's score moves by ``-o . t``, and only differences between classes rank) and moves other
+sets only through the directions they share with them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["apply_offset", "carries", "gate_vector", "offset_vector"]
+__all__ = ["apply_offset", "carries", "gate_vector", "offset_vector", "within_span"]
 
 
 def offset_vector(embeddings: np.ndarray, scale: float, weights: np.ndarray | None = None) -> np.ndarray:
@@ -75,3 +82,21 @@ def apply_offset(emb: np.ndarray, offset: np.ndarray, gate: np.ndarray | None = 
     g = np.ones((len(emb), 1)) if gate is None else 1 / (1 + np.exp(-(emb @ gate[:-1] - gate[-1])))[:, None]
     x = emb - g * np.asarray(offset, np.float64)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def within_span(vector: np.ndarray, class_sets: Sequence[np.ndarray], tol: float = 1e-6) -> np.ndarray:
+    """``vector`` projected onto the span of the class-embedding differences of each set.
+
+    Args:
+        vector: ``(D,)``.
+        class_sets: per attribute set, its ``(C, D)`` class embeddings; each set's own mean is removed
+            first, so the span holds the directions that tell its classes apart.
+        tol: singular values below ``tol`` times the largest are dropped (rank-deficient spans).
+
+    Returns:
+        ``(D,)`` float32.
+    """
+    diffs = np.concatenate([np.asarray(c, np.float64) - np.asarray(c, np.float64).mean(0) for c in class_sets])
+    _, sv, vt = np.linalg.svd(diffs, full_matrices=False)
+    basis = vt[sv > tol * sv[0]]  # (r, D) orthonormal rows
+    return (basis.T @ (basis @ np.asarray(vector, np.float64))).astype(np.float32)

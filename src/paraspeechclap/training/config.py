@@ -475,6 +475,9 @@ class AudioOffsetConfig:
             rather than the other training clips (a soft nearest-mean gate, :mod:`paraspeechclap.offset`):
             synthetic voices then keep their embeddings while recordings are calibrated. Needs ``require``.
         gate_temperature: the gate's temperature (smaller: closer to a hard nearest-mean choice).
+        within: attribute sets (``paraspeechclap data sets``) whose class directions the offset is restricted
+            to (e.g. ``[emotion8]``: it corrects the emotion prior and moves other attributes only through the
+            directions they share); empty: the whole mean.
     """
 
     scale: Annotated[Float, Field(gt=0, le=2)] = 0.75
@@ -483,6 +486,12 @@ class AudioOffsetConfig:
     momentum: Annotated[Float, Field(ge=0, lt=1)] = 0.9
     gate: Bool = False
     gate_temperature: PositiveFloat = 0.05
+    within: list[str] = field(default_factory=list)
+
+    @field_validator("within")
+    @classmethod
+    def _known_sets(cls, value: list[str]) -> list[str]:
+        return _check_attribute_sets(value)
 
     @model_validator(mode="after")
     def _gate_needs_two_groups(self) -> AudioOffsetConfig:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..offset import carries, gate_vector, offset_vector
+from ..offset import carries, gate_vector, offset_vector, within_span
 from .config import AudioOffsetConfig
 from .evaluate import embed_cached
 from .features import FeatureTable
@@ -55,8 +55,10 @@ def fit_audio_offset(model: ParaSpeechCLAP, sources: Sequence[Source], plan: Seq
         need = f" carrying {', '.join(cfg.require)}" if cfg.require else ""
         raise ConfigError(f"audio_offset: no readable training clip{need} to fit the offset on")
     offset = offset_vector(inside, cfg.scale, w_in)
+    if cfg.within:
+        offset = within_span(offset, [class_embeddings(model, name) for name in cfg.within])
     info: dict[str, Any] = {"clips": _count(inside, w_in), "scale": cfg.scale, "require": list(cfg.require),
-                            "norm": round(float(np.linalg.norm(offset)), 4)}
+                            "within": list(cfg.within), "norm": round(float(np.linalg.norm(offset)), 4)}
     gate = None
     if cfg.gate:
         outside, w_out = reference_embeddings(model, sources, plan, table, cfg.require, False)
@@ -69,6 +71,15 @@ def fit_audio_offset(model: ParaSpeechCLAP, sources: Sequence[Source], plan: Seq
         info.update(other_clips=_count(outside, w_out), gate={"reference": round(g[0], 4), "other": round(g[1], 4)})
     model.set_audio_offset(torch.from_numpy(offset), None if gate is None else torch.from_numpy(gate))
     return info
+
+
+def class_embeddings(model: ParaSpeechCLAP, set_name: str) -> np.ndarray:
+    """``(C, D)`` class embeddings of an attribute set as zero-shot classification builds them (prompt ensembles)."""
+    from ..data.attributes import get_attribute_set
+    from ..evaluation.classification import embed_class_prompts
+
+    aset = get_attribute_set(set_name)
+    return embed_class_prompts(model, aset.prompts(ensemble=True), aset.candidates)  # current weights: no stale cache
 
 
 def _count(emb: np.ndarray, weights: np.ndarray | None) -> int:
