@@ -95,6 +95,12 @@ def write_results(path: str | os.PathLike, data: dict[str, Any]) -> Path:
     return path
 
 
+def mean_present(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None (a fold or corpus without the metric does not count as 0)."""
+    got = [v for v in values if v is not None]
+    return float(np.mean(got)) if got else None
+
+
 def row_speakers(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Speaker id of each row; a row without one is its corpus's unknown speaker (``<source>/?``)."""
     return [str(r.get("speaker") or f"{r['source']}/?") for r in rows]

@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import add_json_arg, group_centred, json_path, row_speakers, write_results  # noqa: E402
+from common import add_json_arg, group_centred, json_path, mean_present, row_speakers, write_results  # noqa: E402
 
 MODES = ("plain", "speaker", "collection")
 RECALL = {"neutral": "neutral", "sad": "saddened", "happy": "happy", "angry": "angry"}
@@ -227,15 +227,10 @@ def summarize(per_corpus: dict[str, Any], names: list[str]) -> dict[str, Any]:
         got = [per_corpus[c][mode] for c in names]
         uar4 = [g["uar4"] for g in got if g["uar4"] is not None]
         recall = {k: [g["recall"][k] for g in got if g["recall"][k] is not None] for k in RECALL}
-        out[mode] = {"uar4_mean": _mean(uar4), "uar4_min": min(uar4, default=None),
-                     "uar8_mean": _mean([g["uar8"] for g in got]),
-                     "recall": {k: _mean(v) for k, v in recall.items()}}
+        out[mode] = {"uar4_mean": mean_present(uar4), "uar4_min": min(uar4, default=None),
+                     "uar8_mean": mean_present([g["uar8"] for g in got]),
+                     "recall": {k: mean_present(v) for k, v in recall.items()}}
     return out
-
-
-def _mean(values: list[float | None]) -> float | None:
-    got = [v for v in values if v is not None]
-    return float(np.mean(got)) if got else None
 
 
 def selection_corpora(per_corpus: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
@@ -325,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     results["summary"] = summarize(results["per_corpus"], chosen)
     results["apart_summary"] = {c: {m: results["per_corpus"][c][m] for m in MODES} for c in apart}
     devs = [results["per_corpus"][c]["dev"] for c in chosen if "dev" in results["per_corpus"][c]]
-    results["dev_summary"] = {k: _mean([d.get(k) for d in devs]) for k in sorted({k for d in devs for k in d})}
+    results["dev_summary"] = {k: mean_present([d.get(k) for d in devs]) for k in sorted({k for d in devs for k in d})}
     base = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     results["baseline"] = base["summary"] if base else None
     results["baseline_recipe"] = base["recipe"] if base else None

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_arg, json_path, write_results  # noqa: E402
+from common import add_json_arg, json_path, mean_present, write_results  # noqa: E402
 
 SETS = ("emotion", "emotion8")
 
@@ -50,7 +50,7 @@ def fitted_trainer(config: str, weights: Path, overrides: list[str]) -> Any:
     trainer = Trainer(load_config(config, ["train.progress=false", *overrides]), dist.init_distributed())
     loaded = trainer.model.load_state_dict(load_file(str(weights)), strict=False)
     heads = [k for k in loaded.missing_keys if not k.startswith(("audio_branch.base", "text_branch.base"))]
-    if loaded.unexpected_keys or set(heads) - {"audio_offset", "audio_offset_gate"}:
+    if loaded.unexpected_keys or set(heads) - set(trainer.model.OFFSET_BUFFERS):
         raise SystemExit(f"{weights}: not a model of {config} (unexpected {loaded.unexpected_keys}, missing {heads})")
     trainer._fit_offset()
     return trainer
@@ -84,7 +84,7 @@ def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temper
     from paraspeechclap import load_model
     from paraspeechclap.data.splits import load_shared_manifest
     from paraspeechclap.evaluation.runner import embed_rows
-    from paraspeechclap.offset import apply_offset
+    from paraspeechclap.offset import apply_offset, gate_weights
 
     corpus = fold.name
     model = load_model(str(fold / "final"), precision="fp32")
@@ -106,10 +106,6 @@ def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temper
     return out
 
 
-def gate_weights(emb: np.ndarray, gate: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-(emb.astype(np.float64) @ gate[:-1] - gate[-1])))
-
-
 def variant(require: list[str], scale: float, gated: bool = False) -> str:
     return f"require={'+'.join(require) or 'none'}/scale={scale:g}" + ("/gated" if gated else "")
 
@@ -121,14 +117,9 @@ def summarize(per_fold: dict[str, Any]) -> dict[str, Any]:
         out[v] = {}
         for side in ("left_out", "dev"):
             keys = per_fold[next(iter(per_fold))][v][side]
-            out[v][side] = {k: _mean([per_fold[f][v][side][k] for f in per_fold]) for k in keys}
+            out[v][side] = {k: mean_present([per_fold[f][v][side][k] for f in per_fold]) for k in keys}
         out[v]["left_out"]["emotion/uar_min"] = min(per_fold[f][v]["left_out"]["emotion/uar"] for f in per_fold)
     return out
-
-
-def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return float(np.mean(kept)) if kept else None
 
 
 def write_model(args: argparse.Namespace) -> int:

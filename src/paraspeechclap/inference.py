@@ -219,8 +219,7 @@ class InferenceMixin:
             raise InputError(f"precision must be one of {', '.join((*PRECISIONS, AUTO_PRECISION))}, got {precision!r}")
         precision = resolve_precision(precision, self.device)
         if precision == "bf16":
-            kept = {k: getattr(self, k).clone() for k in ("audio_offset", "audio_offset_gate")
-                    if getattr(self, k) is not None}
+            kept = {k: getattr(self, k).clone() for k in self.OFFSET_BUFFERS if getattr(self, k) is not None}
             self.to(torch.bfloat16)
             for k, v in kept.items():  # calibration vectors: applied to float32 embeddings (offset_audio), kept exact
                 setattr(self, k, v)

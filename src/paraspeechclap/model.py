@@ -35,6 +35,9 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
             backbones and are what ``save_pretrained`` writes.
     """
 
+    #: buffers of the stored calibration (paraspeechclap.offset); None on a model without it
+    OFFSET_BUFFERS = ("audio_offset", "audio_offset_gate")
+
     def __init__(self, audio_encoder: AudioEncoder, text_encoder: TextEncoder | None, config: ModelConfig):
         super().__init__()
         self.config = config

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["apply_offset", "carries", "gate_vector", "offset_vector", "within_span"]
+__all__ = ["apply_offset", "carries", "gate_vector", "gate_weights", "offset_vector", "within_span"]
 
 
 def offset_vector(embeddings: np.ndarray, scale: float, weights: np.ndarray | None = None) -> np.ndarray:
@@ -75,11 +75,17 @@ def gate_vector(mean_in: np.ndarray, mean_out: np.ndarray, temperature: float) -
     return np.append(w, b).astype(np.float32)
 
 
+def gate_weights(emb: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """``(N,)`` float64 ``sigmoid(emb . w - b)`` of normalised ``(N, D)`` embeddings and a gate ``[w, b]``."""
+    emb = np.asarray(emb, np.float64)
+    return 1 / (1 + np.exp(-(emb @ gate[:-1] - gate[-1])))
+
+
 def apply_offset(emb: np.ndarray, offset: np.ndarray, gate: np.ndarray | None = None) -> np.ndarray:
     """Numpy ``l2(emb - g * offset)`` of normalised ``(N, D)`` embeddings (``g`` = 1 without a gate): what a model
     storing ``offset`` (and ``gate``) embeds, for analyses over embeddings already computed without one."""
     emb = np.asarray(emb, np.float64)
-    g = np.ones((len(emb), 1)) if gate is None else 1 / (1 + np.exp(-(emb @ gate[:-1] - gate[-1])))[:, None]
+    g = np.ones((len(emb), 1)) if gate is None else gate_weights(emb, gate)[:, None]
     x = emb - g * np.asarray(offset, np.float64)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -100,7 +101,23 @@ def _ordered_pair(value: list[float], nonnegative: bool = False) -> list[float]:
         raise Rule(f"{value}: expected [low, high] with {'0 <= ' if nonnegative else ''}low <= high")
     return value
 
+
 _SCHEMA = ConfigDict(extra="forbid")
+
+
+def _check_attribute_sets(names: list[str]) -> list[str]:
+    """Every name must be a registered attribute set (``paraspeechclap data sets``)."""
+    from ..data.attributes import list_attribute_sets
+
+    known = list_attribute_sets()
+    for i, name in enumerate(names):
+        if name not in known:
+            raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}", str(i))
+    return names
+
+
+#: names of registered attribute sets (each checked: ``loss.attribute_sets``, ``eval.attribute_sets``, ...)
+AttributeSets = Annotated[list[str], AfterValidator(_check_attribute_sets)]
 
 
 # -- the shared data folder --------------------------------------------------------------------------
@@ -486,12 +503,7 @@ class AudioOffsetConfig:
     momentum: Annotated[Float, Field(ge=0, lt=1)] = 0.9
     gate: Bool = False
     gate_temperature: PositiveFloat = 0.05
-    within: list[str] = field(default_factory=list)
-
-    @field_validator("within")
-    @classmethod
-    def _known_sets(cls, value: list[str]) -> list[str]:
-        return _check_attribute_sets(value)
+    within: AttributeSets = field(default_factory=list)
 
     @model_validator(mode="after")
     def _gate_needs_two_groups(self) -> AudioOffsetConfig:
@@ -527,17 +539,6 @@ class FeaturesConfig:
     text_cache: Bool = True
     seed: Int | None = None
     domain_shift: DomainShiftConfig | None = None
-
-
-def _check_attribute_sets(names: list[str]) -> list[str]:
-    """Every name must be a registered attribute set (``paraspeechclap data sets``)."""
-    from ..data.attributes import list_attribute_sets
-
-    known = list_attribute_sets()
-    for i, name in enumerate(names):
-        if name not in known:
-            raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}", str(i))
-    return names
 
 
 @dataclass(config=_SCHEMA)
@@ -576,14 +577,9 @@ class LossConfig:
     default_prompt_template: str = "A person is speaking in a {} style."
     max_logit_scale: PositiveFloat = 100.0
     clamp: Literal["epoch", "step"] = "epoch"
-    attribute_sets: list[str] = field(default_factory=list)
+    attribute_sets: AttributeSets = field(default_factory=list)
     attribute_weight: NonNegativeFloat = 1.0
     attribute_reduction: Literal["mean", "sum"] = "mean"
-
-    @field_validator("attribute_sets")
-    @classmethod
-    def _known_sets(cls, value: list[str]) -> list[str]:
-        return _check_attribute_sets(value)
 
     @model_validator(mode="after")
     def _local_loss_needs_gather(self) -> LossConfig:
@@ -678,15 +674,10 @@ class EvalConfig:
 
     every_steps: AtLeastOne | None = None
     at_end: Bool = True
-    attribute_sets: list[str] = field(default_factory=list)
+    attribute_sets: AttributeSets = field(default_factory=list)
     prompt_ensemble: Bool = False
     batch_size: PositiveInt = 16
     best_metric: str = "val/audio_to_text/R@1"
-
-    @field_validator("attribute_sets")
-    @classmethod
-    def _known_sets(cls, value: list[str]) -> list[str]:
-        return _check_attribute_sets(value)
 
     @model_validator(mode="after")
     def _known_metric(self) -> EvalConfig:

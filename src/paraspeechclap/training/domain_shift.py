@@ -32,10 +32,12 @@ from typing import Any
 
 import torch
 
+from ..offset import carries
+
 
 def row_domain(row: Mapping[str, Any], domain_field: str, require: Sequence[str] = ()) -> str | None:
     """A row's domain: its ``domain_field`` value, or ``None`` when that or a ``require``d field is missing."""
-    if any(row.get(f) is None for f in (domain_field, *require)):
+    if not carries(row, (domain_field, *require)):
         return None
     return str(row[domain_field])
 

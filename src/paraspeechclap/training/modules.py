@@ -67,7 +67,7 @@ def _load_initial_weights(model: ParaSpeechCLAP, directory: str) -> None:
 
     saved = load_saved_model(Path(directory))
     state = saved.state_dict()
-    for key in ("audio_offset", "audio_offset_gate"):  # a stored offset is refit on the new weights, never carried over
+    for key in model.OFFSET_BUFFERS:  # a stored offset is refit on the new weights, never carried over
         state.pop(key, None)
         if getattr(model, key) is not None:
             state[key] = getattr(model, key)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..offset import carries, gate_vector, offset_vector, within_span
+from ..offset import carries, gate_vector, gate_weights, offset_vector, within_span
 from .config import AudioOffsetConfig
 from .evaluate import embed_cached
 from .features import FeatureTable
@@ -66,8 +66,7 @@ def fit_audio_offset(model: ParaSpeechCLAP, sources: Sequence[Source], plan: Seq
             raise ConfigError(f"audio_offset.gate: every training clip carries {', '.join(cfg.require)}; "
                               "the gate needs others to tell them from")
         gate = gate_vector(offset_vector(inside, 1.0, w_in), offset_vector(outside, 1.0, w_out), cfg.gate_temperature)
-        g = [float(np.average(1 / (1 + np.exp(-(e @ gate[:-1] - gate[-1]))), weights=w)) for e, w in
-             ((inside, w_in), (outside, w_out))]
+        g = [float(np.average(gate_weights(e, gate), weights=w)) for e, w in ((inside, w_in), (outside, w_out))]
         info.update(other_clips=_count(outside, w_out), gate={"reference": round(g[0], 4), "other": round(g[1], 4)})
     model.set_audio_offset(torch.from_numpy(offset), None if gate is None else torch.from_numpy(gate))
     return info
