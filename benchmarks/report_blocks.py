@@ -13,12 +13,14 @@ BLOCKS: dict[str, Block] = {}
 
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
 #: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
-SHIPPED, PREVIOUS = "v17", "v16"
+SHIPPED, PREVIOUS = "v18", "v17"
 #: what each version's recipe changed (the LOCO recipes table names them)
 VERSION_CHANGES = {
     "v15": "the recipe before real3",
     "v16": "v15 + the train speakers of real3 (ucm_es, emospeech_in)",
     "v17": "v16 + 1,760 official-tag clips (recipes v3 with styles) learnt through their captions, 384-d, 3,000 steps",
+    "v18": "v17's weights + a stored audio offset: half the real recordings' mean within the 8 emotion classes' "
+           "directions, gated to recordings (audio_offset)",
 }
 ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
 SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
