@@ -67,10 +67,15 @@ def fold_fit(fold: Path, require: list[str], temperature: float) -> tuple[np.nda
 
 
 def emotion_scores(model: Any, emb: np.ndarray, rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """4- and 8-class UAR over the classes present, and the recall of "saddened" (4-class)."""
+    """4- and 8-class UAR over the classes present, the recall of "saddened" (4-class), and the audio-to-text
+    R@1 of the clips' own captions (``text_description``) among the side's unique captions: what the offset
+    does to caption retrieval, where a class prior the clips share (in-corpus) helps."""
     from paraspeechclap.evaluation.classification import score_attribute_set
+    from paraspeechclap.evaluation.retrieval import dedupe_captions, retrieval_metrics
 
-    out: dict[str, float | None] = {}
+    unique, gt = dedupe_captions([r["text_description"] for r in rows])
+    out: dict[str, float | None] = {
+        "caption/R@1": float(retrieval_metrics(emb @ model.embed_text(unique).T, gt)["audio_to_text"]["R@1"])}
     for name in SETS:
         s = score_attribute_set(model, emb, rows, name)
         out[f"{name}/uar"] = None if s is None else s["uar_present"]
@@ -162,12 +167,14 @@ def main() -> int:
            "gate_temperature": args.gate_temperature,
            "per_fold": per_fold, "summary": summarize(per_fold), "wall_s": round(time.perf_counter() - t0, 1)}
     write_results(json_path(args), res)
-    head = f"{'left-out 4-cl mean/min':>22s} {'sad':>6s} {'8-cl':>6s} | {'dev 4-cl':>8s} {'dev 8-cl':>8s}"
+    head = (f"{'left-out 4-cl mean/min':>22s} {'sad':>6s} {'8-cl':>6s} | {'dev 4-cl':>8s} {'dev 8-cl':>8s} "
+            f"{'dev R@1':>8s}")
     print(f"{'variant':32s} {head}")
     for v, s in res["summary"].items():
         lo, dv = s["left_out"], s["dev"]
         print(f"{v:32s} {lo['emotion/uar']:>14.3f} / {lo['emotion/uar_min']:.3f} {lo['recall_sad']:>6.3f} "
-              f"{lo['emotion8/uar']:>6.3f} | {dv['emotion/uar']:>8.3f} {dv['emotion8/uar']:>8.3f}")
+              f"{lo['emotion8/uar']:>6.3f} | {dv['emotion/uar']:>8.3f} {dv['emotion8/uar']:>8.3f} "
+              f"{dv['caption/R@1']:>8.3f}")
     return 0
 
 
