@@ -15,8 +15,10 @@ Needs the folds' feature cache (the LOCO run filled it) and the shared data.
 
     python benchmarks/offset_scan.py --runs runs/loco-lite-tags-v3 --require emotion --require none \
         --scales 0.25,0.5,0.75,1.0 --json benchmarks/results/offset_scan.json
+    python benchmarks/offset_scan.py --runs runs/loco-lite-tags-v3 --require emotion --within emotion8 \
+        --json benchmarks/results/offset_scan_within.json          # the shipped form (v18), by scale
 
-``--write-model DIR`` instead writes a trained model (``--weights``, default the shipped v17) with the offset
+``--write-model DIR`` instead writes a trained model (``--weights``, default the shipped model's) with the offset
 that ``--config``'s ``audio_offset`` section fits, as a candidate for ``benchmarks/quality.py --model DIR``
 (training that recipe gives the same weights and offset: the offset never enters the loss):
 
@@ -56,11 +58,14 @@ def fitted_trainer(config: str, weights: Path, overrides: list[str]) -> Any:
     return trainer
 
 
-def fold_fit(fold: Path, require: list[str], temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """The fold model's reference mean (``(D,)``, its training clips carrying ``require``) and, when
-    ``require`` leaves other clips, the gate between them (``(D + 1,)``, ``temperature``)."""
+def fold_fit(fold: Path, require: list[str], temperature: float,
+             within: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fold model's reference mean (``(D,)``, its training clips carrying ``require``, restricted to the
+    class directions of the ``within`` sets) and, when ``require`` leaves other clips, the gate between them
+    (``(D + 1,)``, ``temperature``)."""
     gate = f", gate: true, gate_temperature: {temperature}" if require else ""
-    sets = [f"train.output_dir={fold / 'offset-scan'}", f"audio_offset={{scale: 1.0, require: {require}{gate}}}"]
+    sets = [f"train.output_dir={fold / 'offset-scan'}",
+            f"audio_offset={{scale: 1.0, require: {require}{gate}, within: {within}}}"]
     trainer = fitted_trainer(str(fold / "config.yaml"), fold / "final" / "model.safetensors", sets)
     g = trainer.model.audio_offset_gate
     return trainer.model.audio_offset.numpy().copy(), None if g is None else g.numpy().copy()
@@ -85,7 +90,8 @@ def emotion_scores(model: Any, emb: np.ndarray, rows: list[dict[str, Any]]) -> d
     return out
 
 
-def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temperature: float) -> dict[str, Any]:
+def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temperature: float,
+              within: list[str]) -> dict[str, Any]:
     from paraspeechclap import load_model
     from paraspeechclap.data.splits import load_shared_manifest
     from paraspeechclap.evaluation.runner import embed_rows
@@ -99,10 +105,10 @@ def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temper
     rows = {k: list(m) for k, m in sides.items()}
     out: dict[str, Any] = {"none": {k: emotion_scores(model, emb[k], rows[k]) for k in sides}}
     for req in requires:
-        mean, gate = fold_fit(fold, req, temperature)
+        mean, gate = fold_fit(fold, req, temperature, within)
         for gated in ([False, True] if gate is not None else [False]):
             for s in scales:
-                name = variant(req, s, gated)
+                name = variant(req, s, gated, within)
                 out[name] = {k: emotion_scores(model, apply_offset(emb[k], s * mean, gate if gated else None), rows[k])
                              for k in sides}
                 out[name]["offset_norm"] = float(np.linalg.norm(s * mean))
@@ -111,8 +117,9 @@ def scan_fold(fold: Path, requires: list[list[str]], scales: list[float], temper
     return out
 
 
-def variant(require: list[str], scale: float, gated: bool = False) -> str:
-    return f"require={'+'.join(require) or 'none'}/scale={scale:g}" + ("/gated" if gated else "")
+def variant(require: list[str], scale: float, gated: bool = False, within: list[str] | None = None) -> str:
+    return (f"require={'+'.join(require) or 'none'}/scale={scale:g}" + ("/gated" if gated else "")
+            + (f"/within={'+'.join(within)}" if within else ""))
 
 
 def summarize(per_fold: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +154,8 @@ def main() -> int:
     ap.add_argument("--scales", default="0.25,0.5,0.75,1.0")
     ap.add_argument("--gate-temperature", type=float, default=0.05,
                     help="a --require that leaves other training clips is also scored gated (audio_offset.gate)")
+    ap.add_argument("--within", default="", help="attribute sets the offset is restricted to (audio_offset.within), "
+                    "comma-separated (default: the whole mean)")
     add_json_arg(ap, "offset_scan.json")
     ap.add_argument("--write-model", metavar="DIR", default=None,
                     help="instead: write --weights with the offset of --config (its audio_offset section) to DIR")
@@ -162,8 +171,10 @@ def main() -> int:
     requires = [[] if r == "none" else r.split(",") for r in (args.require or ["emotion"])]
     scales = [float(s) for s in args.scales.split(",")]
     folds = sorted(p for p in Path(args.runs).iterdir() if (p / "final").is_dir())
-    per_fold = {f.name: scan_fold(f, requires, scales, args.gate_temperature) for f in folds}
+    within = [w for w in args.within.split(",") if w]
+    per_fold = {f.name: scan_fold(f, requires, scales, args.gate_temperature, within) for f in folds}
     res = {"runs": args.runs, "folds": [f.name for f in folds], "requires": requires, "scales": scales,
+           "within": within,
            "gate_temperature": args.gate_temperature,
            "per_fold": per_fold, "summary": summarize(per_fold), "wall_s": round(time.perf_counter() - t0, 1)}
     write_results(json_path(args), res)
