@@ -1,4 +1,4 @@
-"""Distributed, resumable samplers: class-balanced (Intrinsic recipe) and plain shuffled.
+"""Distributed, resumable samplers: class-balanced (Intrinsic recipe), group-balanced and plain shuffled.
 
 Both take ``num_replicas``/``rank`` explicitly, expose ``set_epoch`` and
 ``state_dict``/``load_state_dict`` with the position inside the epoch, so a trainer can stop in the
@@ -169,6 +169,52 @@ def sample_weights(tag_sets: Sequence[frozenset[str]]) -> np.ndarray:
     return np.array([np.mean([tw[t] for t in s]) if s else floor for s in tag_sets], dtype=np.float64)
 
 
+def group_weights(groups: Sequence[str | None]) -> np.ndarray:
+    """Per-sample weight that gives every group the same total, the grouped samples together keeping theirs.
+
+    ``M`` samples carry a group (``G`` distinct groups, ``n_g`` samples in group ``g``): each weighs
+    ``(M / G) / n_g``, so every group sums to ``M / G`` and all of them to ``M``; ungrouped samples (None)
+    weigh 1, so their share of an epoch is unchanged.
+
+    Returns:
+        ``(N,)`` float64.
+    """
+    counts: dict[str, int] = {}
+    for g in groups:
+        if g is not None:
+            counts[g] = counts.get(g, 0) + 1
+    grouped = sum(counts.values())
+    per_group = grouped / len(counts) if counts else 0.0
+    return np.array([1.0 if g is None else per_group / counts[g] for g in groups], dtype=np.float64)
+
+
+class GroupBalancedSampler(_ResumableSampler):
+    """Draws ``total_size`` indices per epoch with replacement from :func:`group_weights` (a torch generator
+    seeded with ``seed + epoch``; rank ``r`` takes ``[r::W]``): e.g. the labelled recordings of every corpus
+    equally often, whatever each corpus's size, the synthetic clips as often as without it.
+
+    Args:
+        groups: per sample, its group (e.g. its corpus) or None (not balanced).
+        num_replicas, rank, seed: as :class:`ShuffleSampler`.
+    """
+
+    kind = "group_balanced"
+
+    def __init__(self, groups: Sequence[str | None], num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(len(groups), num_replicas, rank, seed)
+        self.weights = group_weights(groups)
+
+    def global_indices(self, epoch: int) -> np.ndarray:
+        return _weighted_draw(self.weights, self.total_size, self.seed + epoch)
+
+
+def _weighted_draw(weights: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` indices drawn with replacement in proportion to ``weights`` by a torch generator seeded ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    return torch.multinomial(w, size, replacement=True, generator=g).numpy().astype(np.int64)
+
+
 class ClassBalancedSampler(_ResumableSampler):
     """Class-balanced tag sampler of the Intrinsic recipe (official ``DistributedBalancedTagSampler``).
 
@@ -220,9 +266,7 @@ class ClassBalancedSampler(_ResumableSampler):
         self.min_rare_per_batch = int(min_rare_per_batch)
 
     def global_indices(self, epoch: int) -> np.ndarray:
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        w = torch.as_tensor(self.weights, dtype=torch.float64)
-        idx = torch.multinomial(w, self.total_size, replacement=True, generator=g).numpy().astype(np.int64)
+        idx = _weighted_draw(self.weights, self.total_size, self.seed + epoch)
         if len(self.rare_indices) and self.min_rare_per_batch > 0:
             self._top_up_rare(idx, np.random.default_rng([self.seed, epoch]))
         return idx

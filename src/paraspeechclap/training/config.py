@@ -350,8 +350,10 @@ class DataConfig:
         mixing: how several train sources combine: ``concat``; ``interleave`` (one row of each in
             turn until the largest is exhausted, smaller ones restart: the official Combined
             recipe); ``weighted`` (draw sources by ``weight``; ``epoch_size`` rows per epoch).
-        sampler: ``shuffle`` or ``class_balanced`` (inverse tag frequency over ``balanced_tag_field``,
-            the Intrinsic recipe).
+        sampler: ``shuffle``, ``class_balanced`` (inverse tag frequency over ``balanced_tag_field``,
+            the Intrinsic recipe) or ``group_balanced`` (the rows that carry every ``balance_require`` field
+            are drawn so that each value of ``balance_group_field`` has the same share, together keeping
+            theirs; other rows as with ``shuffle``: e.g. every corpus's labelled recordings equally often).
         num_workers: DataLoader worker processes (0 = load in the training process).
         max_bad_items: distinct unreadable/silent training items tolerated (each is skipped and
             counted); one more stops the run with an error.
@@ -365,8 +367,10 @@ class DataConfig:
     dev_audio_root: str | None = None
     mixing: Literal["concat", "interleave", "weighted"] = "concat"
     epoch_size: PositiveInt | None = None
-    sampler: Literal["shuffle", "class_balanced"] = "shuffle"
+    sampler: Literal["shuffle", "class_balanced", "group_balanced"] = "shuffle"
     balanced_tag_field: str = "intrinsic_tags"
+    balance_group_field: str = "source"
+    balance_require: list[str] = field(default_factory=lambda: ["emotion"])
     min_rare_per_batch: NonNegativeInt = 2
     rare_threshold: Fraction = 0.05
     num_workers: NonNegativeInt = 0

@@ -423,8 +423,10 @@ def collate_train(items: Sequence[TrainItem]) -> dict[str, Any]:
 
 def build_sampler(cfg: DataConfig, dataset: TrainDataset, rank: int, world_size: int, batch_size: int,
                   seed: int) -> torch.utils.data.Sampler[int]:
-    """The resumable distributed sampler of ``data.sampler`` (``shuffle`` or ``class_balanced``)."""
-    from ..data.sampler import ClassBalancedSampler, ShuffleSampler
+    """The resumable distributed sampler of ``data.sampler`` (``shuffle``, ``class_balanced`` or
+    ``group_balanced``)."""
+    from ..data.sampler import ClassBalancedSampler, GroupBalancedSampler, ShuffleSampler
+    from ..offset import carries
 
     if cfg.sampler == "class_balanced":
         tags = [[str(t) for t in (dataset.sources[s].manifest[i].get(cfg.balanced_tag_field) or [])]
@@ -432,6 +434,11 @@ def build_sampler(cfg: DataConfig, dataset: TrainDataset, rank: int, world_size:
         return ClassBalancedSampler(tags, num_replicas=world_size, rank=rank, batch_size=batch_size,
                                     min_rare_per_batch=cfg.min_rare_per_batch, rare_threshold=cfg.rare_threshold,
                                     seed=seed)  # fmt: skip
+    if cfg.sampler == "group_balanced":
+        rows = [dataset.sources[s].manifest[i] for s, i in dataset.plan]
+        need = [*cfg.balance_require, cfg.balance_group_field]
+        groups = [str(r[cfg.balance_group_field]) if carries(r, need) else None for r in rows]
+        return GroupBalancedSampler(groups, num_replicas=world_size, rank=rank, seed=seed)
     return ShuffleSampler(len(dataset), num_replicas=world_size, rank=rank, seed=seed)
 
 
