@@ -12,7 +12,9 @@ from torch.utils.data import DistributedSampler
 
 from paraspeechclap.data.sampler import (
     ClassBalancedSampler,
+    GroupBalancedSampler,
     ShuffleSampler,
+    group_weights,
     normalise_tag_sets,
     sample_weights,
     tag_weights,
@@ -74,6 +76,46 @@ def test_balanced_draws_follow_the_weights():
     assert np.abs(freq - p).max() < 0.01  # 20k draws: 3 sigma ~ 0.009 for p ~ 0.3
 
 
+def test_group_weights_against_hand_computed_reference():
+    # 4 grouped samples in 2 groups: each group sums to 4 / 2 = 2 (a: 3 samples of 2/3, b: 1 of 2); None keeps 1
+    assert group_weights(["a", None, "a", "b", "a"]) == pytest.approx([2 / 3, 1.0, 2 / 3, 2.0, 2 / 3])
+    assert np.all(group_weights([None, None]) == 1.0)
+    assert group_weights(["x", "x"]) == pytest.approx([1.0, 1.0])  # one group: as shuffled
+
+
+def test_group_balanced_draws_give_each_group_its_share():
+    groups = ["big"] * 6 + ["small"] * 2 + [None] * 4
+    s = GroupBalancedSampler(groups, seed=0)
+    counts = np.zeros(len(groups))
+    for epoch in range(3000):
+        counts += np.bincount(s.global_indices(epoch), minlength=len(groups))
+    freq = counts / counts.sum()
+    # 8 grouped samples, 2 groups: each group 4 / 12 of the draws, the 4 ungrouped ones 4 / 12 together
+    assert freq[:6].sum() == pytest.approx(1 / 3, abs=0.01) and freq[6:8].sum() == pytest.approx(1 / 3, abs=0.01)
+    assert freq[8:].sum() == pytest.approx(1 / 3, abs=0.01)
+    assert np.abs(freq[:6] - 1 / 18).max() < 0.01 and np.abs(freq[6:8] - 1 / 6).max() < 0.01
+
+
+def test_build_sampler_groups_the_rows_that_carry_the_required_fields():
+    from types import SimpleNamespace
+
+    from paraspeechclap.training.config import DataConfig
+    from paraspeechclap.training.data import build_sampler
+
+    real = [{"source": "emodb", "emotion": "angry"}, {"source": "emodb", "emotion": "sad"},
+            {"source": "urdu", "emotion": "happy"}, {"source": "urdu"},  # no emotion: not balanced
+            {"emotion": "happy"}]  # no source: not balanced
+    synth = [{"source": "synth", "caption": "x"}] * 3
+    dataset = SimpleNamespace(sources=[SimpleNamespace(manifest=real), SimpleNamespace(manifest=synth)],
+                              plan=[(0, i) for i in range(5)] + [(1, i) for i in range(3)])
+    sampler = build_sampler(DataConfig(sampler="group_balanced"), dataset, 0, 1, 4, seed=0)
+    assert isinstance(sampler, GroupBalancedSampler)
+    assert sampler.weights == pytest.approx(group_weights(["emodb", "emodb", "urdu", None, None, None, None, None]))
+    other = build_sampler(DataConfig(sampler="group_balanced", balance_require=[]), dataset, 0, 1, 4, seed=0)
+    assert other.weights == pytest.approx(group_weights(["emodb", "emodb", "urdu", "urdu", None,
+                                                         "synth", "synth", "synth"]))
+
+
 def test_rare_tags_minimum_per_chunk():
     rng = random.Random(0)
     tags = [["common"]] * 380 + [["rare1"]] * 8 + [["rare2", "common"]] * 6 + [[]] * 6
@@ -101,6 +143,7 @@ def test_rare_tags_minimum_per_chunk():
 @pytest.mark.parametrize("make", [
     lambda: ShuffleSampler(37, num_replicas=3, rank=1, seed=4),
     lambda: ClassBalancedSampler([["a"]] * 30 + [["b"]] + [[]] * 6, num_replicas=3, rank=1, batch_size=4, seed=4),
+    lambda: GroupBalancedSampler(["a"] * 30 + ["b"] + [None] * 6, num_replicas=3, rank=1, seed=4),
 ])  # fmt: skip
 def test_exact_resume_mid_epoch(make):
     full = make()
