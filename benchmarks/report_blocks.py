@@ -566,6 +566,7 @@ LOCO_RECIPES = {
     "lite-offset-gated": "v17 + a gated stored offset: 0.75 x the mean embedding of the real training recordings, "
                          "subtracted from each clip as much as it resembles them (audio_offset.gate; weights as v17's)",
     "lite-offset-emotion": "lite-offset-gated within the 8 emotion classes' directions (audio_offset.within)",
+    "lite-s1234": "v17's recipe with training seed 1234 (3407 above): the spread every other row sits in",
 }
 
 
@@ -596,7 +597,8 @@ def card_loco_recipes(r: Results) -> str:
 LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds loco.json scores",
             "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
             "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset",
-            "lite-offset-emotion": "+ the same within the emotion directions"}
+            "lite-offset-emotion": "+ the same within the emotion directions",
+            "lite-s1234": "v17's recipe, training seed 1234"}
 
 
 @block("card-loco-dev")
