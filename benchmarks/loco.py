@@ -29,7 +29,8 @@ Each left-out fold also records its last dev evaluation (``per_corpus[c]["dev"]`
 summary corpora in ``dev_summary``): the unseen speakers of the corpora it trained on, i.e. what a recipe
 costs or gains in-corpus, measured on the same folds.
 
-Runs are kept in ``--runs`` (a finished corpus is not retrained; ``folds_reused`` lists those, whose
+Runs are kept in ``--runs`` (a finished corpus is not retrained, unless its saved ``config.yaml`` is another
+recipe's, which stops the run; ``folds_reused`` lists those, whose
 training ``wall_s`` does not include); ``PARASPEECHCLAP_CACHE`` pointing at a
 warm cache (e.g. the folder ``benchmarks/rebuild.py`` used) skips synthesis and feature caching.
 """
@@ -84,8 +85,6 @@ def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None
     from paraspeechclap.training.loop import train
 
     final = out_dir / "final"
-    if fold_finished(out_dir):  # resume a half-finished sweep without retraining
-        return final
     cfg = load_config(config)
     for src in [*cfg.data.train, *cfg.data.dev]:
         if src.manifest is None:
@@ -99,8 +98,43 @@ def train_without(corpus: str, config: str, out_dir: Path, max_steps: int | None
     if max_steps:
         cfg.train.max_steps = max_steps
         cfg.eval.every_steps = max_steps  # one dev evaluation, at the end: no checkpoint selection
+    if fold_finished(out_dir):  # resume a half-finished sweep without retraining, if it is this recipe's fold
+        check_same_fold(out_dir, cfg, config)
+        return final
     train(cfg)
     return final
+
+
+#: config keys that name a run or say where and how it is shown, not what it trains
+RUN_ONLY = {"model.name", "train.output_dir", "train.progress"}
+
+
+def check_same_fold(out_dir: Path, cfg: Any, config: str) -> None:
+    """Refuse a finished fold folder whose saved ``config.yaml`` differs from the fold ``cfg`` would train
+    (another recipe, seed or step count in the same ``--runs``). Only keys both have are compared, so a
+    fold saved before a config field existed (or after one was removed) still counts."""
+    import yaml
+
+    from paraspeechclap.training.config import config_to_yaml
+
+    saved = _flat(yaml.safe_load((out_dir / "config.yaml").read_text(encoding="utf-8")) or {})
+    now = _flat(yaml.safe_load(config_to_yaml(cfg)))
+    differ = sorted(k for k in saved if k in now and now[k] != saved[k] and k not in RUN_ONLY)
+    if differ:
+        raise SystemExit(f"{out_dir}: a finished fold of another config than {config} ({', '.join(differ[:3])}"
+                         f"{', ...' if len(differ) > 3 else ''} differ); use another --runs folder")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings and lists of mappings -> ``{"data.train.0.synth.n": value}``."""
+    if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        tree = {str(i): v for i, v in enumerate(tree)}
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
 
 
 def fold_dev(run_dir: Path) -> dict[str, float]:

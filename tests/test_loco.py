@@ -45,6 +45,35 @@ def _corpus(uar4: float, classes4: int, recall_sad: float | None = 0.5) -> dict[
     return {m: dict(scores) for m in ("plain", "speaker", "collection")}
 
 
+def test_a_finished_fold_is_reused_only_for_the_config_that_trained_it(loco: Any, tmp_path: Path, shared_data: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    import paraspeechclap.training.loop as loop
+    from paraspeechclap.training.config import config_to_yaml
+
+    trained = []
+    monkeypatch.setattr(loop, "train", trained.append)
+    config, run = str(ROOT / "configs/train/lite.yaml"), tmp_path / "run"
+    loco.train_without("emodb", config, run, 100)
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")
+    saved = yaml.safe_load(config_to_yaml(trained[0]))
+    del saved["data"]["sampler"], saved["data"]["train"][0]["synth"]["n"]  # a fold saved before these keys existed
+
+    def reuse(**changes: Any) -> Path:
+        data = {**saved, "train": {**saved["train"], **changes}}
+        (run / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        return loco.train_without("emodb", config, run, 100)
+
+    assert reuse() == run / "final" and reuse(output_dir="elsewhere", progress=True) == run / "final"
+    assert len(trained) == 1  # reused, not retrained
+    with pytest.raises(SystemExit, match=r"another config than .*lite\.yaml \(train\.seed differ\)"):
+        reuse(seed=1234)
+    with pytest.raises(SystemExit, match=r"train\.max_steps"):
+        loco.train_without("emodb", config, run, 200)
+
+
 def test_summary_is_over_corpora_with_three_of_four_classes_and_not_the_apart_ones(loco: Any) -> None:
     per = {"a": _corpus(0.6, 4), "b": _corpus(0.4, 3, None), "c": _corpus(0.9, 2),
            "ucm_es": _corpus(0.1, 4), "emospeech_in": _corpus(0.1, 4)}
