@@ -12,7 +12,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def pytest_addoption(parser):
@@ -80,6 +81,23 @@ def shared_data() -> Path:
         return find_shared_data()
     except InputError as exc:
         pytest.skip(f"the shared real speech is not here ({exc})")
+
+
+@pytest.fixture(scope="session")
+def benchmark_module():
+    """``load(name)``: the script ``benchmarks/<name>.py`` imported as a module (registered in ``sys.modules``,
+    which dataclasses defined in it need while it runs)."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def loco() -> Any:
-    spec = importlib.util.spec_from_file_location("loco_bench", ROOT / "benchmarks" / "loco.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def loco(benchmark_module: Any) -> Any:
+    return benchmark_module("loco")
 
 
 def test_a_left_out_run_excludes_the_corpus_from_every_real_source(loco: Any, tmp_path: Path, shared_data: Path,

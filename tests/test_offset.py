@@ -177,13 +177,8 @@ def test_training_around_centred_embeddings_runs_and_stores_the_exact_mean(toy, 
     assert np.allclose(stored, emb.mean(0), atol=1e-5)  # refit over every clip before saving, not the running value
 
 
-def test_offset_scan_summarises_as_written_by_hand() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("offset_scan", Path(__file__).resolve().parents[1] / "benchmarks"
-                                                  / "offset_scan.py")
-    scan = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scan)  # type: ignore[union-attr]
+def test_offset_scan_summarises_as_written_by_hand(benchmark_module) -> None:
+    scan = benchmark_module("offset_scan")
     assert scan.variant(["emotion"], 0.75) == "require=emotion/scale=0.75"
     assert scan.variant([], 1.0, gated=True) == "require=none/scale=1/gated"
     side = {"emotion/uar": 0.5, "emotion8/uar": 0.25, "recall_sad": None}

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def plain_words() -> Any:
-    spec = importlib.util.spec_from_file_location("plain_words_bench", ROOT / "benchmarks" / "plain_words.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def plain_words(benchmark_module: Any) -> Any:
+    return benchmark_module("plain_words")
 
 
 def test_each_clip_takes_the_class_of_its_nearest_word(plain_words: Any) -> None:

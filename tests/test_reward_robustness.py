@@ -3,27 +3,18 @@ the candidate quality gate behave (pure numpy; no model, no synthesis)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000
 
 
 @pytest.fixture(scope="module")
-def rr() -> Any:
-    path = ROOT / "benchmarks" / "reward_robustness.py"
-    spec = importlib.util.spec_from_file_location("reward_robustness_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up while the module runs
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def rr(benchmark_module: Any) -> Any:
+    return benchmark_module("reward_robustness")
 
 
 def speech_like(f0: float = 150.0, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
