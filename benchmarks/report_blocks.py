@@ -702,6 +702,21 @@ def _loco_summary_table(res: dict[str, Any]) -> str:
                     rows))
 
 
+@block("card-plain-words")
+def card_plain_words(r: Results) -> str:
+    if not r.has("plain_words"):
+        return "No plain-word scores yet (`python benchmarks/plain_words.py --runs DIR`)."
+    res = r["plain_words"]
+    names = {"set": "the `emotion` set's prompt ensemble (what the tables above report)"}
+    names[res["templates"][0]] = f"`--candidates {' '.join(res['words'])}` (the default template)"
+    rows = [[names.get(v, f"`--candidates {' '.join(res['words'])} --template \"{v}\"`"), f3(m["uar"]),
+             f3(m["recall_sad"])] for v, m in res["summary"].items()]
+    return (f"What a new user typing emotion words gets on the same left-out corpora: {command(res)} "
+            f"(`benchmarks/results/plain_words.json`; the folds of `{res['runs']}`, means over "
+            f"{', '.join(res['folds'])}; 4-class UAR over the classes present):\n\n"
+            + table(["prompts", "plain 4-class UAR", "recall sad"], rows))
+
+
 @block("card-loco-centring")
 def card_loco_centring(r: Results) -> str:
     res = r["loco"]
