@@ -56,8 +56,8 @@ def score_fold(fold: Path, templates: tuple[str, ...]) -> dict[str, Any]:
     model = load_model(str(fold / "final"), precision="fp32")
     aset = get_attribute_set("emotion")
     corpus = load_shared_manifest(batches="all").filter(lambda r: r["source"] == fold.name)
-    rows = [r for r in corpus if aset.gold(r) is not None]
     kept = [i for i, r in enumerate(corpus) if aset.gold(r) is not None]
+    rows = [corpus[i] for i in kept]
     audio = embed_rows(model, corpus, kept, batch_size=16)
     gold = [str(aset.gold(r)) for r in rows]
     predicted = score_attribute_set(model, audio, rows, "emotion")["predicted"]

@@ -874,12 +874,15 @@ def card_offset_test(r: Results) -> str:
     if not r.has(OFFSET_TEST):
         return "No offset candidate's test split scored."
     new, old, v15 = r[OFFSET_TEST], r[QUALITY_TEST], r["v15/" + QUALITY_TEST]
-    rows = [[f3(uar(v15, entry, name)), *_change_row(f"{entry}: {SET_NAMES[name]}", uar(old, entry, name),
-                                                     uar(new, entry, name), margin)] for entry, name, margin in KEPT]
+    def row(what: str, first: str, a: float, b: float, margin: float) -> list[str]:
+        change = _change_row(what, a, b, margin)
+        return [change[0], first, *change[1:]]
+
+    rows = [row(f"{entry}: {SET_NAMES[name]}", f3(uar(v15, entry, name)), uar(old, entry, name),
+                uar(new, entry, name), margin) for entry, name, margin in KEPT]
     was, now = old["sets"]["official_tags"], new["sets"]["official_tags"]
-    rows += [["—", *_change_row(f"official tags: {s}", was[s]["uar_present"], now[s]["uar_present"], 0.02)]
+    rows += [row(f"official tags: {s}", "—", was[s]["uar_present"], now[s]["uar_present"], 0.02)
              for s in OFFICIAL_TARGETS]
-    rows = [[row[1], row[0], *row[2:]] for row in rows]
     return (f"The candidate's test split ({command(new)} at commit {new['meta']['commit'][:7]}, where the candidate "
             f"was the embedded model, weights `{new['checksum'][:12]}…`; kept as "
             f"`benchmarks/results/{OFFSET_TEST}.json`), "

@@ -1,6 +1,6 @@
 """Distributed, resumable samplers: class-balanced (Intrinsic recipe), group-balanced and plain shuffled.
 
-Both take ``num_replicas``/``rank`` explicitly, expose ``set_epoch`` and
+All take ``num_replicas``/``rank`` explicitly, expose ``set_epoch`` and
 ``state_dict``/``load_state_dict`` with the position inside the epoch, so a trainer can stop in the
 middle of an epoch and resume at the same sample; they use their own seeded generators, never the
 global RNGs. Every rank yields ``ceil(N / num_replicas)`` indices per epoch, so every rank runs the

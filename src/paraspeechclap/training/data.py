@@ -46,7 +46,7 @@ from .config import (
     SynthSourceConfig,
     TagsSourceConfig,
 )
-from .domain_shift import DomainShift
+from .domain_shift import DomainShift, row_domain
 from .features import FeatureTable, default_cache_root
 
 logger = logging.getLogger(__name__)
@@ -426,7 +426,6 @@ def build_sampler(cfg: DataConfig, dataset: TrainDataset, rank: int, world_size:
     """The resumable distributed sampler of ``data.sampler`` (``shuffle``, ``class_balanced`` or
     ``group_balanced``)."""
     from ..data.sampler import ClassBalancedSampler, GroupBalancedSampler, ShuffleSampler
-    from ..offset import carries
 
     if cfg.sampler == "class_balanced":
         tags = [[str(t) for t in (dataset.sources[s].manifest[i].get(cfg.balanced_tag_field) or [])]
@@ -435,9 +434,8 @@ def build_sampler(cfg: DataConfig, dataset: TrainDataset, rank: int, world_size:
                                     min_rare_per_batch=cfg.min_rare_per_batch, rare_threshold=cfg.rare_threshold,
                                     seed=seed)  # fmt: skip
     if cfg.sampler == "group_balanced":
-        rows = [dataset.sources[s].manifest[i] for s, i in dataset.plan]
-        need = [*cfg.balance_require, cfg.balance_group_field]
-        groups = [str(r[cfg.balance_group_field]) if carries(r, need) else None for r in rows]
+        groups = [row_domain(dataset.sources[s].manifest[i], cfg.balance_group_field, cfg.balance_require)
+                  for s, i in dataset.plan]
         return GroupBalancedSampler(groups, num_replicas=world_size, rank=rank, seed=seed)
     return ShuffleSampler(len(dataset), num_replicas=world_size, rank=rank, seed=seed)
 
