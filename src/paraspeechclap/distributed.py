@@ -202,7 +202,7 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Average a tensor over ranks.
 
     Args:
-        tensor: Any shape; must live on a device the backend supports (CUDA for NCCL).
+        tensor: Any shape, on any device (it is reduced on the backend's device: CUDA for NCCL).
 
     Returns:
         A new tensor (same shape, device and dtype) holding the mean over ranks; the input is not
@@ -210,9 +210,9 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return tensor
-    out = tensor.detach().clone()
+    out = tensor.detach().to(_collective_device(), copy=True)
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
+    return (out / dist.get_world_size()).to(tensor.device)
 
 
 def average_metrics(metrics: Mapping[str, float], count: float = 1.0) -> dict[str, float]:

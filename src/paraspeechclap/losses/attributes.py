@@ -12,11 +12,13 @@ wording.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+RowWeights = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -62,23 +64,45 @@ class AttributeClassificationLoss(nn.Module):
         self.weight, self.reduction = weight, reduction
 
     def forward(self, audio_emb: torch.Tensor, class_emb: Mapping[str, torch.Tensor],
-                targets: Sequence[AttributeTargets], logit_scale: torch.Tensor) -> torch.Tensor:
+                targets: Sequence[AttributeTargets], logit_scale: torch.Tensor,
+                row_weights: RowWeights | None = None) -> torch.Tensor:
         """
         Args:
             audio_emb: ``(B, D)`` audio embeddings (normalised here).
             class_emb: set name -> ``(C, D)`` prompt embeddings of its candidates (normalised here).
             targets: from :func:`attribute_targets`.
             logit_scale: scalar multiplier of the cosine logits.
+            row_weights: maps a set's ``(B,)`` bool mask of labelled rows to those rows' weights
+                (e.g. group DRO's); ``None``: each set's rows are averaged plainly.
 
         Returns:
             scalar loss; 0 (connected to the graph) when no row has a label.
         """
+        return self.reduce(self.per_row(audio_emb, class_emb, targets, logit_scale), row_weights, audio_emb)
+
+    @staticmethod
+    def per_row(audio_emb: torch.Tensor, class_emb: Mapping[str, torch.Tensor], targets: Sequence[AttributeTargets],
+                logit_scale: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each set's ``(valid, ce)``: the ``(B,)`` bool mask of its labelled rows and their ``(b,)``
+        cross-entropies (arguments as :meth:`forward`)."""
         a = F.normalize(audio_emb, dim=-1)
-        losses = []
+        parts = []
         for t in targets:
             valid = t.target.to(a.device) >= 0
             logits = logit_scale * a[valid] @ F.normalize(class_emb[t.name], dim=-1).T  # (b, C)
-            losses.append(F.cross_entropy(logits, t.target.to(a.device)[valid]))
+            parts.append((valid, F.cross_entropy(logits, t.target.to(a.device)[valid], reduction="none")))
+        return parts
+
+    def reduce(self, parts: Sequence[tuple[torch.Tensor, torch.Tensor]], row_weights: RowWeights | None,
+               audio_emb: torch.Tensor) -> torch.Tensor:
+        """The loss from :meth:`per_row`'s parts (``audio_emb`` only keeps an empty batch's 0 in the graph)."""
+        losses = []
+        for valid, ce in parts:
+            if row_weights is None:
+                losses.append(ce.mean())
+            else:
+                w = row_weights(valid).to(ce)
+                losses.append((w * ce).sum() / w.sum())
         if not losses:
             return audio_emb.sum() * 0.0
         stacked = torch.stack(losses)

@@ -546,6 +546,26 @@ class FeaturesConfig:
 
 
 @dataclass(config=_SCHEMA)
+class GroupDROConfig:
+    """Worst-group weighting of the attribute cross-entropy (:mod:`paraspeechclap.losses.group_dro`).
+
+    Attributes:
+        group_field: the row field naming a row's group (the corpus, in the shared manifests' ``source``).
+        require: row fields a row must carry to belong to a group (e.g. ``[emotion]``: the labelled real
+            recordings, not the synthetic voices or the re-pitched copies); their values are never read.
+        eta: step size of the group weights' update (``q_g <- q_g * exp(eta * loss_g)``).
+        min_clips: groups with fewer training rows weigh as rows without a group.
+        skip: groups left out (their rows weigh as rows without a group).
+    """
+
+    group_field: str = "source"
+    require: list[str] = field(default_factory=lambda: ["emotion"])
+    eta: NonNegativeFloat = 0.01
+    min_clips: PositiveInt = 50
+    skip: list[str] = field(default_factory=list)
+
+
+@dataclass(config=_SCHEMA)
 class LossConfig:
     """Training objective.
 
@@ -568,6 +588,9 @@ class LossConfig:
         attribute_reduction: ``mean`` over the sets a batch labels, or ``sum`` (adding a set then leaves
             the others' weight: with ``attribute_weight`` 1/K, the K sets of a recipe weigh as they did
             under ``mean``, and each set added weighs as much again).
+        group_dro: weight the attribute cross-entropy's grouped rows (corpora) towards the groups with the
+            highest recent loss (online group DRO; issue 18: an objective that penalises the worst corpus);
+            off when absent.
     """
 
     name: Literal["contrastive", "multitask"] = "contrastive"
@@ -584,11 +607,14 @@ class LossConfig:
     attribute_sets: AttributeSets = field(default_factory=list)
     attribute_weight: NonNegativeFloat = 1.0
     attribute_reduction: Literal["mean", "sum"] = "mean"
+    group_dro: GroupDROConfig | None = None
 
     @model_validator(mode="after")
-    def _local_loss_needs_gather(self) -> LossConfig:
+    def _needs(self) -> LossConfig:
         if self.local_loss and not self.gather_with_grad:
             raise Rule("true requires loss.gather_with_grad=true", "local_loss")
+        if self.group_dro is not None and not self.attribute_sets:
+            raise Rule("weights the attribute cross-entropy: set loss.attribute_sets", "group_dro")
         return self
 
 

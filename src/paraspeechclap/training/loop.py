@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from ..distributed import DistributedInfo
 from ..errors import CheckpointError, ConfigError, InputError
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
 from ..losses.attributes import AttributeClassificationLoss, attribute_targets
+from ..losses.group_dro import GroupDRO, group_row_weights
 from . import checkpoint as ckpt
 from .augment import make_pipeline
 from .config import LossConfig, RunConfig, config_to_yaml
@@ -242,6 +244,21 @@ class Trainer:
         self.attr_sets = [get_attribute_set(name) for name in cfg.attribute_sets]
         self.attr_prompts = {a.name: a.prompts(ensemble=True) for a in self.attr_sets}
         self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight, cfg.attribute_reduction)
+        self.group_dro = self._group_dro() if cfg.group_dro is not None else None
+
+    def _group_dro(self) -> GroupDRO:
+        """The worst-corpus weights over the training rows' groups with enough rows (loss.group_dro)."""
+        cfg = self.cfg.loss.group_dro
+        assert cfg is not None
+        counts: Counter[str] = Counter()
+        for src in self.sources:
+            counts.update(g for g in (row_domain(r, cfg.group_field, cfg.require) for r in src.manifest) if g)
+        groups = sorted(g for g, n in counts.items() if n >= cfg.min_clips and g not in set(cfg.skip))
+        if not groups:
+            raise ConfigError(f"loss.group_dro: no group of {cfg.group_field!r} has >= {cfg.min_clips} training rows "
+                              f"carrying {cfg.require} (found {dict(counts)})")
+        logger.info("group DRO over %d groups: %s", len(groups), ", ".join(groups))
+        return GroupDRO(groups, cfg.eta)
 
     # -- one step --------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -283,12 +300,23 @@ class Trainer:
 
     def _attribute_loss(self, audio: torch.Tensor, prompt_emb: torch.Tensor, rows: list[dict[str, Any]],
                         scale: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over each attribute set's candidates for the rows that carry its label."""
+        """Cross-entropy over each attribute set's candidates for the rows that carry its label; under
+        group DRO the grouped rows are weighted by the current group weights, which this batch then updates."""
         class_emb, start = {}, 0
         for aset in self.attr_sets:
             class_emb[aset.name] = prompt_emb[start:start + len(aset.candidates)]
             start += len(aset.candidates)
-        return self.attr_loss(audio, class_emb, attribute_targets(rows, self.attr_sets), scale)
+        targets = attribute_targets(rows, self.attr_sets)
+        if self.group_dro is None:
+            return self.attr_loss(audio, class_emb, targets, scale)
+        cfg, dro = self.cfg.loss.group_dro, self.group_dro
+        assert cfg is not None
+        ids = dro.ids([row_domain(r, cfg.group_field, cfg.require) for r in rows]).to(audio.device)
+        parts = self.attr_loss.per_row(audio, class_emb, targets, scale)
+        loss = self.attr_loss.reduce(parts, lambda valid: group_row_weights(ids[valid], dro.q), audio)
+        if parts:
+            dro.update(torch.cat([ids[valid] for valid, _ in parts]), torch.cat([ce for _, ce in parts]))
+        return loss
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One optimiser step on ``batch``; returns its scalar metrics (``train/...``)."""
@@ -306,6 +334,8 @@ class Trainer:
             clamp_logit_scale_(self.model.log_logit_scale, self.cfg.loss.max_logit_scale)
         metrics["train/logit_scale"] = self.model.logit_scale.item()
         metrics["train/lr"] = float(self.optimizer.param_groups[0]["lr"])
+        if self.group_dro is not None:
+            metrics.update({f"train/group_dro/{g}": w for g, w in self.group_dro.describe().items()})
         return metrics
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -324,6 +354,8 @@ class Trainer:
                 "samplers": samplers, "rng": rngs, "bad": bad, "best_value": s.best_value, "best_step": s.best_step,
                 "last_eval_step": s.last_eval_step, "config": self.cfg.to_dict(),
             }  # fmt: skip
+            if self.group_dro is not None:
+                state["group_dro"] = self.group_dro.state_dict()
             ckpt.save_training_checkpoint(self.ckpt_dir, s.step, state, keep_last=self.cfg.train.keep_checkpoints)
         distributed.barrier()
 
@@ -344,6 +376,8 @@ class Trainer:
         self.model.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.group_dro is not None and "group_dro" in state:
+            self.group_dro.load_state_dict(state["group_dro"])
         r = self.info.rank
         self.state = RunState(state["step"], state["epoch"], state["batches_done"], state["best_value"],
                               state["best_step"], dict(state["bad"][r]), state["last_eval_step"])  # fmt: skip
@@ -465,6 +499,8 @@ class Trainer:
             summary["domain_shift"] = self.dataset.shift.describe()
         if self.cfg.audio_offset is not None:
             summary["audio_offset"] = self.offset_info
+        if self.group_dro is not None:  # where the worst-corpus weights ended
+            summary["group_dro"] = self.group_dro.describe()
         if distributed.is_main():
             save_model_dir(self.model, self.out / "final", {"step": self.state.step, **last})
             atomic_write_json(self.out / "summary.json", summary)
