@@ -1,5 +1,5 @@
-"""The trainer under torch.distributed (gloo, 2 CPU processes): step equivalence with one process,
-and SIGKILL-and-resume under torchrun (killed from outside, see crash.py)."""
+"""The trainer under torch.distributed (gloo, 2 CPU processes): step equivalence with one process, group DRO's
+weights kept equal across ranks, and SIGKILL-and-resume under torchrun (killed from outside, see crash.py)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,42 @@ def test_two_process_step_equals_one_process_on_the_concatenated_batch(toy, tmp_
             torch.testing.assert_close(res["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def _dro_worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD))
+    import torch.distributed as dist
+
+    from paraspeechclap.distributed import init_distributed
+    from paraspeechclap.training.config import load_config
+    from paraspeechclap.training.data import collate_train
+    from paraspeechclap.training.loop import Trainer
+
+    info = init_distributed(backend="gloo")
+    cfg = load_config(TINY, [f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]",
+                             f"train.output_dir={out_dir}", "train.device=cpu", "train.num_threads=1",
+                             "loss.attribute_sets=[gender]", "loss.group_dro={group_field: speaker, require: [gender], "
+                             "eta: 1.0, min_clips: 1}"])  # fmt: skip
+    trainer = Trainer(cfg, info)
+    # the ranks' batches differ: rank 0 hears only the toy corpus's speaker toy0, rank 1 toy0 and toy1
+    speakers = [["toy0", "toy0", "toy0"], ["toy0", "toy1", "toy1"]][rank]
+    items = _global_batch()[rank * 3:(rank + 1) * 3]
+    for item, spk in zip(items, speakers):
+        item.row = {"speaker": spk, "gender": "male" if spk == "toy0" else "female"}
+    trainer.compute_losses(collate_train(items), step=1)
+    torch.save({"q": trainer.group_dro.q}, Path(out_dir) / f"dro{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_group_weights_stay_equal_across_ranks(toy, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_dro_worker, args=(_free_port(), toy, str(tmp_path)), nprocs=WORLD, join=True)
+    q0, q1 = (torch.load(tmp_path / f"dro{r}.pt", weights_only=True)["q"] for r in range(WORLD))
+    torch.testing.assert_close(q0, q1, rtol=0, atol=0)  # every rank took the same step
+    assert len(q0) == 4 and q0[0] != q0[2] and q0[1] != q0[2]  # toy0 and toy1 moved off toy2's weight
+
+
 def _torchrun_cmd(manifest: str, out: Path, resume: bool = False) -> list[str]:
     sets = [f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]", "train.batch_size=3",
             "train.max_steps=24", "train.checkpoint_every=4", "train.num_threads=1", "train.progress=false",
@@ -130,9 +166,14 @@ def _torchrun(manifest: str, out: Path, resume: bool = False) -> subprocess.Comp
 
 @pytest.mark.slow
 def test_torchrun_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
+    from crash import (  # tests/crash.py
+        checkpoint_complete,
+        kill_run,
+        start_run,
+        wait_until,
+    )
     from safetensors.torch import load_file
 
-    from crash import checkpoint_complete, kill_run, start_run, wait_until  # tests/crash.py
     from paraspeechclap.training.checkpoint import is_valid_checkpoint, list_checkpoints
 
     ref = _torchrun(toy, tmp_path / "ref")
