@@ -166,12 +166,7 @@ def _torchrun(manifest: str, out: Path, resume: bool = False) -> subprocess.Comp
 
 @pytest.mark.slow
 def test_torchrun_sigkill_and_resume_gives_the_uninterrupted_weights(toy, tmp_path: Path) -> None:
-    from crash import (  # tests/crash.py
-        checkpoint_complete,
-        kill_run,
-        start_run,
-        wait_until,
-    )
+    from crash import checkpoint_complete, kill_run, start_run, wait_until  # tests/crash.py
     from safetensors.torch import load_file
 
     from paraspeechclap.training.checkpoint import is_valid_checkpoint, list_checkpoints
