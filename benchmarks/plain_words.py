@@ -5,7 +5,11 @@ left-out corpus with a 4-class emotion label is scored zero-shot:
 
 - ``set``: the project's ``emotion`` attribute set with its prompt ensemble (what ``loco.json`` reports);
 - one row per template: the plain words ``angry, happy, sad, neutral`` in that template, one prompt per word
-  (``classify --candidates angry happy sad neutral [--template T]``; the first template is the default).
+  (``classify --candidates angry happy sad neutral [--template T]``; the first template is the default);
+- the synonyms ``mad, delighted, unhappy, impassive``, which no prompt or caption bank the model trained on
+  contains (its emotion prompts word "saddened" as sad, sorrowful, downcast, melancholy), in the default
+  template and bare: do words outside the training ensemble land where their class's words do (issue 18,
+  item 3)?
 
 UAR over the classes present and the recall of sad speech, per fold and as the mean over folds.
 
@@ -28,6 +32,10 @@ from common import add_json_arg, json_path, mean_present, write_results  # noqa:
 #: the emotion set's class of each plain word a user would type
 WORDS = {"angry": "angry", "happy": "happy", "sad": "saddened", "neutral": "neutral"}
 TEMPLATES = ("A person is speaking in a {} style.", "{}", "A person speaks with a {} tone.", "The speaker sounds {}.")
+#: words of the same classes (in WORDS order) that are in none of the emotion sets' training prompts
+SYNONYMS = ("mad", "delighted", "unhappy", "impassive")
+#: the templates the synonyms are scored in (variant ``synonyms:<template>``)
+SYNONYM_TEMPLATES = TEMPLATES[:2]
 
 
 def word_scores(audio: np.ndarray, words: np.ndarray, gold: list[str]) -> dict[str, float | None]:
@@ -64,6 +72,8 @@ def score_fold(fold: Path, templates: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"clips": len(rows), "set": uar_and_sad(gold, [str(p) for p in predicted])}
     for t in templates:
         out[t] = word_scores(audio, model.embed_text([t.format(w) for w in WORDS]), gold)
+    for t in SYNONYM_TEMPLATES:
+        out[f"synonyms:{t}"] = word_scores(audio, model.embed_text([t.format(w) for w in SYNONYMS]), gold)
     return out
 
 
@@ -87,6 +97,7 @@ def main() -> int:
         raise SystemExit(f"no trained fold in {', '.join(missing)}")
     per_fold = {f.name: score_fold(f, TEMPLATES) for f in folds}
     res = {"runs": args.runs, "folds": [f.name for f in folds], "words": WORDS, "templates": list(TEMPLATES),
+           "synonyms": list(SYNONYMS),
            "per_fold": per_fold, "summary": summarize(per_fold), "wall_s": round(time.perf_counter() - t0, 1)}
     write_results(json_path(args), res)
     print(f"{'prompts':40s} {'UAR':>6s} {'sad':>6s}   (means over {', '.join(res['folds'])})")

@@ -567,6 +567,9 @@ LOCO_RECIPES = {
                          "subtracted from each clip as much as it resembles them (audio_offset.gate; weights as v17's)",
     "lite-offset-emotion": "lite-offset-gated within the 8 emotion classes' directions (audio_offset.within)",
     "lite-s1234": "v17's recipe with training seed 1234 (3407 above): the spread every other row sits in",
+    "lite-group-dro": "v17 + group DRO on the attribute cross-entropy: the labelled real recordings' share split among "
+                      "their corpora by weights that follow each corpus's loss (loss.group_dro, eta 0.01; emospeech_in "
+                      "not a group)",
 }
 
 
@@ -598,7 +601,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
             "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset",
             "lite-offset-emotion": "+ the same within the emotion directions",
-            "lite-s1234": "v17's recipe, training seed 1234"}
+            "lite-s1234": "v17's recipe, training seed 1234",
+            "lite-group-dro": "+ worst-corpus weighting (group DRO)"}
 
 
 @block("card-loco-dev")
@@ -709,6 +713,9 @@ def card_plain_words(r: Results) -> str:
     res = r["plain_words"]
     names = {"set": "the `emotion` set's prompt ensemble (what the tables above report)"}
     names[res["templates"][0]] = f"`--candidates {' '.join(res['words'])}` (the default template)"
+    synonyms = " ".join(res.get("synonyms", []))
+    names[f"synonyms:{res['templates'][0]}"] = f"`--candidates {synonyms}` (words in no training prompt)"
+    names["synonyms:{}"] = f"`--candidates {synonyms} --template \"{{}}\"`"
     rows = [[names.get(v, f"`--candidates {' '.join(res['words'])} --template \"{v}\"`"), f3(m["uar"]),
              f3(m["recall_sad"])] for v, m in res["summary"].items()]
     return (f"What a new user typing emotion words gets on the same left-out corpora: {command(res)} "

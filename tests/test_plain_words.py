@@ -28,3 +28,19 @@ def test_summary_means_skip_folds_without_the_metric(plain_words: Any) -> None:
     per_fold = {"a": {"clips": 3, "set": {"uar": 0.5, "recall_sad": None}},
                 "b": {"clips": 4, "set": {"uar": 0.7, "recall_sad": 0.2}}}
     assert plain_words.summarize(per_fold) == {"set": {"uar": pytest.approx(0.6), "recall_sad": pytest.approx(0.2)}}
+
+
+def test_synonyms_are_in_no_training_prompt_or_caption_bank(plain_words: Any) -> None:
+    import re
+    from importlib import resources
+
+    from paraspeechclap.data.attributes import get_attribute_set
+
+    prompts = " ".join(p.lower() for name in ("emotion", "emotion8")
+                       for ps in get_attribute_set(name).prompts(ensemble=True).values() for p in ps)
+    banks = resources.files("paraspeechclap.data").joinpath("paraphrases.json").read_text(encoding="utf-8").lower()
+    assert len(plain_words.SYNONYMS) == len(plain_words.WORDS)
+    for word in plain_words.SYNONYMS:
+        for text in (prompts, banks):
+            assert not re.search(rf"\b{word}\b", text), word
+    assert re.search(r"\bsad\b", prompts) and re.search(r"\bcalm\b", banks)  # the check sees words that are there
