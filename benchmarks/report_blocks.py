@@ -570,6 +570,8 @@ LOCO_RECIPES = {
     "lite-group-dro": "v17 + group DRO on the attribute cross-entropy: the labelled real recordings' share split among "
                       "their corpora by weights that follow each corpus's loss (loss.group_dro, eta 0.01; emospeech_in "
                       "not a group)",
+    "lite-class-dro": "v17 + group DRO over the labelled real recordings' 8 emotion classes instead of their corpora "
+                      "(loss.group_dro.group_set: emotion8, eta 0.01)",
 }
 
 
@@ -602,7 +604,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset",
             "lite-offset-emotion": "+ the same within the emotion directions",
             "lite-s1234": "v17's recipe, training seed 1234",
-            "lite-group-dro": "+ worst-corpus weighting (group DRO)"}
+            "lite-group-dro": "+ worst-corpus weighting (group DRO)",
+            "lite-class-dro": "+ worst-class weighting (group DRO over the 8 emotion classes)"}
 
 
 @block("card-loco-dev")

@@ -94,3 +94,15 @@ def test_training_weights_the_groups_checkpoints_and_resumes_them(toy, tmp_path:
     missing = "loss.group_dro={group_field: nothing_here}"
     assert main(_args(toy, tmp_path / "none", "loss.attribute_sets=[gender]", "data.dev=[]", missing)) == 2
     assert "loss.group_dro: no group" in capsys.readouterr().err
+
+
+def test_group_set_groups_rows_by_their_class(toy, tmp_path: Path, capsys) -> None:  # noqa: F811
+    common = ["loss.attribute_sets=[gender]", "eval.every_steps=null", "eval.at_end=false", "data.dev=[]",
+              "train.max_steps=2"]
+    by_class = "loss.group_dro={group_set: gender, require: [pitch_level], min_clips: 2}"
+    assert main(_args(toy, tmp_path / "run", *common, by_class)) == 0
+    weights = json.loads((tmp_path / "run" / "summary.json").read_text())["group_dro"]
+    assert sorted(weights) == ["female", "male"]  # the set's classes, not the rows' speakers or source
+    assert main(_args(toy, tmp_path / "bad", *common, "loss.group_dro={group_set: no_such_set}")) == 2
+    err = capsys.readouterr().err
+    assert "loss.group_dro.group_set" in err and "no_such_set" in err

@@ -120,6 +120,20 @@ def _check_attribute_sets(names: list[str]) -> list[str]:
 AttributeSets = Annotated[list[str], AfterValidator(_check_attribute_sets)]
 
 
+def _check_attribute_set(name: str) -> str:
+    """The name must be a registered attribute set."""
+    from ..data.attributes import list_attribute_sets
+
+    known = list_attribute_sets()
+    if name not in known:
+        raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}")
+    return name
+
+
+#: the name of one registered attribute set
+AttributeSetName = Annotated[str, AfterValidator(_check_attribute_set)]
+
+
 # -- the shared data folder --------------------------------------------------------------------------
 def shared_data_folder() -> str:
     """The shared data folder (holding ``real/``, ``real2/``): ``$PARASPEECHCLAP_SHARED_DATA``, else
@@ -551,6 +565,8 @@ class GroupDROConfig:
 
     Attributes:
         group_field: the row field naming a row's group (the corpus, in the shared manifests' ``source``).
+        group_set: group the rows by their gold class of this attribute set instead (e.g. ``emotion8``: the
+            worst class rather than the worst corpus); ``group_field`` is then unused.
         require: row fields a row must carry to belong to a group (e.g. ``[emotion]``: the labelled real
             recordings, not the synthetic voices or the re-pitched copies); their values are never read.
         eta: step size of the group weights' update (``q_g <- q_g * exp(eta * loss_g)``).
@@ -559,6 +575,7 @@ class GroupDROConfig:
     """
 
     group_field: str = "source"
+    group_set: AttributeSetName | None = None
     require: list[str] = field(default_factory=lambda: ["emotion"])
     eta: NonNegativeFloat = 0.01
     min_clips: PositiveInt = 50

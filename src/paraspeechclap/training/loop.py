@@ -46,6 +46,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
 from ..losses.attributes import AttributeClassificationLoss, attribute_targets
 from ..losses.group_dro import GroupDRO, group_row_weights
+from ..offset import carries
 from . import checkpoint as ckpt
 from .augment import make_pipeline
 from .config import LossConfig, RunConfig, config_to_yaml
@@ -252,13 +253,24 @@ class Trainer:
         assert cfg is not None
         counts: Counter[str] = Counter()
         for src in self.sources:
-            counts.update(g for g in (row_domain(r, cfg.group_field, cfg.require) for r in src.manifest) if g)
+            counts.update(g for g in map(self._row_group, src.manifest) if g)
         groups = sorted(g for g, n in counts.items() if n >= cfg.min_clips and g not in set(cfg.skip))
         if not groups:
-            raise ConfigError(f"loss.group_dro: no group of {cfg.group_field!r} has >= {cfg.min_clips} training rows "
+            by = f"set {cfg.group_set!r}" if cfg.group_set else repr(cfg.group_field)
+            raise ConfigError(f"loss.group_dro: no group of {by} has >= {cfg.min_clips} training rows "
                               f"carrying {cfg.require} (found {dict(counts)})")
         logger.info("group DRO over %d groups: %s", len(groups), ", ".join(groups))
         return GroupDRO(groups, cfg.eta)
+
+    def _row_group(self, row: dict[str, Any]) -> str | None:
+        """A row's group under loss.group_dro: its ``group_set`` class (the worst class) or its ``group_field``
+        value (the worst corpus); ``None`` without it or without a ``require``d field."""
+        cfg = self.cfg.loss.group_dro
+        assert cfg is not None
+        if cfg.group_set is None:
+            return row_domain(row, cfg.group_field, cfg.require)
+        gold = get_attribute_set(cfg.group_set).gold(row) if carries(row, cfg.require) else None
+        return None if gold is None else str(gold)
 
     # -- one step --------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -311,7 +323,7 @@ class Trainer:
             return self.attr_loss(audio, class_emb, targets, scale)
         cfg, dro = self.cfg.loss.group_dro, self.group_dro
         assert cfg is not None
-        ids = dro.ids([row_domain(r, cfg.group_field, cfg.require) for r in rows]).to(audio.device)
+        ids = dro.ids([self._row_group(r) for r in rows]).to(audio.device)
         parts = self.attr_loss.per_row(audio, class_emb, targets, scale)
         loss = self.attr_loss.reduce(parts, lambda valid: group_row_weights(ids[valid], dro.q), audio)
         if parts:
