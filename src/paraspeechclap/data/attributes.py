@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,23 @@ class AttributeSet:
                     seen.setdefault(t.format(p), None)
             out[label] = list(seen)
         return out
+
+    def widened(self, templates: Sequence[str] = (), words: Mapping[str, Sequence[str]] | None = None) -> AttributeSet:
+        """This set with more templates and more phrases per label (appended; the defaults stay first),
+        e.g. for training prompts that word a class more ways than the inference ensemble does.
+
+        Raises:
+            InputError: a template has no ``{}`` or a label is not a candidate.
+        """
+        words = words or {}
+        for t in templates:
+            if "{}" not in t:
+                raise InputError(f"template {t!r} has no '{{}}' placeholder")
+        unknown = sorted(set(words) - set(self.candidates))
+        if unknown:
+            raise InputError(f"{unknown[0]!r} is not a candidate of {self.name!r} ({', '.join(self.candidates)})")
+        phrases = {label: (*self.label_phrases(label), *words.get(label, ())) for label in self.candidates}
+        return dataclasses.replace(self, templates=(*self.templates, *templates), phrases=phrases)
 
     def gold(self, row: Mapping[str, Any]) -> str | None:
         """The row's gold label among the candidates, or None when the row has none."""

@@ -583,6 +583,20 @@ class GroupDROConfig:
 
 
 @dataclass(config=_SCHEMA)
+class AttributePromptsConfig:
+    """More wordings of the attribute sets' classes for the training cross-entropy only (the inference
+    ensemble is unchanged), so that the text head places words a user may type near their class.
+
+    Attributes:
+        templates: templates (one ``{}``) added to every trained set's own.
+        words: set name -> class -> phrases added to that class's own.
+    """
+
+    templates: list[str] = field(default_factory=list)
+    words: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+@dataclass(config=_SCHEMA)
 class LossConfig:
     """Training objective.
 
@@ -605,6 +619,7 @@ class LossConfig:
         attribute_reduction: ``mean`` over the sets a batch labels, or ``sum`` (adding a set then leaves
             the others' weight: with ``attribute_weight`` 1/K, the K sets of a recipe weigh as they did
             under ``mean``, and each set added weighs as much again).
+        attribute_prompts: more templates and class phrases for that cross-entropy's prompts (training only).
         group_dro: weight the attribute cross-entropy's grouped rows (corpora) towards the groups with the
             highest recent loss (online group DRO; issue 18: an objective that penalises the worst corpus);
             off when absent.
@@ -625,6 +640,7 @@ class LossConfig:
     attribute_weight: NonNegativeFloat = 1.0
     attribute_reduction: Literal["mean", "sum"] = "mean"
     group_dro: GroupDROConfig | None = None
+    attribute_prompts: AttributePromptsConfig | None = None
 
     @model_validator(mode="after")
     def _needs(self) -> LossConfig:
@@ -632,7 +648,24 @@ class LossConfig:
             raise Rule("true requires loss.gather_with_grad=true", "local_loss")
         if self.group_dro is not None and not self.attribute_sets:
             raise Rule("weights the attribute cross-entropy: set loss.attribute_sets", "group_dro")
+        if self.attribute_prompts is not None:
+            self._check_attribute_prompts(self.attribute_prompts)
         return self
+
+    def _check_attribute_prompts(self, extra: AttributePromptsConfig) -> None:
+        from ..data.attributes import get_attribute_set
+        from ..errors import InputError
+
+        for name, words in extra.words.items():
+            if name not in self.attribute_sets:
+                raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.words.{name}")
+            try:
+                get_attribute_set(name).widened(extra.templates, words)
+            except InputError as e:
+                raise Rule(str(e), f"attribute_prompts.words.{name}") from None
+        for i, t in enumerate(extra.templates):
+            if "{}" not in t:
+                raise Rule(f"template {t!r} has no '{{}}' placeholder", f"attribute_prompts.templates.{i}")
 
 
 @dataclass(config=_SCHEMA)
