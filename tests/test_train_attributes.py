@@ -64,3 +64,43 @@ def test_attribute_loss_decreases_with_training(trainer):
         trainer.train_step(batch, step=0)
     after = trainer.compute_losses(batch, step=0)["attribute_loss"].item()
     assert after < 0.8 * before
+
+
+def test_widened_set_keeps_its_defaults_first_and_adds_every_combination() -> None:
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.errors import InputError
+
+    base = get_attribute_set("pitch_level")
+    wide = base.widened(["{}"], {"deep": ["rumbling"]})
+    assert wide.templates == (*base.templates, "{}") and wide.template == base.template
+    assert wide.label_phrases("deep") == (*base.label_phrases("deep"), "rumbling")
+    assert wide.prompts() == base.prompts()  # the default prompt is unchanged
+    got = wide.prompts(ensemble=True)["deep"]
+    want = {t.format(p) for t in wide.templates for p in wide.label_phrases("deep")}
+    assert set(got) == want and len(got) == len(want) and f"{base.template.format('rumbling')}" in got
+    assert set(base.prompts(ensemble=True)["deep"]) < set(got)
+    with pytest.raises(InputError, match="not a candidate"):
+        base.widened(words={"purple": ["x"]})
+    with pytest.raises(InputError, match="placeholder"):
+        base.widened(["no slot"])
+
+
+def test_training_prompts_widen_and_the_config_checks_them(tmp_path: Path) -> None:
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.errors import ConfigError
+    from paraspeechclap.training.toy import write_tone_corpus
+
+    manifest = write_tone_corpus(tmp_path / "train", 8, seed=0, speakers=2)
+    common = [f"data.train_manifest={manifest}", "data.train=[]", "train.num_threads=1", "data.dev=[]",
+              f"train.output_dir={tmp_path / 'run'}", "train.progress=false",
+              "loss.attribute_sets=[gender, pitch_level]"]
+    extra = "loss.attribute_prompts={templates: ['{} voice'], words: {pitch_level: {deep: [rumbling]}}}"
+    cfg = load_config(REPO / "configs" / "train" / "tiny.yaml", [*common, extra])
+    t = Trainer(cfg, DistributedInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend=None))
+    assert "rumbling voice" in t.attr_prompts["pitch_level"]["deep"]
+    assert f"{get_attribute_set('gender').label_phrases('male')[0]} voice" in t.attr_prompts["gender"]["male"]
+    for bad, key in [("{words: {emotion8: {angry: [x]}}}", "attribute_prompts.words.emotion8"),
+                     ("{words: {pitch_level: {purple: [x]}}}", "attribute_prompts.words.pitch_level"),
+                     ("{templates: ['no slot']}", "attribute_prompts.templates.0")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(REPO / "configs" / "train" / "tiny.yaml", [*common, f"loss.attribute_prompts={bad}"])
