@@ -573,7 +573,9 @@ LOCO_RECIPES = {
     "lite-class-dro": "v17 + group DRO over the labelled real recordings' 8 emotion classes instead of their corpora "
                       "(loss.group_dro.group_set: emotion8, eta 0.01)",
     "lite-paraphrases": "v17 + the 8 emotion classes worded more ways in training only (5-7 more words each, 4 more "
-                        "templates, bare words among them; loss.attribute_prompts)",
+                        "templates, bare words among them, given to every trained set; loss.attribute_prompts)",
+    "lite-paraphrases-emotion": "lite-paraphrases with the added templates given to the emotion set only "
+                                "(attribute_prompts.template_sets)",
 }
 
 
@@ -608,7 +610,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-s1234": "v17's recipe, training seed 1234",
             "lite-group-dro": "+ worst-corpus weighting (group DRO)",
             "lite-class-dro": "+ worst-class weighting (group DRO over the 8 emotion classes)",
-            "lite-paraphrases": "+ more wordings of the emotion classes in training"}
+            "lite-paraphrases": "+ more wordings of the emotion classes in training (templates to every set)",
+            "lite-paraphrases-emotion": "+ the same, templates to the emotion set only"}
 
 
 @block("card-loco-dev")

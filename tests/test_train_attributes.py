@@ -99,8 +99,13 @@ def test_training_prompts_widen_and_the_config_checks_them(tmp_path: Path) -> No
     t = Trainer(cfg, DistributedInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend=None))
     assert "rumbling voice" in t.attr_prompts["pitch_level"]["deep"]
     assert f"{get_attribute_set('gender').label_phrases('male')[0]} voice" in t.attr_prompts["gender"]["male"]
+    only = extra.replace("templates:", "template_sets: [pitch_level], templates:")
+    t = Trainer(load_config(REPO / "configs" / "train" / "tiny.yaml", [*common, only]), t.info)
+    assert "rumbling voice" in t.attr_prompts["pitch_level"]["deep"]
+    assert t.attr_prompts["gender"] == get_attribute_set("gender").prompts(ensemble=True)  # not widened
     for bad, key in [("{words: {emotion8: {angry: [x]}}}", "attribute_prompts.words.emotion8"),
                      ("{words: {pitch_level: {purple: [x]}}}", "attribute_prompts.words.pitch_level"),
-                     ("{templates: ['no slot']}", "attribute_prompts.templates.0")]:
+                     ("{templates: ['no slot']}", "attribute_prompts.templates.0"),
+                     ("{template_sets: [emotion8]}", "attribute_prompts.template_sets.0")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(REPO / "configs" / "train" / "tiny.yaml", [*common, f"loss.attribute_prompts={bad}"])

@@ -588,12 +588,20 @@ class AttributePromptsConfig:
     ensemble is unchanged), so that the text head places words a user may type near their class.
 
     Attributes:
-        templates: templates (one ``{}``) added to every trained set's own.
+        templates: templates (one ``{}``) added to the trained sets' own.
+        template_sets: the sets that get ``templates`` (``None``: every set in ``loss.attribute_sets``; a
+            bare-word template suits adjective sets such as emotion, not adverb ones such as loudness).
         words: set name -> class -> phrases added to that class's own.
     """
 
     templates: list[str] = field(default_factory=list)
+    template_sets: AttributeSets | None = None
     words: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def for_set(self, name: str) -> tuple[list[str], dict[str, list[str]]]:
+        """The templates and class phrases added to set ``name``."""
+        widen = self.template_sets is None or name in self.template_sets
+        return (self.templates if widen else []), self.words.get(name, {})
 
 
 @dataclass(config=_SCHEMA)
@@ -656,6 +664,9 @@ class LossConfig:
         from ..data.attributes import get_attribute_set
         from ..errors import InputError
 
+        for i, name in enumerate(extra.template_sets or []):
+            if name not in self.attribute_sets:
+                raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.template_sets.{i}")
         for name, words in extra.words.items():
             if name not in self.attribute_sets:
                 raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.words.{name}")

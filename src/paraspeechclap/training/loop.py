@@ -244,8 +244,8 @@ class Trainer:
             self.loss_fn = ContrastiveLoss(info.rank, info.world_size, cfg.gather_with_grad, cfg.local_loss)
         self.attr_sets = [get_attribute_set(name) for name in cfg.attribute_sets]
         extra = cfg.attribute_prompts
-        self.attr_prompts = {a.name: (a.widened(extra.templates, extra.words.get(a.name)) if extra else a)
-                             .prompts(ensemble=True) for a in self.attr_sets}  # fmt: skip
+        self.attr_prompts = {a.name: (a.widened(*extra.for_set(a.name)) if extra else a).prompts(ensemble=True)
+                             for a in self.attr_sets}  # fmt: skip
         self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight, cfg.attribute_reduction)
         self.group_dro = self._group_dro() if cfg.group_dro is not None else None
 
