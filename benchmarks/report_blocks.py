@@ -715,6 +715,11 @@ def _loco_summary_table(res: dict[str, Any]) -> str:
                     rows))
 
 
+#: plain-word scores over the folds of each recipe (``benchmarks/results/<name>.json``), in column order
+PLAIN_WORDS = {"plain_words": "v17's recipe", "plain_words_lite-paraphrases": "lite-paraphrases",
+               "plain_words_lite-paraphrases-emotion": "lite-paraphrases-emotion"}
+
+
 @block("card-plain-words")
 def card_plain_words(r: Results) -> str:
     if not r.has("plain_words"):
@@ -725,12 +730,15 @@ def card_plain_words(r: Results) -> str:
     synonyms = " ".join(res.get("synonyms", []))
     names[f"synonyms:{res['templates'][0]}"] = f"`--candidates {synonyms}` (words in no training prompt)"
     names["synonyms:{}"] = f"`--candidates {synonyms} --template \"{{}}\"`"
-    rows = [[names.get(v, f"`--candidates {' '.join(res['words'])} --template \"{v}\"`"), f3(m["uar"]),
-             f3(m["recall_sad"])] for v, m in res["summary"].items()]
+    runs = {name: r[name] for name in PLAIN_WORDS if r.has(name)}
+    rows = [[names.get(v, f"`--candidates {' '.join(res['words'])} --template \"{v}\"`"),
+             *(f"{f3(x['summary'][v]['uar'])} / {f3(x['summary'][v]['recall_sad'])}" if v in x["summary"] else "—"
+               for x in runs.values())] for v in res["summary"]]
+    sources = "; ".join(f"{PLAIN_WORDS[n]}: `{x['runs']}`, `benchmarks/results/{n}.json`" for n, x in runs.items())
     return (f"What a new user typing emotion words gets on the same left-out corpora: {command(res)} "
-            f"(`benchmarks/results/plain_words.json`; the folds of `{res['runs']}`, means over "
-            f"{', '.join(res['folds'])}; 4-class UAR over the classes present):\n\n"
-            + table(["prompts", "plain 4-class UAR", "recall sad"], rows))
+            f"(each recipe's LOCO folds, `--runs DIR --json ...`; {sources}; means over {', '.join(res['folds'])}; "
+            "4-class UAR over the classes present / recall of sad speech):\n\n"
+            + table(["prompts", *(f"{PLAIN_WORDS[n]}: UAR / sad" for n in runs)], rows))
 
 
 @block("card-loco-centring")
