@@ -70,16 +70,21 @@ def _loss_and_grads(trainer, items) -> tuple[float, dict[str, torch.Tensor]]:
     return total.item(), grads
 
 
-def _worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
+def _join(rank: int, port: int):
+    """This spawned process's place in a gloo group of WORLD processes."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD))
+    from paraspeechclap.distributed import init_distributed
+
+    return init_distributed(backend="gloo")
+
+
+def _worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from paraspeechclap.distributed import init_distributed
     from paraspeechclap.training.loop import Trainer
 
-    info = init_distributed(backend="gloo")
-    trainer = Trainer(_config(manifest, out_dir), info)
+    trainer = Trainer(_config(manifest, out_dir), _join(rank, port))
     items = _global_batch()[rank * (BATCH // WORLD):(rank + 1) * (BATCH // WORLD)]
     loss, grads = _loss_and_grads(trainer, items)
     torch.save({"loss": loss, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
@@ -111,16 +116,13 @@ def test_two_process_step_equals_one_process_on_the_concatenated_batch(toy, tmp_
 
 
 def _dro_worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
     import torch.distributed as dist
 
-    from paraspeechclap.distributed import init_distributed
     from paraspeechclap.training.config import load_config
     from paraspeechclap.training.data import collate_train
     from paraspeechclap.training.loop import Trainer
 
-    info = init_distributed(backend="gloo")
+    info = _join(rank, port)
     cfg = load_config(TINY, [f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]",
                              f"train.output_dir={out_dir}", "train.device=cpu", "train.num_threads=1",
                              "loss.attribute_sets=[gender]", "loss.group_dro={group_field: speaker, require: [gender], "

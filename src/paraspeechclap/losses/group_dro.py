@@ -44,7 +44,7 @@ def group_row_weights(ids: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return weights
 
 
-def group_means(ids: torch.Tensor, losses: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_sums(ids: torch.Tensor, losses: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum and count of ``losses`` per group (rows with ``ids < 0`` ignored).
 
     Args:
@@ -93,7 +93,7 @@ class GroupDRO(nn.Module):
             ids: ``(N,)`` long group index per loss term (``-1``: no group).
             losses: ``(N,)`` the terms (e.g. each labelled row's cross-entropy in each attribute set).
         """
-        sums, counts = group_means(ids, losses, len(self.groups))
+        sums, counts = group_sums(ids, losses, len(self.groups))
         stacked = distributed.all_reduce_mean(torch.stack([sums, counts]))
         sums, counts = stacked[0], stacked[1]
         present = counts > 0

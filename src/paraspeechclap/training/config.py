@@ -105,29 +105,25 @@ def _ordered_pair(value: list[float], nonnegative: bool = False) -> list[float]:
 _SCHEMA = ConfigDict(extra="forbid")
 
 
-def _check_attribute_sets(names: list[str]) -> list[str]:
-    """Every name must be a registered attribute set (``paraspeechclap data sets``)."""
+def _check_attribute_set(name: str, key: str | None = None) -> str:
+    """The name must be a registered attribute set (``paraspeechclap data sets``)."""
     from ..data.attributes import list_attribute_sets
 
     known = list_attribute_sets()
+    if name not in known:
+        raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}", key)
+    return name
+
+
+def _check_attribute_sets(names: list[str]) -> list[str]:
+    """Every name must be a registered attribute set."""
     for i, name in enumerate(names):
-        if name not in known:
-            raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}", str(i))
+        _check_attribute_set(name, str(i))
     return names
 
 
 #: names of registered attribute sets (each checked: ``loss.attribute_sets``, ``eval.attribute_sets``, ...)
 AttributeSets = Annotated[list[str], AfterValidator(_check_attribute_sets)]
-
-
-def _check_attribute_set(name: str) -> str:
-    """The name must be a registered attribute set."""
-    from ..data.attributes import list_attribute_sets
-
-    known = list_attribute_sets()
-    if name not in known:
-        raise Rule(f"{name!r} is not an attribute set; one of: {', '.join(known)}")
-    return name
 
 
 #: the name of one registered attribute set
@@ -664,19 +660,19 @@ class LossConfig:
         from ..data.attributes import get_attribute_set
         from ..errors import InputError
 
+        for i, t in enumerate(extra.templates):
+            if "{}" not in t:
+                raise Rule(f"template {t!r} has no '{{}}' placeholder", f"attribute_prompts.templates.{i}")
         for i, name in enumerate(extra.template_sets or []):
             if name not in self.attribute_sets:
                 raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.template_sets.{i}")
         for name, words in extra.words.items():
             if name not in self.attribute_sets:
                 raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.words.{name}")
-            try:
-                get_attribute_set(name).widened(extra.templates, words)
+            try:  # the templates were checked above: widening by the words alone finds their classes
+                get_attribute_set(name).widened(words=words)
             except InputError as e:
                 raise Rule(str(e), f"attribute_prompts.words.{name}") from None
-        for i, t in enumerate(extra.templates):
-            if "{}" not in t:
-                raise Rule(f"template {t!r} has no '{{}}' placeholder", f"attribute_prompts.templates.{i}")
 
 
 @dataclass(config=_SCHEMA)

@@ -253,10 +253,13 @@ class Trainer:
         """The worst-corpus weights over the training rows' groups with enough rows (loss.group_dro)."""
         cfg = self.cfg.loss.group_dro
         assert cfg is not None
+        # resolved once: _row_group runs on every row of every batch
+        self._group_set = get_attribute_set(cfg.group_set) if cfg.group_set else None
         counts: Counter[str] = Counter()
         for src in self.sources:
             counts.update(g for g in map(self._row_group, src.manifest) if g)
-        groups = sorted(g for g, n in counts.items() if n >= cfg.min_clips and g not in set(cfg.skip))
+        skip = set(cfg.skip)
+        groups = sorted(g for g, n in counts.items() if n >= cfg.min_clips and g not in skip)
         if not groups:
             by = f"set {cfg.group_set!r}" if cfg.group_set else repr(cfg.group_field)
             raise ConfigError(f"loss.group_dro: no group of {by} has >= {cfg.min_clips} training rows "
@@ -269,9 +272,9 @@ class Trainer:
         value (the worst corpus); ``None`` without it or without a ``require``d field."""
         cfg = self.cfg.loss.group_dro
         assert cfg is not None
-        if cfg.group_set is None:
+        if self._group_set is None:
             return row_domain(row, cfg.group_field, cfg.require)
-        gold = get_attribute_set(cfg.group_set).gold(row) if carries(row, cfg.require) else None
+        gold = self._group_set.gold(row) if carries(row, cfg.require) else None
         return None if gold is None else str(gold)
 
     # -- one step --------------------------------------------------------------------------------
