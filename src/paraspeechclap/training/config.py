@@ -579,6 +579,34 @@ class GroupDROConfig:
 
 
 @dataclass(config=_SCHEMA)
+class CentredConfig:
+    """The attribute cross-entropy once more on speaker-centred embeddings (:mod:`paraspeechclap.losses.centred`).
+
+    Attributes:
+        speaker_field: the row field naming a row's speaker (the shared manifests' ``speaker``, unique across
+            corpora).
+        require: row fields a row must carry to be centred (e.g. ``[emotion]``: the labelled recordings);
+            their values are never read.
+        sets: the attribute sets of that cross-entropy (each in ``loss.attribute_sets``): the ones that
+            change between a speaker's clips (emotion), not the ones centring removes (gender).
+        weight: multiplier of the centred term (``centred_loss`` in the log includes it).
+        min_clips: speakers with fewer distinct training clips are not centred.
+        min_classes: speakers whose clips carry fewer distinct gold classes of ``sets`` are not centred (a
+            speaker heard in one emotion only has nothing of it left once centred).
+        refresh: steps between recomputing the speakers' means from the current weights (every cached
+            variant of each clip, the clip counting once).
+    """
+
+    speaker_field: str = "speaker"
+    require: list[str] = field(default_factory=lambda: ["emotion"])
+    sets: AttributeSets = field(default_factory=lambda: ["emotion8"])
+    weight: NonNegativeFloat = 0.5
+    min_clips: PositiveInt = 10
+    min_classes: PositiveInt = 2
+    refresh: PositiveInt = 100
+
+
+@dataclass(config=_SCHEMA)
 class AttributePromptsConfig:
     """More wordings of the attribute sets' classes for the training cross-entropy only (the inference
     ensemble is unchanged), so that the text head places words a user may type near their class.
@@ -627,6 +655,8 @@ class LossConfig:
         group_dro: weight the attribute cross-entropy's grouped rows (corpora) towards the groups with the
             highest recent loss (online group DRO; issue 18: an objective that penalises the worst corpus);
             off when absent.
+        centred: the attribute cross-entropy again on each labelled row's embedding centred on its speaker's
+            mean (issue 18: speaker-relative features learned in training); off when absent.
     """
 
     name: Literal["contrastive", "multitask"] = "contrastive"
@@ -645,6 +675,7 @@ class LossConfig:
     attribute_reduction: Literal["mean", "sum"] = "mean"
     group_dro: GroupDROConfig | None = None
     attribute_prompts: AttributePromptsConfig | None = None
+    centred: CentredConfig | None = None
 
     @model_validator(mode="after")
     def _needs(self) -> LossConfig:
@@ -652,6 +683,9 @@ class LossConfig:
             raise Rule("true requires loss.gather_with_grad=true", "local_loss")
         if self.group_dro is not None and not self.attribute_sets:
             raise Rule("weights the attribute cross-entropy: set loss.attribute_sets", "group_dro")
+        for i, name in enumerate(self.centred.sets if self.centred is not None else []):
+            if name not in self.attribute_sets:
+                raise Rule(f"{name!r} is not in loss.attribute_sets", f"centred.sets.{i}")
         if self.attribute_prompts is not None:
             self._check_attribute_prompts(self.attribute_prompts)
         return self
@@ -814,6 +848,8 @@ class RunConfig:
                        f"(got {self.model.audio_trainable!r})", "features.cache")
         if self.features.domain_shift is not None and not self.features.cache:
             raise Rule("moves cached features: it needs features.cache: true", "features.domain_shift")
+        if self.loss.centred is not None and not self.features.cache:
+            raise Rule("recomputes speaker means from cached features: it needs features.cache: true", "loss.centred")
         return self
 
     def to_dict(self) -> dict[str, Any]:

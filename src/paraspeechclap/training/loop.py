@@ -44,11 +44,13 @@ from ..data.attributes import get_attribute_set
 from ..distributed import DistributedInfo
 from ..errors import CheckpointError, ConfigError, InputError
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
-from ..losses.attributes import AttributeClassificationLoss, attribute_targets
+from ..losses.attributes import AttributeClassificationLoss, AttributeTargets, attribute_targets
+from ..losses.centred import centre_rows
 from ..losses.group_dro import GroupDRO, group_row_weights
 from ..offset import carries
 from . import checkpoint as ckpt
 from .augment import make_pipeline
+from .centred_fit import SpeakerClips, speaker_clips
 from .config import LossConfig, RunConfig, config_to_yaml
 from .data import (
     DevSet,
@@ -248,6 +250,14 @@ class Trainer:
                              for a in self.attr_sets}  # fmt: skip
         self.attr_loss = AttributeClassificationLoss(cfg.attribute_weight, cfg.attribute_reduction)
         self.group_dro = self._group_dro() if cfg.group_dro is not None else None
+        self.centred: SpeakerClips | None = None
+        if cfg.centred is not None:
+            assert self.dataset.features is not None  # the config requires features.cache
+            self.centred = speaker_clips(self.sources, self.dataset.plan, self.dataset.features,
+                                         self.model.config.embed_dim, cfg.centred)
+            self.centred_sets = [get_attribute_set(name) for name in cfg.centred.sets]
+            self.centred_loss = AttributeClassificationLoss(cfg.centred.weight, cfg.attribute_reduction)
+            logger.info("speaker-centred loss over %d speakers", len(self.centred.means.groups))
 
     def _group_dro(self) -> GroupDRO:
         """The worst-corpus weights over the training rows' groups with enough rows (loss.group_dro)."""
@@ -312,17 +322,36 @@ class Trainer:
         else:
             losses = self.loss_fn(a, t, scale, output_dict=True)
         if self.attr_sets:
-            losses["attribute_loss"] = self._attribute_loss(a, prompt_emb[len(tag_prompts):], batch["rows"], scale)
+            class_emb = self._class_embeddings(prompt_emb[len(tag_prompts):])
+            losses["attribute_loss"] = self._attribute_loss(a, class_emb, batch["rows"], scale)
+            if self.centred is not None:
+                losses["centred_loss"] = self._centred_loss(a, class_emb, batch["rows"], scale)
         return losses
 
-    def _attribute_loss(self, audio: torch.Tensor, prompt_emb: torch.Tensor, rows: list[dict[str, Any]],
-                        scale: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over each attribute set's candidates for the rows that carry its label; under
-        group DRO the grouped rows are weighted by the current group weights, which this batch then updates."""
+    def _class_embeddings(self, prompt_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Set name -> ``(C, D)``: this step's prompt embeddings split by attribute set."""
         class_emb, start = {}, 0
         for aset in self.attr_sets:
             class_emb[aset.name] = prompt_emb[start:start + len(aset.candidates)]
             start += len(aset.candidates)
+        return class_emb
+
+    def _centred_loss(self, audio: torch.Tensor, class_emb: dict[str, torch.Tensor], rows: list[dict[str, Any]],
+                      scale: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of ``loss.centred.sets`` on the rows of centred speakers, each embedding moved
+        off its speaker's current mean."""
+        cfg, clips = self.cfg.loss.centred, self.centred
+        assert cfg is not None and clips is not None
+        ids = clips.means.ids([row_domain(r, cfg.speaker_field, cfg.require) for r in rows])
+        centred = centre_rows(torch.nn.functional.normalize(audio, dim=-1), ids.to(audio.device), clips.means.means)
+        targets = [AttributeTargets(t.name, t.candidates, torch.where(ids >= 0, t.target, -1))
+                   for t in attribute_targets(rows, self.centred_sets)]
+        return self.centred_loss(centred, class_emb, [t for t in targets if bool((t.target >= 0).any())], scale)
+
+    def _attribute_loss(self, audio: torch.Tensor, class_emb: dict[str, torch.Tensor], rows: list[dict[str, Any]],
+                        scale: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over each attribute set's candidates for the rows that carry its label; under
+        group DRO the grouped rows are weighted by the current group weights, which this batch then updates."""
         targets = attribute_targets(rows, self.attr_sets)
         if self.group_dro is None:
             return self.attr_loss(audio, class_emb, targets, scale)
@@ -338,6 +367,9 @@ class Trainer:
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         """One optimiser step on ``batch``; returns its scalar metrics (``train/...``)."""
         self.optimizer.zero_grad(set_to_none=True)
+        if self.centred is not None and (step - 1) % self.cfg.loss.centred.refresh == 0:  # type: ignore[union-attr]
+            self.centred.refresh(self.model)  # the speakers' means on the weights of this period's first step
+            set_train_mode(self.model)
         losses = self.compute_losses(batch, step)
         total = sum(v for k, v in losses.items() if k.endswith("_loss"))
         total.backward()  # type: ignore[union-attr]
@@ -373,6 +405,8 @@ class Trainer:
             }  # fmt: skip
             if self.group_dro is not None:
                 state["group_dro"] = self.group_dro.state_dict()
+            if self.centred is not None:
+                state["centred"] = self.centred.means.state_dict()
             ckpt.save_training_checkpoint(self.ckpt_dir, s.step, state, keep_last=self.cfg.train.keep_checkpoints)
         distributed.barrier()
 
@@ -395,6 +429,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.group_dro is not None and "group_dro" in state:
             self.group_dro.load_state_dict(state["group_dro"])
+        if self.centred is not None and "centred" in state:
+            self.centred.means.load_state_dict(state["centred"])
         r = self.info.rank
         self.state = RunState(state["step"], state["epoch"], state["batches_done"], state["best_value"],
                               state["best_step"], dict(state["bad"][r]), state["last_eval_step"])  # fmt: skip
@@ -518,6 +554,8 @@ class Trainer:
             summary["audio_offset"] = self.offset_info
         if self.group_dro is not None:  # where the worst-corpus weights ended
             summary["group_dro"] = self.group_dro.describe()
+        if self.centred is not None:  # how many speakers were centred, and how much their clips share
+            summary["centred"] = self.centred.means.describe()
         if distributed.is_main():
             save_model_dir(self.model, self.out / "final", {"step": self.state.step, **last})
             atomic_write_json(self.out / "summary.json", summary)
