@@ -576,6 +576,9 @@ LOCO_RECIPES = {
                         "templates, bare words among them, given to every trained set; loss.attribute_prompts)",
     "lite-paraphrases-emotion": "lite-paraphrases with the added templates given to the emotion set only "
                                 "(attribute_prompts.template_sets)",
+    "lite-speaker-centred": "v17 + the 8-class emotion cross-entropy once more on speaker-centred embeddings (each "
+                            "labelled clip minus its speaker's mean, refreshed every 100 steps; speakers with 10+ "
+                            "clips in 2+ emotions; loss.centred, weight 0.25)",
 }
 
 
@@ -611,7 +614,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-group-dro": "+ worst-corpus weighting (group DRO)",
             "lite-class-dro": "+ worst-class weighting (group DRO over the 8 emotion classes)",
             "lite-paraphrases": "+ more wordings of the emotion classes in training (templates to every set)",
-            "lite-paraphrases-emotion": "+ the same, templates to the emotion set only"}
+            "lite-paraphrases-emotion": "+ the same, templates to the emotion set only",
+            "lite-speaker-centred": "+ the emotion cross-entropy on speaker-centred embeddings"}
 
 
 @block("card-loco-dev")
