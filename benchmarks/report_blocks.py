@@ -579,8 +579,7 @@ LOCO_RECIPES = {
     "lite-speaker-centred": "v17 + the 8-class emotion cross-entropy once more on speaker-centred embeddings (each "
                             "labelled clip minus its speaker's mean, refreshed every 100 steps; speakers with 10+ "
                             "clips in 2+ emotions; loss.centred, weight 0.25)",
-    "lite-speaker-centred-w1": "lite-speaker-centred with the centred term at weight 1.0 (as much as all the plain "
-                               "attribute sets together)",
+    "lite-speaker-centred-w01": "lite-speaker-centred with the centred term at weight 0.1",
 }
 
 
@@ -618,7 +617,7 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-paraphrases": "+ more wordings of the emotion classes in training (templates to every set)",
             "lite-paraphrases-emotion": "+ the same, templates to the emotion set only",
             "lite-speaker-centred": "+ the emotion cross-entropy on speaker-centred embeddings",
-            "lite-speaker-centred-w1": "+ the same at weight 1.0"}
+            "lite-speaker-centred-w01": "+ the same at weight 0.1"}
 
 
 @block("card-loco-dev")
