@@ -724,7 +724,8 @@ def _loco_summary_table(res: dict[str, Any]) -> str:
 #: plain-word scores over the folds of each recipe (``benchmarks/results/<name>.json``), in column order
 PLAIN_WORDS = {"plain_words": "v17's recipe", "plain_words_lite-paraphrases": "lite-paraphrases",
                "plain_words_lite-paraphrases-emotion": "lite-paraphrases-emotion",
-               "plain_words_lite-speaker-centred": "lite-speaker-centred"}
+               "plain_words_lite-speaker-centred": "lite-speaker-centred",
+               "plain_words_lite-speaker-centred-w01": "lite-speaker-centred-w01"}
 
 
 @block("card-plain-words")
