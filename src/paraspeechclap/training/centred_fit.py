@@ -14,13 +14,13 @@ from ..data.attributes import get_attribute_set
 from ..errors import ConfigError
 from ..losses.centred import SpeakerMeans, weighted_group_means
 from .config import CentredConfig
+from .data import Source, cached_clips
 from .domain_shift import row_domain
 from .evaluate import embed_cached
 from .features import FeatureTable
 
 if TYPE_CHECKING:
     from ..model import ParaSpeechCLAP
-    from .data import Source
 
 
 @dataclass
@@ -56,12 +56,11 @@ def speaker_clips(sources: Sequence[Source], plan: Sequence[tuple[int, int]], ta
     sets = [get_attribute_set(name) for name in cfg.sets]
     clips: dict[str, tuple[str, list[torch.Tensor]]] = {}
     classes: dict[str, set[tuple[str, str]]] = {}
-    for s, i in plan:
-        key, row = f"{s}:{sources[s].manifest.key(i)}", sources[s].manifest[i]
+    for key, row, variants in cached_clips(sources, plan, table):
         speaker = row_domain(row, cfg.speaker_field, cfg.require)
-        if speaker is not None and key in table.entries and key not in clips:
-            clips[key] = (speaker, [e["features"] for e in table.entries[key]])
-            golds = {(a.name, str(a.gold(row))) for a in sets if a.gold(row) is not None}
+        if speaker is not None:
+            clips[key] = (speaker, variants)
+            golds = {(a.name, str(gold)) for a in sets if (gold := a.gold(row)) is not None}
             classes.setdefault(speaker, set()).update(golds)
     counts = Counter(speaker for speaker, _ in clips.values())
     groups = sorted(g for g, n in counts.items() if n >= cfg.min_clips and len(classes[g]) >= cfg.min_classes)

@@ -684,11 +684,15 @@ class LossConfig:
         if self.group_dro is not None and not self.attribute_sets:
             raise Rule("weights the attribute cross-entropy: set loss.attribute_sets", "group_dro")
         for i, name in enumerate(self.centred.sets if self.centred is not None else []):
-            if name not in self.attribute_sets:
-                raise Rule(f"{name!r} is not in loss.attribute_sets", f"centred.sets.{i}")
+            self._require_trained(name, f"centred.sets.{i}")
         if self.attribute_prompts is not None:
             self._check_attribute_prompts(self.attribute_prompts)
         return self
+
+    def _require_trained(self, name: str, key: str) -> None:
+        """A set another option refers to (named at ``key``) must be one the cross-entropy trains."""
+        if name not in self.attribute_sets:
+            raise Rule(f"{name!r} is not in loss.attribute_sets", key)
 
     def _check_attribute_prompts(self, extra: AttributePromptsConfig) -> None:
         from ..data.attributes import get_attribute_set
@@ -698,11 +702,9 @@ class LossConfig:
             if "{}" not in t:
                 raise Rule(f"template {t!r} has no '{{}}' placeholder", f"attribute_prompts.templates.{i}")
         for i, name in enumerate(extra.template_sets or []):
-            if name not in self.attribute_sets:
-                raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.template_sets.{i}")
+            self._require_trained(name, f"attribute_prompts.template_sets.{i}")
         for name, words in extra.words.items():
-            if name not in self.attribute_sets:
-                raise Rule(f"{name!r} is not in loss.attribute_sets", f"attribute_prompts.words.{name}")
+            self._require_trained(name, f"attribute_prompts.words.{name}")
             try:  # the templates were checked above: widening by the words alone finds their classes
                 get_attribute_set(name).widened(words=words)
             except InputError as e:

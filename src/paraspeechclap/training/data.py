@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,23 @@ def load_source(src: SourceConfig) -> Source:
     return Source(src.name or name, manifest, src.captions, src.weight, dropped)
 
 
+def clip_key(sources: Sequence[Source], s: int, i: int) -> str:
+    """The feature-cache key of row ``i`` of source ``s`` (a plan entry ``(s, i)``)."""
+    return f"{s}:{sources[s].manifest.key(i)}"
+
+
+def cached_clips(sources: Sequence[Source], plan: Sequence[tuple[int, int]],
+                 table: FeatureTable) -> Iterator[tuple[str, Mapping[str, Any], list[torch.Tensor]]]:
+    """Each distinct clip of ``plan`` that ``table`` holds, once, in plan order: its key, its row and its
+    cached feature variants (references into the table, not copies)."""
+    seen: set[str] = set()
+    for s, i in plan:
+        key = clip_key(sources, s, i)
+        if key in table.entries and key not in seen:
+            seen.add(key)
+            yield key, sources[s].manifest[i], [e["features"] for e in table.entries[key]]
+
+
 def build_plan(sizes: Sequence[int], weights: Sequence[float], mixing: str, epoch_size: int | None,
                seed: int) -> list[tuple[int, int]]:
     """``(source, row)`` entries of one epoch's index space (see module docstring)."""
@@ -353,8 +370,7 @@ class TrainDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def key(self, pos: int) -> str:
-        s, i = self.plan[pos]
-        return f"{s}:{self.sources[s].manifest.key(i)}"
+        return clip_key(self.sources, *self.plan[pos])
 
     def tags(self, pos: int) -> list[str]:
         s, i = self.plan[pos]

@@ -59,6 +59,8 @@ from .data import (
     build_dev_set,
     build_plan,
     build_sampler,
+    cached_clips,
+    clip_key,
     collate_train,
     load_source,
     tag_vocabulary,
@@ -189,7 +191,7 @@ class Trainer:
     def _train_features(self, plan: list[tuple[int, int]]) -> FeatureTable:
         reqs, seen = [], set()
         for s, i in plan:
-            key = f"{s}:{self.sources[s].manifest.key(i)}"
+            key = clip_key(self.sources, s, i)
             if key not in seen:
                 seen.add(key)
                 reqs.append(CacheRequest(key, str(self.sources[s].manifest.audio_path(i))))
@@ -207,12 +209,10 @@ class Trainer:
         cfg = self.cfg.features.domain_shift
         assert cfg is not None
         clips, groups = {}, {}
-        for s, i in plan:
-            key, row = f"{s}:{self.sources[s].manifest.key(i)}", self.sources[s].manifest[i]
-            if key in table.entries and key not in clips:
-                domain = row_domain(row, cfg.domain_field, cfg.require)
-                clips[key] = (domain, [e["features"] for e in table.entries[key]])
-                groups[key] = (domain, "/".join(str(row.get(f)) for f in cfg.match))
+        for key, row, variants in cached_clips(self.sources, plan, table):
+            domain = row_domain(row, cfg.domain_field, cfg.require)
+            clips[key] = (domain, variants)
+            groups[key] = (domain, "/".join(str(row.get(f)) for f in cfg.match))
         width = self.model.audio_branch.state_width
         shift = DomainShift(domain_means(clips.values(), width, cfg.min_clips, cfg.skip), cfg.prob,
                             (cfg.scale[0], cfg.scale[1]), width, domain_groups(groups.values()), cfg.domain_field,

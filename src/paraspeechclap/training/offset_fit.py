@@ -11,12 +11,12 @@ import torch
 from ..errors import ConfigError
 from ..offset import carries, gate_vector, gate_weights, offset_vector, within_span
 from .config import AudioOffsetConfig
+from .data import Source, clip_key
 from .evaluate import embed_cached
 from .features import FeatureTable
 
 if TYPE_CHECKING:
     from ..model import ParaSpeechCLAP
-    from .data import Source
 
 
 def follow_batches(model: ParaSpeechCLAP, audio: torch.Tensor, rows: Sequence[Any],
@@ -100,7 +100,7 @@ def reference_embeddings(model: ParaSpeechCLAP, sources: Sequence[Source], plan:
     seen: set[str] = set()
     for s, i in plan:
         manifest = sources[s].manifest
-        key = f"{s}:{manifest.key(i)}"
+        key = clip_key(sources, s, i)
         if key in seen or carries(manifest[i], require) != carrying:
             continue
         seen.add(key)
