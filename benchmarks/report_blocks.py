@@ -580,6 +580,8 @@ LOCO_RECIPES = {
                             "labelled clip minus its speaker's mean, refreshed every 100 steps; speakers with 10+ "
                             "clips in 2+ emotions; loss.centred, weight 0.25)",
     "lite-speaker-centred-w01": "lite-speaker-centred with the centred term at weight 0.1",
+    "lite-speaker-centred-w01-no-emospeech": "lite-speaker-centred-w01 without emospeech_in in training (its noisy "
+                                             "self-labelled commands; real3's ucm_es stays)",
 }
 
 
@@ -617,7 +619,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-paraphrases": "+ more wordings of the emotion classes in training (templates to every set)",
             "lite-paraphrases-emotion": "+ the same, templates to the emotion set only",
             "lite-speaker-centred": "+ the emotion cross-entropy on speaker-centred embeddings",
-            "lite-speaker-centred-w01": "+ the same at weight 0.1"}
+            "lite-speaker-centred-w01": "+ the same at weight 0.1",
+            "lite-speaker-centred-w01-no-emospeech": "+ the same without emospeech_in in training"}
 
 
 @block("card-loco-dev")
