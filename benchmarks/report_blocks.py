@@ -958,7 +958,8 @@ def card_centred_test(r: Results) -> str:
 
 
 #: paired bootstrap comparisons (``benchmarks/paired.py``) shown in the card, in order
-PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev", "candidates/paired_test_lite-speaker-centred-w01")
+PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev",
+          "candidates/paired_test_lite-speaker-centred-w01")
 
 
 @block("card-paired")
