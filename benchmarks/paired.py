@@ -38,7 +38,12 @@ def predictions(model_path: str | None, rows: list[dict[str, Any]], paths: list[
     embedded = {"plain": audio, "speaker": group_centred(audio, row_speakers(rows))}
     out: dict[str, Any] = {"fields": model_fields(model), "path": model_path or "embedded default"}
     for mode, emb in embedded.items():
-        out[mode] = {s: score_attribute_set(model, emb, rows, s)["predicted"] for s in SETS}
+        out[mode] = {}
+        for s in SETS:
+            scored = score_attribute_set(model, emb, rows, s)
+            if scored is None:
+                raise SystemExit(f"paired.py: no real recording of the split has a gold label of the set {s!r}")
+            out[mode][s] = scored["predicted"]
     return out
 
 

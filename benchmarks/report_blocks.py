@@ -964,26 +964,27 @@ PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev",
 
 @block("card-paired")
 def card_paired(r: Results) -> str:
+    shown = [r[k] for k in PAIRED if r.has(k)]
+    if not shown:
+        return "No paired comparisons yet (`python benchmarks/paired.py --candidate NAME=MODEL`)."
     rows = []
-    for key in PAIRED:
-        if not r.has(key):
-            continue
-        res = r[key]
+    for res in shown:
+        base = SHIPPED if res["baseline"]["path"] == "embedded default" else res["baseline"]["path"]
         for name, cand in res["candidates"].items():
             for what, c in cand["comparisons"].items():
                 lo, hi = c["ci95"]
-                rows.append([f"{name} ({res['split']})", what.replace("/", ": "), f3(c["uar_a"]), f3(c["uar_b"]),
-                             f"{c['difference']:+.3f}", f3(c["sd"]), f"{lo:+.3f} to {hi:+.3f}",
+                rows.append([f"{name} ({res['split']})", base, what.replace("/", ": "), f3(c["uar_a"]),
+                             f3(c["uar_b"]), f"{c['difference']:+.3f}", f3(c["sd"]), f"{lo:+.3f} to {hi:+.3f}",
                              f3(c["share_below_zero"]), f3(c["share_below_tolerance"])])
-    if not rows:
-        return "No paired comparisons yet (`python benchmarks/paired.py --candidate NAME=MODEL`)."
     cmds = "; ".join(f"{command(r[k])} (`benchmarks/results/{k}.json`)" for k in PAIRED if r.has(k))
-    return (f"{cmds}. Each candidate against the shipped {SHIPPED} on the same real recordings (the split's unseen "
-            "speakers), with a paired bootstrap that resamples clips within each gold class "
-            f"({r[PAIRED[-1]]['resamples'] if r.has(PAIRED[-1]) else 10000} resamples): the share of resamples in "
-            "which the candidate scores below the baseline, and below it by more than the 0.03 kept:\n\n"
-            + table(["candidate (split)", "scores", SHIPPED, "candidate", "change", "sd", "95% interval",
-                     "share below", "share 0.03 below"], rows))
+    resamples = " / ".join(sorted({str(res["resamples"]) for res in shown}))
+    tolerance = " / ".join(sorted({f"{res['tolerance']:.2f}" for res in shown}))
+    return (f"{cmds}. Each candidate against its baseline on the same real recordings (the split's unseen "
+            f"speakers), with a paired bootstrap that resamples clips within each gold class ({resamples} "
+            "resamples): the share of resamples in which the candidate scores below the baseline, and below it by "
+            f"more than {tolerance}:\n\n"
+            + table(["candidate (split)", "baseline", "scores", "baseline UAR", "candidate", "change", "sd",
+                     "95% interval", "share below", f"share {tolerance} below"], rows))
 
 
 @block("card-calibration")
