@@ -13,12 +13,13 @@ BLOCKS: dict[str, Block] = {}
 
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
 #: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
-SHIPPED, PREVIOUS = "v17", "v16"
+SHIPPED, PREVIOUS = "v18", "v17"
 #: what each version's recipe changed (the LOCO recipes table names them)
 VERSION_CHANGES = {
     "v15": "the recipe before real3",
     "v16": "v15 + the train speakers of real3 (ucm_es, emospeech_in)",
     "v17": "v16 + 1,760 official-tag clips (recipes v3 with styles) learnt through their captions, 384-d, 3,000 steps",
+    "v18": "v17 + the 8-class emotion cross-entropy once more on speaker-centred embeddings (loss.centred, weight 0.1)",
 }
 ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
 SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
@@ -579,7 +580,6 @@ LOCO_RECIPES = {
     "lite-speaker-centred": "v17 + the 8-class emotion cross-entropy once more on speaker-centred embeddings (each "
                             "labelled clip minus its speaker's mean, refreshed every 100 steps; speakers with 10+ "
                             "clips in 2+ emotions; loss.centred, weight 0.25)",
-    "lite-speaker-centred-w01": "lite-speaker-centred with the centred term at weight 0.1",
     "lite-speaker-centred-w01-no-emospeech": "lite-speaker-centred-w01 without emospeech_in in training (its noisy "
                                              "self-labelled commands; real3's ucm_es stays)",
     "lite-speaker-centred-w01-s1234": "lite-speaker-centred-w01 with training seed 1234 (3407 above): the seed's share",
@@ -610,7 +610,7 @@ def card_loco_recipes(r: Results) -> str:
 
 
 #: recipes whose folds record their dev evaluation (loco.py's ``dev_summary``), in the order shown.
-LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds loco.json scores",
+LOCO_DEV = {"lite-tags-v3": "v17's recipe at 1,000 steps: the folds v17's loco.json scored",
             "lite-domain-shift": "+ corpus-offset augmentation", "lite-speaker-shift": "+ speaker-offset augmentation",
             "lite-speaker-shift-s1234": "the same, seed 1234", "lite-offset-gated": "+ a gated stored audio offset",
             "lite-offset-emotion": "+ the same within the emotion directions",
@@ -620,7 +620,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe (lite.yaml) at 1,000 steps: the folds 
             "lite-paraphrases": "+ more wordings of the emotion classes in training (templates to every set)",
             "lite-paraphrases-emotion": "+ the same, templates to the emotion set only",
             "lite-speaker-centred": "+ the emotion cross-entropy on speaker-centred embeddings",
-            "lite-speaker-centred-w01": "+ the same at weight 0.1",
+            "lite-speaker-centred-w01": "+ the same at weight 0.1: v18's recipe (lite.yaml), the folds loco.json "
+                                        "scores",
             "lite-speaker-centred-w01-no-emospeech": "+ the same without emospeech_in in training",
             "lite-speaker-centred-w01-s1234": "+ the centred term at weight 0.1, seed 1234"}
 
@@ -904,13 +905,15 @@ def card_version_change(r: Results) -> str:
 
 #: the offset candidate whose test split was scored as the version about to ship (not shipped)
 OFFSET_TEST = "candidates/quality_test_v18-candidate"
+#: the version shipped when the candidates below were scored (their tables compare with its kept test files)
+CANDIDATE_BASE = "v17"
 
 
 @block("card-offset-test")
 def card_offset_test(r: Results) -> str:
     if not r.has(OFFSET_TEST):
         return "No offset candidate's test split scored."
-    new, old, v15 = r[OFFSET_TEST], r[QUALITY_TEST], r["v15/" + QUALITY_TEST]
+    new, old, v15 = r[OFFSET_TEST], r[f"{CANDIDATE_BASE}/{QUALITY_TEST}"], r["v15/" + QUALITY_TEST]
     def row(what: str, first: str, a: float, b: float, margin: float) -> list[str]:
         change = _change_row(what, a, b, margin)
         return [change[0], first, *change[1:]]
@@ -923,10 +926,10 @@ def card_offset_test(r: Results) -> str:
     return (f"The candidate's test split ({command(new)} at commit {new['meta']['commit'][:7]}, where the candidate "
             f"was the embedded model, weights `{new['checksum'][:12]}…`; kept as "
             f"`benchmarks/results/{OFFSET_TEST}.json`), "
-            f"against the shipped {SHIPPED} on the same clips, with the loss "
+            f"against {CANDIDATE_BASE}, shipped then, on the same clips, with the loss "
             "each kept number was allowed (v15's own figure beside it: issue 18 keeps v15's in-corpus numbers within "
             "0.03):\n\n"
-            + table(["test", "v15", SHIPPED, "candidate", "change", "allowed", "met"], rows))
+            + table(["test", "v15", CANDIDATE_BASE, "candidate", "change", "allowed", "met"], rows))
 
 
 #: the speaker-centred candidate whose test split was scored as the version about to ship
@@ -939,7 +942,7 @@ def card_centred_test(r: Results) -> str:
     issue 21's targets for the official sets, with its change from the shipped model beside them."""
     if not r.has(CENTRED_TEST):
         return "No speaker-centred candidate's test split scored."
-    new, old, v15 = r[CENTRED_TEST], r[QUALITY_TEST], r["v15/" + QUALITY_TEST]
+    new, old, v15 = r[CENTRED_TEST], r[f"{CANDIDATE_BASE}/{QUALITY_TEST}"], r["v15/" + QUALITY_TEST]
     rows = []
     for entry, name, margin in KEPT:
         first, a, b = uar(v15, entry, name), uar(old, entry, name), uar(new, entry, name)
@@ -951,15 +954,26 @@ def card_centred_test(r: Results) -> str:
         rows.append([f"official tags: {s}", "—", f3(a), f3(b), signed(b - a), f">= {target:.2f} (issue 21)",
                      "yes" if b >= target else "**no**"])
     return (f"The candidate's test split ({command(new)}, weights `{new['checksum'][:12]}…`; "
-            f"`benchmarks/results/{CENTRED_TEST}.json`) against v15 and the shipped {SHIPPED} on the same clips, "
+            f"`benchmarks/results/{CENTRED_TEST}.json`) against v15 and {CANDIDATE_BASE}, shipped then, on the same "
+            "clips, "
             "with what issue 18 keeps (v15's in-corpus figure within 0.03, synthetic within 0.02) and issue 21's "
             "targets for the official sets:\n\n"
-            + table(["test", "v15", SHIPPED, "candidate", f"change from {SHIPPED}", "kept / target", "met"], rows))
+            + table(["test", "v15", CANDIDATE_BASE, "candidate", f"change from {CANDIDATE_BASE}", "kept / target",
+                     "met"], rows))
 
 
 #: paired bootstrap comparisons (``benchmarks/paired.py``) shown in the card, in order
 PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev",
           "candidates/paired_test_lite-speaker-centred-w01")
+
+
+def _version_of(r: Results, checksum: str) -> str | None:
+    """The shipped version whose weights have ``checksum`` (from each version's test results), if any."""
+    for version in (SHIPPED, *VERSION_CHANGES):
+        key = QUALITY_TEST if version == SHIPPED else f"{version}/{QUALITY_TEST}"
+        if r.has(key) and r[key]["checksum"] == checksum:
+            return version
+    return None
 
 
 @block("card-paired")
@@ -969,7 +983,7 @@ def card_paired(r: Results) -> str:
         return "No paired comparisons yet (`python benchmarks/paired.py --candidate NAME=MODEL`)."
     rows = []
     for res in shown:
-        base = SHIPPED if res["baseline"]["path"] == "embedded default" else res["baseline"]["path"]
+        base = _version_of(r, res["baseline"]["checksum"]) or res["baseline"]["path"]
         for name, cand in res["candidates"].items():
             for what, c in cand["comparisons"].items():
                 lo, hi = c["ci95"]
