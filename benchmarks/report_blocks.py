@@ -14,6 +14,8 @@ BLOCKS: dict[str, Block] = {}
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
 #: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
 SHIPPED, PREVIOUS = "v18", "v17"
+#: the version shipped when the offset and speaker-centred candidates were scored (their tables read its kept files)
+CANDIDATE_BASE = "v17"
 #: what each version's recipe changed (the LOCO recipes table names them)
 VERSION_CHANGES = {
     "v15": "the recipe before real3",
@@ -687,7 +689,8 @@ OFFSET_COLUMNS = {"real 4 / 8-class emotion": ("real/emotion/uar", "real/emotion
 
 @block("card-offset-candidates")
 def card_offset_candidates(r: Results) -> str:
-    models = {"v17 (shipped)": "quality_dev_fp32", **{k: f"candidates/quality_dev_{k}" for k in OFFSET_CANDIDATES}}
+    models = {f"{CANDIDATE_BASE} (shipped then)": f"{CANDIDATE_BASE}/{QUALITY_DEV}",
+              **{k: f"candidates/quality_dev_{k}" for k in OFFSET_CANDIDATES}}
     rows = []
     for name, res in models.items():
         if r.has(res):
@@ -905,24 +908,39 @@ def card_version_change(r: Results) -> str:
 
 #: the offset candidate whose test split was scored as the version about to ship (not shipped)
 OFFSET_TEST = "candidates/quality_test_v18-candidate"
-#: the version shipped when the candidates below were scored (their tables compare with its kept test files)
-CANDIDATE_BASE = "v17"
+
+
+#: a candidate's rule for a kept number: (v15's figure, the base version's, the candidate's, margin) -> (rule, met)
+KeptRule = Callable[[float, float, float, float], tuple[str, bool]]
+#: its rule for an official set: (the base version's figure, the candidate's, issue 21's target) -> (rule, met)
+OfficialRule = Callable[[float, float, float], tuple[str, bool]]
+
+
+def _candidate_test_rows(r: Results, new: dict[str, Any], kept: KeptRule, official: OfficialRule) -> list[list[str]]:
+    """Rows of a candidate's test split against v15 and the version shipped then, judged by the given rules."""
+    old, v15 = r[f"{CANDIDATE_BASE}/{QUALITY_TEST}"], r["v15/" + QUALITY_TEST]
+    rows = []
+    for entry, name, margin in KEPT:
+        first, a, b = uar(v15, entry, name), uar(old, entry, name), uar(new, entry, name)
+        rule, met = kept(first, a, b, margin)
+        rows.append([f"{entry}: {SET_NAMES[name]}", f3(first), f3(a), f3(b), signed(b - a), rule,
+                     "yes" if met else "**no**"])
+    was, now = old["sets"]["official_tags"], new["sets"]["official_tags"]
+    for s, target in OFFICIAL_TARGETS.items():
+        a, b = was[s]["uar_present"], now[s]["uar_present"]
+        rule, met = official(a, b, target)
+        rows.append([f"official tags: {s}", "—", f3(a), f3(b), signed(b - a), rule, "yes" if met else "**no**"])
+    return rows
 
 
 @block("card-offset-test")
 def card_offset_test(r: Results) -> str:
+    """The offset candidate held to the version shipped then (its figure minus the margin; official sets 0.02)."""
     if not r.has(OFFSET_TEST):
         return "No offset candidate's test split scored."
-    new, old, v15 = r[OFFSET_TEST], r[f"{CANDIDATE_BASE}/{QUALITY_TEST}"], r["v15/" + QUALITY_TEST]
-    def row(what: str, first: str, a: float, b: float, margin: float) -> list[str]:
-        change = _change_row(what, a, b, margin)
-        return [change[0], first, *change[1:]]
-
-    rows = [row(f"{entry}: {SET_NAMES[name]}", f3(uar(v15, entry, name)), uar(old, entry, name),
-                uar(new, entry, name), margin) for entry, name, margin in KEPT]
-    was, now = old["sets"]["official_tags"], new["sets"]["official_tags"]
-    rows += [row(f"official tags: {s}", "—", was[s]["uar_present"], now[s]["uar_present"], 0.02)
-             for s in OFFICIAL_TARGETS]
+    new = r[OFFSET_TEST]
+    rows = _candidate_test_rows(r, new, lambda first, a, b, margin: (f"-{margin:.2f}", b >= a - margin),
+                                lambda a, b, target: ("-0.02", b >= a - 0.02))
     return (f"The candidate's test split ({command(new)} at commit {new['meta']['commit'][:7]}, where the candidate "
             f"was the embedded model, weights `{new['checksum'][:12]}…`; kept as "
             f"`benchmarks/results/{OFFSET_TEST}.json`), "
@@ -942,17 +960,10 @@ def card_centred_test(r: Results) -> str:
     issue 21's targets for the official sets, with its change from the shipped model beside them."""
     if not r.has(CENTRED_TEST):
         return "No speaker-centred candidate's test split scored."
-    new, old, v15 = r[CENTRED_TEST], r[f"{CANDIDATE_BASE}/{QUALITY_TEST}"], r["v15/" + QUALITY_TEST]
-    rows = []
-    for entry, name, margin in KEPT:
-        first, a, b = uar(v15, entry, name), uar(old, entry, name), uar(new, entry, name)
-        rows.append([f"{entry}: {SET_NAMES[name]}", f3(first), f3(a), f3(b), signed(b - a),
-                     f">= {first - margin:.3f} (v15 - {margin:.2f})", "yes" if b >= first - margin else "**no**"])
-    was, now = old["sets"]["official_tags"], new["sets"]["official_tags"]
-    for s, target in OFFICIAL_TARGETS.items():
-        a, b = was[s]["uar_present"], now[s]["uar_present"]
-        rows.append([f"official tags: {s}", "—", f3(a), f3(b), signed(b - a), f">= {target:.2f} (issue 21)",
-                     "yes" if b >= target else "**no**"])
+    new = r[CENTRED_TEST]
+    rows = _candidate_test_rows(
+        r, new, lambda first, a, b, margin: (f">= {first - margin:.3f} (v15 - {margin:.2f})", b >= first - margin),
+        lambda a, b, target: (f">= {target:.2f} (issue 21)", b >= target))
     return (f"The candidate's test split ({command(new)}, weights `{new['checksum'][:12]}…`; "
             f"`benchmarks/results/{CENTRED_TEST}.json`) against v15 and {CANDIDATE_BASE}, shipped then, on the same "
             "clips, "

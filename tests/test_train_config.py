@@ -231,6 +231,23 @@ def test_lite_recipe_selects_best_by_a_metric_it_logs(shared_data: Path) -> None
     assert "emotion" in cfg.eval.attribute_sets
 
 
+def test_lite_recipe_trains_the_speaker_centred_term_and_v17_recipe_is_it_without(shared_data: Path) -> None:
+    """v18 added loss.centred to lite.yaml; `centred: null` in a config based on it (lite-v17.yaml, and every
+    older experiment) must turn it off and change nothing else, or those experiments silently change recipe."""
+    import dataclasses
+
+    lite = load_config(RECIPES / "lite.yaml")
+    v17 = load_config(RECIPES / "experiments" / "lite-v17.yaml")
+    assert lite.loss.centred is not None and lite.loss.centred.weight == 0.1 and lite.loss.centred.sets == ["emotion8"]
+    assert v17.loss.centred is None
+    a, b = dataclasses.asdict(lite), dataclasses.asdict(v17)
+    for d in (a, b):
+        del d["loss"]["centred"], d["train"]["output_dir"]
+    assert a == b
+    older = load_config(RECIPES / "experiments" / "lite-group-dro.yaml")  # a recipe tried on v17's before v18
+    assert older.loss.centred is None and older.loss.group_dro is not None
+
+
 def test_model_section_is_checked_but_saved_model_configs_load_unchanged() -> None:
     import dataclasses
     import json
