@@ -980,7 +980,7 @@ PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev",
 
 def _version_of(r: Results, checksum: str) -> str | None:
     """The shipped version whose weights have ``checksum`` (from each version's test results), if any."""
-    for version in (SHIPPED, *VERSION_CHANGES):
+    for version in VERSION_CHANGES:
         key = QUALITY_TEST if version == SHIPPED else f"{version}/{QUALITY_TEST}"
         if r.has(key) and r[key]["checksum"] == checksum:
             return version

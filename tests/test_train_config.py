@@ -232,8 +232,8 @@ def test_lite_recipe_selects_best_by_a_metric_it_logs(shared_data: Path) -> None
 
 
 def test_lite_recipe_trains_the_speaker_centred_term_and_v17_recipe_is_it_without(shared_data: Path) -> None:
-    """v18 added loss.centred to lite.yaml; `centred: null` in a config based on it (lite-v17.yaml, and every
-    older experiment) must turn it off and change nothing else, or those experiments silently change recipe."""
+    """v18 added loss.centred to lite.yaml; `centred: null` in lite-v17.yaml, on which every older experiment is
+    based, must turn it off and change nothing else, or those experiments silently change recipe."""
     import dataclasses
 
     lite = load_config(RECIPES / "lite.yaml")
