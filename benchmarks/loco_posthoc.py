@@ -108,14 +108,14 @@ def one_label_speakers(speakers: Sequence[str], gold: Sequence[str | None]) -> d
 
 
 # -- the folds' scores ------------------------------------------------------------------------------------
-def corpus_scores(run: Path, corpus: str, every: Any) -> dict[str, Any]:
+def corpus_scores(run: Path, corpus: str, every: Any, precision: str = "fp32") -> dict[str, Any]:
     """Plain and speaker-centred 4- and 8-class cosine scores of ``run``'s fold model on its left-out corpus."""
     from paraspeechclap import load_model
     from paraspeechclap.data.attributes import get_attribute_set
     from paraspeechclap.evaluation.classification import attribute_set_scores
     from paraspeechclap.evaluation.runner import embed_rows
 
-    model = load_model(str(run / corpus / "final"))
+    model = load_model(str(run / corpus / "final"), precision=precision)
     manifest = every.filter(lambda r: r["source"] == corpus)
     rows = list(manifest)
     emb = embed_rows(model, manifest, range(len(manifest)), batch_size=16)
@@ -181,6 +181,8 @@ def main() -> int:
     ap.add_argument("--runs", nargs="+", required=True, metavar="NAME=DIR",
                     help="loco.py --runs folders of the recipes compared (the first is analysed for class bias)")
     ap.add_argument("--corpora", default=",".join(SUMMARY_CORPORA), help="comma-separated left-out corpora")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"],
+                    help="as loco.py's (default fp32, which loco.json's scores use)")
     add_json_arg(ap, "loco_posthoc.json")
     args = ap.parse_args()
     runs = {}
@@ -189,17 +191,18 @@ def main() -> int:
         if not sep or not Path(folder).is_dir():
             ap.error(f"--runs {item!r}: expected NAME=DIR with an existing DIR")
         runs[name] = Path(folder)
-    return run(runs, args.corpora.split(","), json_path(args))
+    return run(runs, args.corpora.split(","), args.precision, json_path(args))
 
 
-def run(runs: dict[str, Path], corpora: list[str], out: Path) -> int:
+def run(runs: dict[str, Path], corpora: list[str], precision: str, out: Path) -> int:
     from paraspeechclap.data.splits import load_shared_manifest
 
     t0 = time.perf_counter()
     every = load_shared_manifest(batches="all")
-    scores = {name: {c: corpus_scores(folder, c, every) for c in corpora} for name, folder in runs.items()}
+    scores = {name: {c: corpus_scores(folder, c, every, precision) for c in corpora} for name, folder in runs.items()}
     first = next(iter(scores))
-    results = {"runs": {k: str(v) for k, v in runs.items()}, "corpora": corpora, "bias_grid": BIAS_GRID.tolist(),
+    results = {"runs": {k: str(v) for k, v in runs.items()}, "corpora": corpora, "precision": precision,
+               "bias_grid": BIAS_GRID.tolist(),
                "class_bias": {"recipe": first, **class_bias(scores[first])}, "ensembles": ensembles(scores),
                "speaker_structure": speaker_structure(scores[first]),
                "label_counts": {c: dict(Counter(g for g in scores[first][c]["gold4"] if g)) for c in corpora},
