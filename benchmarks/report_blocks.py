@@ -702,6 +702,31 @@ def card_offset_candidates(r: Results) -> str:
             + table(["model", "offset", *OFFSET_COLUMNS], rows))
 
 
+@block("card-loco-posthoc")
+def card_loco_posthoc(r: Results) -> str:
+    if not r.has("loco_posthoc"):
+        return "No post-training analysis of the LOCO folds yet (`python benchmarks/loco_posthoc.py`)."
+    res = r["loco_posthoc"]
+    cb, st = res["class_bias"], res["speaker_structure"]
+    header = ["scores", "plain 4-class mean / min", "plain recall sad", "speaker-centred 4-class mean / min",
+              "speaker-centred recall sad"]
+    rows = [[f"{cb['recipe']} with a per-class bias fitted on the other corpora (nested)",
+             *_posthoc_cells(cb["summary"]["biased"]), "—", "—"]]
+    rows += [["mean of " + " + ".join(e["members"]) if len(e["members"]) > 1 else e["members"][0],
+              *_posthoc_cells(e["plain"]), *_posthoc_cells(e["speaker"])] for e in res["ensembles"]]
+    one = ", ".join(f"{c} {s['one_label']} of {s['speakers']}" for c, s in st["per_corpus"].items())
+    mixed = st["speaker_summary_over_them"]
+    return (f"{command(res)} (`benchmarks/results/loco_posthoc.json`, {res['precision']}; means over "
+            f"{', '.join(res['corpora'])}):\n\n" + table(header, rows)
+            + f"\n\nSpeakers heard in one emotion only: {one}. Speaker-centred over the corpora where most speakers "
+            f"are heard in more than one ({', '.join(st['corpora_with_mixed_speakers'])}): 4-class mean "
+            f"{f3(mixed['uar4_mean'])}, min {f3(mixed['uar4_min'])}, recall sad {f3(mixed['sad'])}.")
+
+
+def _posthoc_cells(s: dict[str, Any]) -> list[str]:
+    return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["sad"])]
+
+
 def _dig(tree: dict[str, Any], path: str) -> float | None:
     node: Any = tree
     for part in path.split("/"):
