@@ -20,7 +20,8 @@ step vocabulary && run benchmarks/vocabulary.py --split dev && run benchmarks/vo
 step regression && run benchmarks/regression.py
 step robustness && run benchmarks/robustness.py --split dev
 step rerank && run benchmarks/rerank.py
-step calibration && run benchmarks/calibrate_shipped.py --write --loco-runs "${LOCO_RUNS:-runs/loco-v17}" --loco-corpora ased,emodb,emovo,savee,urdu
+# LOCO_RUNS: the shipped recipe's leave-one-corpus-out folds (the --runs of loco.json's command; v18's by default)
+step calibration && run benchmarks/calibrate_shipped.py --write --loco-runs "${LOCO_RUNS:-runs/loco-lite-speaker-centred-w01}" --loco-corpora ased,emodb,emovo,savee,urdu
 step annotate && run benchmarks/annotate.py
 step serve && run benchmarks/serve.py
 step reward && run benchmarks/reward_robustness.py && run benchmarks/reward_robustness.py --split dev --json benchmarks/results/reward_robustness_dev_fp32.json
