@@ -810,21 +810,16 @@ def readme_unseen(r: Results) -> str:
     rows = [["unseen speakers of the training corpora (test split)", f3(uar(q, "real", "emotion")),
              f3(uar(q, "real", "emotion8")), f3(uar(q, "real/center=speaker", "emotion")),
              f3(uar(q, "real/center=collection", "emotion"))]]
-    s = loco["summary"]
     rows.append([f"unseen corpora (leave-one-corpus-out, mean of {len(loco['summary_corpora'])}: "
-                 f"{', '.join(loco['summary_corpora'])})", f3(s["plain"]["uar4_mean"]), f3(s["plain"]["uar8_mean"]),
-                 f3(s["speaker"]["uar4_mean"]), f3(s["collection"]["uar4_mean"])])
-    rows[-1][0] += f", {loco['steps']} steps per fold"
+                 f"{', '.join(loco['summary_corpora'])}), {loco['steps']} steps per fold",
+                 *_unseen_cells(loco["summary"])])
     if r.has(f"loco_{FULL_LENGTH}"):
         full = r[f"loco_{FULL_LENGTH}"]
-        f = full["summary"]
         rows.append([f"the same, {full['steps']} steps per fold (as long as the shipped weights train)",
-                     f3(f["plain"]["uar4_mean"]), f3(f["plain"]["uar8_mean"]), f3(f["speaker"]["uar4_mean"]),
-                     f3(f["collection"]["uar4_mean"])])
+                     *_unseen_cells(full["summary"])])
     b = loco.get("baseline") or loco.get("baseline_v15")
     if b and loco["recipe"] != PREVIOUS:
-        rows.append([f"the same, {PREVIOUS} (the previous version)", f3(b["plain"]["uar4_mean"]),
-                     f3(b["plain"]["uar8_mean"]), f3(b["speaker"]["uar4_mean"]), f3(b["collection"]["uar4_mean"])])
+        rows.append([f"the same, {PREVIOUS} (the previous version)", *_unseen_cells(b)])
     for c, why in loco["apart"].items():
         x = loco["per_corpus"][c]
         model = "left out" if x["model"] == "left out" else "never trained on it"
@@ -836,6 +831,12 @@ def readme_unseen(r: Results) -> str:
             "`center=\"speaker\"` or `\"collection\"`, a collection being one corpus):\n\n"
             + table(["real speech", "4 classes, plain", "8 classes, plain", "4 classes, speaker-centred",
                      "4 classes, collection-centred"], rows))
+
+
+def _unseen_cells(summary: dict[str, Any]) -> list[str]:
+    """A LOCO summary's plain 4- and 8-class, speaker- and collection-centred 4-class means (the block's columns)."""
+    return [f3(summary[mode][key]) for mode, key in (("plain", "uar4_mean"), ("plain", "uar8_mean"),
+                                                     ("speaker", "uar4_mean"), ("collection", "uar4_mean"))]
 
 
 @block("card-partial-tuning")
