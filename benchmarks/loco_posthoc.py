@@ -185,13 +185,18 @@ def main() -> int:
                     help="as loco.py's (default fp32, which loco.json's scores use)")
     add_json_arg(ap, "loco_posthoc.json")
     args = ap.parse_args()
+    return run(parse_runs(ap, args.runs), args.corpora.split(","), args.precision, json_path(args))
+
+
+def parse_runs(ap: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Path]:
+    """``NAME=DIR`` arguments -> ``{NAME: DIR}``; a malformed one or a missing DIR is a usage error of ``ap``."""
     runs = {}
-    for item in args.runs:
+    for item in items:
         name, sep, folder = item.partition("=")
         if not sep or not Path(folder).is_dir():
             ap.error(f"--runs {item!r}: expected NAME=DIR with an existing DIR")
         runs[name] = Path(folder)
-    return run(runs, args.corpora.split(","), args.precision, json_path(args))
+    return runs
 
 
 def run(runs: dict[str, Path], corpora: list[str], precision: str, out: Path) -> int:

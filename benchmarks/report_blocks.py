@@ -727,6 +727,43 @@ def card_loco_posthoc(r: Results) -> str:
             f"{f3(mixed['uar4_mean'])}, min {f3(mixed['uar4_min'])}, recall sad {f3(mixed['sad'])}.")
 
 
+@block("card-loco-probe")
+def card_loco_probe(r: Results) -> str:
+    if not r.has("loco_probe"):
+        return "No linear probes of the frozen features yet (`python benchmarks/loco_probe.py`)."
+    res = r["loco_probe"]
+    rows = [[name, f"{f3(p['uar4_mean'])} / {f3(p['uar4_min'])}", f3(p["sad"]),
+             " / ".join(f3(p["per_corpus"][c]["uar4"]) for c in res["corpora"])] for name, p in res["probes"].items()]
+    return (f"{command(res)} (`benchmarks/results/loco_probe.json`; {res['clips']} labelled clips of "
+            f"{', '.join(res['corpora'] + res['train_only'])}; each corpus scored by a probe trained on the others' clips; "
+            f"{_minutes(res['wall_s'])} wall):\n\n"
+            + table(["features", "4-class mean / min", "recall sad", " / ".join(res["corpora"])], rows))
+
+
+@block("card-centre-points")
+def card_centre_points(r: Results) -> str:
+    if not r.has("centre_points"):
+        return "No comparison of centring points yet (`python benchmarks/centre_points.py`)."
+    res = r["centre_points"]
+    rows = []
+    for name, run in res["runs"].items():
+        plain = run["summary"]["embedding"]["plain"]
+        rows.append([name, "plain (no centring)", *_centre_cells(plain)])
+        for mode in ("speaker", "collection"):
+            for point in res["points"]:
+                rows.append([name, f"{mode}-centred at the {point.replace('linear1', 'first linear output')}",
+                             *_centre_cells(run["summary"][point][mode])])
+    return (f"{command(res)} (`benchmarks/results/centre_points.json`, {res['precision']}; means over "
+            f"{', '.join(res['corpora'])}; \"mixed\" leaves out urdu, where 26 of 29 speakers are heard in one "
+            "emotion):\n\n"
+            + table(["folds", "scores", "4-class mean / min", "mixed-speaker corpora", "8-class mean", "recall sad"],
+                    rows))
+
+
+def _centre_cells(s: dict[str, Any]) -> list[str]:
+    return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar4_mean_mixed"]), f3(s["uar8_mean"]), f3(s["sad"])]
+
+
 def _posthoc_cells(s: dict[str, Any]) -> list[str]:
     return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["sad"])]
 

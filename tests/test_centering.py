@@ -69,6 +69,19 @@ def test_reference_clips_replace_the_mean_in_every_mode():
     np.testing.assert_allclose(one, expected[:1], atol=1e-6)
 
 
+def test_unnormalised_centring_keeps_the_differences_as_they_are():
+    x = np.random.default_rng(4).normal(size=(5, 3)) * 3.0  # rows of any length: a stage before the normalisation
+    speakers = ["a", "b", "a", "b", "a"]
+    got, info = center_embeddings(x, "speaker", speakers, normalize=False)
+    for spk in ("a", "b"):
+        idx = [i for i, s in enumerate(speakers) if s == spk]
+        mean = [sum(x[i][j] for i in idx) / len(idx) for j in range(3)]
+        np.testing.assert_allclose(got[idx], [[x[i][j] - mean[j] for j in range(3)] for i in idx], atol=1e-12)
+    assert info.speakers == 2
+    col, _ = center_embeddings(x, "collection", normalize=False)
+    np.testing.assert_allclose(col, x - x.mean(axis=0), atol=1e-12)
+
+
 def test_a_speaker_with_one_clip_falls_back_to_the_reference_or_is_an_error():
     x, ref = _unit_rows(4, seed=4), _unit_rows(2, seed=5)
     speakers = ["a", "a", "solo", "a"]

@@ -14,7 +14,8 @@ from test_train_loop import _args, _weights, toy  # noqa: F401  (toy is a fixtur
 
 from paraspeechclap.centering import center_embeddings
 from paraspeechclap.cli.main import main
-from paraspeechclap.losses.centred import SpeakerMeans, centre_rows, weighted_group_means
+from paraspeechclap.losses.centred import SpeakerMeans, centre_linear, centre_rows, weighted_group_means
+from paraspeechclap.projection import Projection
 from paraspeechclap.training import checkpoint as ckpt
 from paraspeechclap.training.centred_fit import SpeakerClips
 
@@ -79,6 +80,33 @@ def test_refresh_sets_each_speakers_mean_of_normalised_embeddings_each_clip_once
     assert bool(clips.means.ready) and model.training  # the model's mode is put back
 
 
+def test_centre_linear_moves_grouped_rows_by_their_groups_mean_only() -> None:
+    rows = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
+    means = torch.tensor([[1.0, 1.0], [-2.0, 0.0]])
+    got = centre_linear(rows, torch.tensor([1, -1, 0]), means)
+    torch.testing.assert_close(got, torch.tensor([[3.0, 2.0], [3.0, -1.0], [-0.5, -0.5]]))  # no renormalising
+
+
+def test_projection_finish_after_linear1_is_the_projection() -> None:
+    torch.manual_seed(0)
+    proj, x = Projection(6, 4, dropout=0.5).eval(), torch.randn(5, 6)
+    torch.testing.assert_close(proj.finish(proj.linear1(x)), proj(x))
+    # linear1 is linear: centring the input and centring linear1's output agree
+    torch.testing.assert_close(proj.linear1(x - x.mean(0)), proj.linear1(x) - proj.linear1(x).mean(0))
+
+
+def test_refresh_at_linear1_keeps_the_unnormalised_linear_outputs_means() -> None:
+    torch.manual_seed(0)
+    model, feats = _Stub(), [torch.randn(3) for _ in range(4)]
+    model.audio_projection = type("P", (), {"linear1": model.proj})()
+    clips = SpeakerClips(SpeakerMeans(["s0", "s1"], 4), feats, torch.tensor([0, 0, 1, 1]),
+                         torch.tensor([1.0, 1.0, 1.0, 1.0]), at="linear1")
+    clips.refresh(model)
+    with torch.no_grad():
+        e = [model.proj(f) for f in feats]
+    torch.testing.assert_close(clips.means.means, torch.stack([(e[0] + e[1]) / 2, (e[2] + e[3]) / 2]))
+
+
 COMMON = ["model.audio_trainable=[]", "features.cache=true", "features.variants=2", "data.dev=[]",
           "loss.attribute_sets=[gender, pitch_level]", "eval.every_steps=null", "eval.at_end=false",
           "train.checkpoint_every=4", "train.log_every=1"]
@@ -106,6 +134,13 @@ def test_training_uses_it_checkpoints_and_resumes_the_means(toy, tmp_path: Path)
     w_half = _weights(half / "final")
     for k in w_ref:
         torch.testing.assert_close(w_half[k], w_ref[k])
+    # centred at the projection's first linear output instead: trains, and learns something else
+    lin = tmp_path / "linear1"
+    assert main(_args(toy, lin, *COMMON, cache, CENTRED[:-1] + ", at: linear1}", "train.max_steps=8")) == 0
+    w_lin = _weights(lin / "final")
+    assert any(not torch.equal(w_ref[k], w_lin[k]) for k in w_ref)
+    logged = [json.loads(x) for x in (lin / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["train/centred_loss"] > 0 for m in logged if "train/loss" in m)
 
 
 @pytest.mark.parametrize(("extra", "field"), [

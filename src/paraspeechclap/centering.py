@@ -112,6 +112,8 @@ def center_embeddings(
     mode: str = "none",
     speakers: Sequence[Any] | None = None,
     reference: np.ndarray | None = None,
+    *,
+    normalize: bool = True,
 ) -> tuple[np.ndarray, Centering]:
     """Centre ``(N, D)`` audio embeddings; returns ``(N, D)`` float32 unit rows and what was done.
 
@@ -120,6 +122,8 @@ def center_embeddings(
         mode: ``"none"``, ``"collection"`` or ``"speaker"`` (see the module docstring).
         speakers: ``(N,)`` speaker ids, for ``"speaker"`` (any hashable; None or "" is an error).
         reference: ``(R, D)`` embeddings of reference clips, or None.
+        normalize: False: the centred rows as they are, not scaled to unit length (float64), for centring
+            at a stage that more layers follow (e.g. the projection's first linear output).
 
     Raises:
         InputError: an unknown mode; ``speaker`` without one id per item; a group of one item
@@ -137,18 +141,20 @@ def center_embeddings(
         ref_mean = reference.mean(axis=0)
     n_ref = 0 if reference is None else len(reference)
     if mode == "none":
-        out = emb if ref_mean is None else emb - ref_mean
-        return l2_rows(out), Centering("none", n_ref)
-    if mode == "collection":
+        out, done = (emb if ref_mean is None else emb - ref_mean), Centering("none", n_ref)
+    elif mode == "collection":
         if ref_mean is None and len(emb) < 2:
             raise collection_of_one()
         mean = ref_mean if ref_mean is not None else emb.mean(axis=0)
-        return l2_rows(emb - mean), Centering("collection", n_ref)
-    return _center_speakers(emb, speakers, ref_mean, n_ref)
+        out, done = emb - mean, Centering("collection", n_ref)
+    else:
+        out, done = _center_speakers(emb, speakers, ref_mean, n_ref)
+    return (l2_rows(out) if normalize else out), done
 
 
 def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: np.ndarray | None,
                      n_ref: int) -> tuple[np.ndarray, Centering]:
+    """Each speaker's rows minus their mean (a lone row: minus ``ref_mean``); not yet normalised."""
     check_speakers(len(emb), speakers)
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(speakers):  # type: ignore[arg-type]
@@ -163,4 +169,4 @@ def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: 
             fallback += 1
         else:
             out[idx] = emb[idx] - emb[idx].mean(axis=0)
-    return l2_rows(out), Centering("speaker", n_ref, len(groups), fallback)
+    return out, Centering("speaker", n_ref, len(groups), fallback)

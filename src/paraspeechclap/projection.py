@@ -27,6 +27,10 @@ class Projection(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, d_in)`` -> ``(B, d_out)``."""
-        e1 = self.linear1(x)
+        return self.finish(self.linear1(x))
+
+    def finish(self, e1: torch.Tensor) -> torch.Tensor:
+        """The rest of :meth:`forward` after ``linear1``: ``(B, d_out)`` -> ``(B, d_out)``. Split out because
+        ``e1`` is the last point that is linear in the input: centring there equals centring the input."""
         e2 = self.drop(self.linear2(nn.functional.gelu(e1)))  # exact (erf) GELU
         return self.layer_norm(e1 + e2)

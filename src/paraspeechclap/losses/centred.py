@@ -29,9 +29,19 @@ def centre_rows(unit: torch.Tensor, ids: torch.Tensor, means: torch.Tensor) -> t
     Returns:
         ``(B, D)``: ``l2(unit[i] - means[ids[i]])`` where ``ids[i] >= 0``, else ``unit[i]``.
     """
-    grouped = (ids >= 0).to(unit.device)
-    shift = means.detach().to(unit)[ids.clamp_min(0).to(unit.device)]
-    return F.normalize(torch.where(grouped[:, None], unit - shift, unit), dim=-1)
+    return F.normalize(centre_linear(unit, ids, means), dim=-1)
+
+
+def centre_linear(rows: torch.Tensor, ids: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """``rows[i] - means[ids[i]]`` where ``ids[i] >= 0``, else ``rows[i]``; no renormalisation (for a linear
+    stage such as the projection's ``linear1`` output, whatever follows finishes it).
+
+    Args:
+        rows: ``(B, D)``; ids: ``(B,)`` long, ``-1`` for a row without a group; means: ``(G, D)`` (no gradient).
+    """
+    grouped = (ids >= 0).to(rows.device)
+    shift = means.detach().to(rows)[ids.clamp_min(0).to(rows.device)]
+    return torch.where(grouped[:, None], rows - shift, rows)
 
 
 def weighted_group_means(emb: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, groups: int) -> torch.Tensor:

@@ -38,10 +38,12 @@ class SpeakerClips:
     features: list[torch.Tensor]
     ids: torch.Tensor
     weights: torch.Tensor
+    at: str = "embedding"
 
     def refresh(self, model: ParaSpeechCLAP) -> None:
-        """Recompute every speaker's mean normalised embedding on ``model``'s current weights."""
-        emb = torch.from_numpy(embed_cached(model, self.features))
+        """Recompute every speaker's mean (normalised embedding, or ``linear1`` output: ``at``) on ``model``'s
+        current weights."""
+        emb = torch.from_numpy(embed_cached(model, self.features, at=self.at))
         self.means.set(weighted_group_means(emb, self.ids, self.weights, len(self.means.groups)))
 
 
@@ -75,4 +77,4 @@ def speaker_clips(sources: Sequence[Source], plan: Sequence[tuple[int, int]], ta
             feats += variants
             ids += [means.index[speaker]] * len(variants)
             weights += [1.0 / len(variants)] * len(variants)
-    return SpeakerClips(means, feats, torch.tensor(ids, dtype=torch.long), torch.tensor(weights))
+    return SpeakerClips(means, feats, torch.tensor(ids, dtype=torch.long), torch.tensor(weights), cfg.at)

@@ -595,6 +595,10 @@ class CentredConfig:
             speaker heard in one emotion only has nothing of it left once centred).
         refresh: steps between recomputing the speakers' means from the current weights (every cached
             variant of each clip, the clip counting once).
+        at: where a clip is moved off its speaker's mean: ``"embedding"`` (its normalised embedding, as
+            ``center="speaker"`` does at inference) or ``"linear1"`` (the output of the audio projection's
+            first linear layer, the last point linear in the backbone's features; the rest of the projection
+            and the normalisation follow).
     """
 
     speaker_field: str = "speaker"
@@ -604,6 +608,7 @@ class CentredConfig:
     min_clips: PositiveInt = 10
     min_classes: PositiveInt = 2
     refresh: PositiveInt = 100
+    at: Literal["embedding", "linear1"] = "embedding"
 
 
 @dataclass(config=_SCHEMA)

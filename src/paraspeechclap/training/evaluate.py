@@ -49,15 +49,18 @@ def embed_dev_audio(model: ParaSpeechCLAP, dev: DevSet, batch_size: int,
 
 
 @torch.no_grad()
-def embed_cached(model: ParaSpeechCLAP, features: Sequence[torch.Tensor], batch_size: int = 256) -> np.ndarray:
+def embed_cached(model: ParaSpeechCLAP, features: Sequence[torch.Tensor], batch_size: int = 256,
+                 at: str = "embedding") -> np.ndarray:
     """Cached backbone outputs (one equal-shaped tensor per clip) -> ``(N, D)`` normalised embeddings,
-    through ``forward_head`` and the projection in eval mode."""
+    through ``forward_head`` and the projection in eval mode (``at="linear1"``: the projection's first
+    linear layer's output instead, unnormalised)."""
     was_training = model.training
     model.eval()
     out = []
     for s in range(0, len(features), batch_size):
         pooled = model.audio_branch.forward_head(torch.stack(list(features[s:s + batch_size])).to(model.device))
-        out.append(model.project_audio(pooled, normalize=True).float().cpu().numpy())
+        emb = model.audio_projection.linear1(pooled) if at == "linear1" else model.project_audio(pooled, normalize=True)
+        out.append(emb.float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out)
 

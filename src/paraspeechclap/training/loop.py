@@ -45,7 +45,7 @@ from ..distributed import DistributedInfo
 from ..errors import CheckpointError, ConfigError, InputError
 from ..losses import ContrastiveLoss, MultiTaskLoss, clamp_logit_scale_, draw_tag_prompts
 from ..losses.attributes import AttributeClassificationLoss, AttributeTargets, attribute_targets
-from ..losses.centred import centre_rows
+from ..losses.centred import centre_linear, centre_rows
 from ..losses.group_dro import GroupDRO, group_row_weights
 from ..offset import carries
 from . import checkpoint as ckpt
@@ -325,7 +325,7 @@ class Trainer:
             class_emb = self._class_embeddings(prompt_emb[len(tag_prompts):])
             losses["attribute_loss"] = self._attribute_loss(a, class_emb, batch["rows"], scale)
             if self.centred is not None:
-                losses["centred_loss"] = self._centred_loss(a, class_emb, batch["rows"], scale)
+                losses["centred_loss"] = self._centred_loss(a, out["audio_linear1"], class_emb, batch["rows"], scale)
         return losses
 
     def _class_embeddings(self, prompt_emb: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -336,14 +336,20 @@ class Trainer:
             start += len(aset.candidates)
         return class_emb
 
-    def _centred_loss(self, audio: torch.Tensor, class_emb: dict[str, torch.Tensor], rows: list[dict[str, Any]],
-                      scale: torch.Tensor) -> torch.Tensor:
-        """The cross-entropy of ``loss.centred.sets`` on the rows of centred speakers, each embedding moved
-        off its speaker's current mean."""
+    def _centred_loss(self, audio: torch.Tensor, linear1: torch.Tensor, class_emb: dict[str, torch.Tensor],
+                      rows: list[dict[str, Any]], scale: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of ``loss.centred.sets`` on the rows of centred speakers, each moved off its
+        speaker's current mean: the normalised embedding ``audio``, or (``at: linear1``) the projection's
+        first linear output ``linear1`` ``(B, D)``, which the rest of the projection then finishes."""
         cfg, clips = self.cfg.loss.centred, self.centred
         assert cfg is not None and clips is not None
-        ids = clips.means.ids([row_domain(r, cfg.speaker_field, cfg.require) for r in rows])
-        centred = centre_rows(torch.nn.functional.normalize(audio, dim=-1), ids.to(audio.device), clips.means.means)
+        ids = clips.means.ids([row_domain(r, cfg.speaker_field, cfg.require) for r in rows]).to(audio.device)
+        if cfg.at == "linear1":
+            moved = centre_linear(linear1.float(), ids, clips.means.means)
+            with self._autocast():
+                centred = torch.nn.functional.normalize(self.model.audio_projection.finish(moved).float(), dim=-1)
+        else:
+            centred = centre_rows(torch.nn.functional.normalize(audio, dim=-1), ids, clips.means.means)
         targets = [AttributeTargets(t.name, t.candidates, torch.where(ids >= 0, t.target, -1))
                    for t in attribute_targets(rows, self.centred_sets)]
         return self.centred_loss(centred, class_emb, [t for t in targets if bool((t.target >= 0).any())], scale)

@@ -145,15 +145,18 @@ class TrainingModule(nn.Module):
 
     def forward(self, audio: dict[str, torch.Tensor], captions: Sequence[str],
                 prompts: Sequence[str] | None = None) -> dict[str, Any]:
-        """Returns ``{"audio": (B, D), "text": (B, D), "tags": (M, D) | None, "logit_scale": ()}``."""
+        """Returns ``{"audio": (B, D), "audio_linear1": (B, D), "text": (B, D), "tags": (M, D) | None,
+        "logit_scale": ()}`` (``audio_linear1``: the audio projection's first linear layer, before the rest)."""
         branch = self.model.audio_branch
         if self.cached_audio:
             pooled = branch.forward_head(audio["cached"])
         else:
             audio = dict(audio)
             pooled = branch(audio.pop("features"), audio.pop("lengths"), **audio)
+        linear1 = self.model.audio_projection.linear1(pooled)
         return {
-            "audio": self.model.audio_projection(pooled),
+            "audio": self.model.audio_projection.finish(linear1),
+            "audio_linear1": linear1,
             "text": self.encode_texts(captions),
             "tags": self.encode_texts(prompts) if prompts else None,
             "logit_scale": self.model.logit_scale,
