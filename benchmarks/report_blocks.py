@@ -586,6 +586,10 @@ LOCO_RECIPES = {
                                              "self-labelled commands; real3's ucm_es stays)",
     "lite-speaker-centred-w01-s1234": "lite-speaker-centred-w01 with training seed 1234 (3407 above): the seed's share",
     "v18-3000-steps": "v18's recipe with its folds trained for 3,000 steps, as long as the shipped weights train",
+    "lite-centred-linear1": "v18 with its speaker-centred term moved off the speaker's mean at the audio projection's "
+                            "first linear output instead of the normalised embedding (loss.centred.at: linear1), "
+                            "weight 0.5",
+    "lite-centred-linear1-w01": "lite-centred-linear1 at v18's weight, 0.1: only the centring point differs from v18",
 }
 #: the shipped recipe's folds trained for as many steps as the shipped weights (``loco_<name>.json``), when measured
 FULL_LENGTH = "v18-3000-steps"
@@ -629,7 +633,9 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe at 1,000 steps: the folds v17's loco.j
                                         "scores",
             "lite-speaker-centred-w01-no-emospeech": "+ the same without emospeech_in in training",
             "lite-speaker-centred-w01-s1234": "+ the centred term at weight 0.1, seed 1234",
-            "v18-3000-steps": "v18's recipe, folds trained 3,000 steps (the shipped length)"}
+            "v18-3000-steps": "v18's recipe, folds trained 3,000 steps (the shipped length)",
+            "lite-centred-linear1": "+ the centred term at the projection's first linear output, weight 0.5",
+            "lite-centred-linear1-w01": "+ the same at weight 0.1"}
 
 
 @block("card-loco-dev")
