@@ -130,7 +130,9 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
         cols["states"].append(f[: BLOCKS * STATS * WIDTH].reshape(BLOCKS, STATS, WIDTH).astype(np.float32))
         cols["extras"].append(f[BLOCKS * STATS * WIDTH:])
         cols["prosody"].append(prosody(wav))
-        cols["label"].append(label), cols["corpus"].append(row["source"]), cols["speaker"].append(str(row["speaker"]))
+        cols["label"].append(label)
+        cols["corpus"].append(row["source"])
+        cols["speaker"].append(str(row["speaker"]))
     data = {k: np.asarray(v) for k, v in cols.items()}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
@@ -154,7 +156,8 @@ def design(data: dict[str, np.ndarray], blocks: list[int], stats: list[int], ext
 
 
 def speaker_centred(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
-    """Each row minus its speaker's mean row."""
+    """Each row minus its speaker's mean row (a speaker's lone row becomes zeros: nine speakers here have one
+    clip, which ``center_embeddings(..., normalize=False)`` would refuse without reference clips)."""
     out = x.copy()
     for s in np.unique(speakers):
         idx = speakers == s
