@@ -139,13 +139,13 @@ def run(runs: dict[str, Path], corpora: list[str], out: Path) -> int:
     return 0
 
 
-def print_table(results: dict[str, Any]) -> None:
-    print("| run | centred at | mode | 4-class mean / min | mixed-speaker corpora | 8-class | recall sad |")
+def print_table(results: dict[str, Any], column: str = "centred at") -> None:
+    """A Markdown table of every run's summary, ``{column value: {mode: summary}}`` (also ``centred_head.py``'s)."""
+    print(f"| run | {column} | mode | 4-class mean / min | mixed-speaker corpora | 8-class | recall sad |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results["runs"].items():
-        for p in POINTS:
-            for m in MODES:
-                s = r["summary"][p][m]
+        for p, modes in r["summary"].items():
+            for m, s in modes.items():
                 print(f"| {name} | {p} | {m} | {s['uar4_mean']:.3f} / {s['uar4_min']:.3f} | "
                       f"{s['uar4_mean_mixed']:.3f} | {s['uar8_mean']:.3f} | {s['sad']:.3f} |")
 

@@ -766,6 +766,20 @@ def card_centre_points(r: Results) -> str:
                     rows))
 
 
+@block("card-centred-head")
+def card_centred_head(r: Results) -> str:
+    if not r.has("centred_head"):
+        return "No centred heads fitted yet (`python benchmarks/centred_head.py`)."
+    res = r["centred_head"]
+    rows = [[name, variant, mode, *_centre_cells(s)] for name, run in res["runs"].items()
+            for variant, modes in run["summary"].items() for mode, s in modes.items()]
+    return (f"{command(res)} (`benchmarks/results/centred_head.json`, {res['precision']}; heads fitted "
+            f"{res['steps']} full-batch steps at {res['lr']:g}; means over {', '.join(res['corpora'])}; \"mixed\" "
+            "leaves out urdu):\n\n"
+            + table(["folds", "head", "centring", "4-class mean / min", "mixed-speaker corpora", "8-class mean",
+                     "recall sad"], rows))
+
+
 def _centre_cells(s: dict[str, Any]) -> list[str]:
     return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar4_mean_mixed"]), f3(s["uar8_mean"]), f3(s["sad"])]
 
