@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from centre_points import centred_at, pooled_features, print_table, summary_of  # noqa: E402
 from common import add_json_arg, json_path, row_speakers, write_results  # noqa: E402
 from loco_posthoc import SAD, SETS, SUMMARY_CORPORA, parse_runs, score  # noqa: E402
+from loco_probe import speaker_centred  # noqa: E402
 
 MODES = ("speaker", "collection")
 #: (name, head, centred at): the fold's own head at the embedding and at linear1, the fitted head at linear1
@@ -61,17 +62,6 @@ PROBE = "linear probe, no text"
 
 
 # -- pure pieces ----------------------------------------------------------------------------------------------
-def speaker_mean_centred(x: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
-    """``(N, H)`` rows, each minus the mean row of its speaker (float64)."""
-    x = np.asarray(x, np.float64)
-    out = x.copy()
-    names = np.asarray(list(speakers))
-    for s in np.unique(names):
-        idx = names == s
-        out[idx] -= x[idx].mean(0)
-    return out
-
-
 def qualifying(speakers: Sequence[str], gold: Sequence[str | None], min_clips: int, min_classes: int = 2) -> set[str]:
     """Speakers with at least ``min_clips`` labelled rows in at least ``min_classes`` classes."""
     counts = Counter(s for s, g in zip(speakers, gold) if g is not None)
@@ -201,18 +191,21 @@ def fold_result(run: Path, corpus: str, table: dict[str, Any], args: argparse.Na
     classes = embed_class_prompts(model, sets[8].prompts(ensemble=True), sets[8].candidates)
     scale, lab = float(model.logit_scale.detach()), f["labelled"]
     plain = embed_pooled(model.audio_projection.eval(), x)
-    centred = {k: speaker_mean_centred(v[f["speaker_rows"]], f["speakers"])[lab] for k, v in (("x", x), ("e", plain))}
+    groups = np.asarray(f["speakers"])
+    centred = {k: speaker_centred(np.asarray(v[f["speaker_rows"]], np.float64), groups)[lab]
+               for k, v in (("x", x), ("e", plain))}
     with torch.enable_grad():
         fitted = fit_head(model.audio_projection, centred["x"], f["target"], classes, scale,
                           model.audio_branch.state_width, args.steps, args.lr)
         after = fit_head(identity_projection(plain.shape[1]), centred["e"], f["target"], classes, scale, 0,
                          args.steps, args.lr)
     test = [i for i, r in enumerate(rows) if r["source"] == corpus]
-    spk = [row_speakers(rows)[i] for i in test]
+    speakers = row_speakers(rows)
+    spk = [speakers[i] for i in test]
     got = {k: v for n, a in sets.items()
            for k, v in ((f"gold{n}", [a.gold(rows[i]) for i in test]), (f"candidates{n}", list(a.candidates)))}
     heads = {"own": model.audio_projection.eval(), "fitted": fitted}
-    out: dict[str, Any] = {name: {} for name, _, _ in VARIANTS}
+    out: dict[str, Any] = {name: {} for name in [v[0] for v in VARIANTS] + [PROBE]}
     for mode in MODES:
         for name, which, point in VARIANTS:
             if which == "after":
@@ -223,7 +216,7 @@ def fold_result(run: Path, corpus: str, table: dict[str, Any], args: argparse.Na
         s8 = probe_scores(centred["x"], f["target"], center_embeddings(x[test], mode, spk, normalize=False)[0],
                           len(sets[8].candidates))
         s4 = s8[:, [list(sets[8].candidates).index(c) for c in sets[4].candidates]]
-        out.setdefault(PROBE, {})[mode] = score(got, s4, s8)
+        out[PROBE][mode] = score(got, s4, s8)
     return {"scores": out, "fit": {"clips": len(lab), "speakers": f["n_speakers"]}}
 
 
@@ -246,15 +239,16 @@ def pooled_table(cache: Path) -> dict[str, Any]:
 
     every = load_shared_manifest(batches="all")
     rows = list(every)
+    keys = [r.get("audio") for r in rows]
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
-        if json.loads(str(data["keys"])) == [r.get("audio") for r in rows]:
+        if json.loads(str(data["keys"])) == keys:
             return {"rows": rows, "pooled": data["pooled"]}
     model = load_model(precision="fp32")
     paths = [str(every.audio_path(i)) for i in range(len(every))]
     pooled = np.concatenate([pooled_features(model, paths[s:s + 64]) for s in range(0, len(paths), 64)])
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, pooled=pooled, keys=json.dumps([r.get("audio") for r in rows]))
+    np.savez(cache, pooled=pooled, keys=json.dumps(keys))
     return {"rows": rows, "pooled": pooled}
 
 
