@@ -63,20 +63,6 @@ def centred_at(projection: Any, pooled: np.ndarray, point: str, mode: str, speak
         return l2_rows(projection.finish(torch.as_tensor(moved, dtype=torch.float32)).numpy())
 
 
-def pooled_features(model: Any, paths: Sequence[str]) -> np.ndarray:
-    """``(N, H)``: each clip's backbone-pooled features, as :meth:`embed_audio` computes them before the head
-    (every clip here fits one Whisper window)."""
-    from paraspeechclap.audio.io import load_audio
-    from paraspeechclap.inference import split_windows
-
-    enc = model.audio_branch
-    pieces = [split_windows(load_audio(p, min_samples=enc.min_samples), enc.window_samples) for p in paths]
-    if any(len(p) > 1 for p in pieces):
-        raise SystemExit("centre_points.py: a clip longer than one window; not supported here")
-    with model._inference():  # the model's own pooling path (private: no public API returns pooled features)
-        return model._pool_windows(pieces, 16).float().numpy()
-
-
 def fold_scores(run: Path, corpus: str, every: Any) -> dict[str, Any]:
     """``{point: {mode: (uar4, recall4, uar8)}}`` of ``run``'s fold model on its left-out corpus."""
     from paraspeechclap import load_model
@@ -86,7 +72,7 @@ def fold_scores(run: Path, corpus: str, every: Any) -> dict[str, Any]:
     model = load_model(str(run / corpus / "final"), precision="fp32")
     manifest = every.filter(lambda r: r["source"] == corpus)
     rows = list(manifest)
-    pooled = pooled_features(model, [str(manifest.audio_path(i)) for i in range(len(manifest))])
+    pooled = model.pool_audio([str(manifest.audio_path(i)) for i in range(len(manifest))])
     speakers = row_speakers(rows)
     got: dict[str, Any] = {}
     for n, name in SETS.items():

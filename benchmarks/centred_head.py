@@ -15,7 +15,7 @@ speaker-centred backbone features reaches 0.716 (``loco_probe.py``). This fits, 
   head's first linear layer (equal to moving the backbone features off their mean, so the mean needs no
   refresh), against the fold's own 8-class prompt embeddings (text side frozen), class-balanced cross-entropy
   at the fold's logit scale, with the input dropout and projection dropout the recipe trains with, on columns
-  scaled to equal spread (:func:`fit_head`);
+  scaled to equal spread (:func:`paraspeechclap.centred_head.fit_projection`, as ``fit-centred-head`` fits);
 - ``embedding head``: a small head over the *plain embedding* instead, ``l2(G(x - mean))`` with ``x`` the
   fold's normalised embedding and ``G`` a ``Projection(D, D)`` that starts as the identity
   (:func:`identity_projection`), fitted the same way. It needs only the embeddings, so it would reach every
@@ -37,19 +37,16 @@ weights, so every fold pools a clip alike: the pooled features are computed once
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from centre_points import centred_at, pooled_features, print_table, summary_of  # noqa: E402
-from common import add_json_arg, json_path, row_speakers, write_results  # noqa: E402
+from centre_points import centred_at, print_table, summary_of  # noqa: E402
+from common import POOLED_CACHE, add_json_arg, json_path, pooled_table, row_speakers, write_results  # noqa: E402
 from loco_posthoc import SAD, SETS, SUMMARY_CORPORA, parse_runs, score  # noqa: E402
 from loco_probe import speaker_centred  # noqa: E402
 
@@ -62,16 +59,6 @@ PROBE = "linear probe, no text"
 
 
 # -- pure pieces ----------------------------------------------------------------------------------------------
-def qualifying(speakers: Sequence[str], gold: Sequence[str | None], min_clips: int, min_classes: int = 2) -> set[str]:
-    """Speakers with at least ``min_clips`` labelled rows in at least ``min_classes`` classes."""
-    counts = Counter(s for s, g in zip(speakers, gold) if g is not None)
-    classes: dict[str, set[str]] = {}
-    for s, g in zip(speakers, gold):
-        if g is not None:
-            classes.setdefault(s, set()).add(g)
-    return {s for s, n in counts.items() if n >= min_clips and len(classes[s]) >= min_classes}
-
-
 def identity_projection(dim: int) -> Any:
     """A ``Projection(dim, dim)`` that starts as (almost) the identity: ``linear1 = I``, ``linear2 = 0``, so its
     output is the input standardised across its ``dim`` values (the LayerNorm), which normalised is the input
@@ -88,64 +75,20 @@ def identity_projection(dim: int) -> Any:
 
 
 # -- fitting --------------------------------------------------------------------------------------------------
-def balanced_weights(target: np.ndarray, classes: int) -> np.ndarray:
-    """``(classes,)`` cross-entropy weights ``n / (k * n_c)`` over the ``k`` classes present (absent: 0), so
-    every class present weighs the same in total (scikit-learn's ``class_weight="balanced"``)."""
-    counts = np.bincount(np.asarray(target), minlength=classes).astype(np.float64)
-    present = counts > 0
-    out = np.zeros(classes)
-    out[present] = counts.sum() / (present.sum() * counts[present])
-    return out
-
-
 def fit_head(projection: Any, x: np.ndarray, target: np.ndarray, classes: np.ndarray, scale: float, state_width: int,
-             steps: int, lr: float, seed: int = 0, input_dropout: float = 0.5) -> Any:
-    """A copy of ``projection`` trained on speaker-centred rows.
+             steps: int, lr: float) -> Any:
+    """:func:`paraspeechclap.centred_head.fit_projection` with the shipped settings but ``steps`` and ``lr``
+    (what ``paraspeechclap fit-centred-head`` fits); the fitted head only."""
+    from paraspeechclap.centred_head import CentredHeadFit, fit_projection
 
-    The fit runs on each column divided by its spread over ``x`` (the copy's ``linear1`` multiplied by it, so it
-    starts as ``projection``), which makes the few columns where speakers' clips differ most as easy to move as
-    the rest; the spread is folded back into ``linear1`` at the end, so the head takes rows as given.
-
-    Args:
-        projection: the fold's audio :class:`~paraspeechclap.projection.Projection` (left unchanged).
-        x: ``(N, H)`` centred pooled features; target: ``(N,)`` class index into ``classes``.
-        classes: ``(C, D)`` normalised prompt embeddings; scale: the logit scale.
-        state_width: the leading columns that are backbone states (input dropout applies to them only,
-            as the recipe's ``feature_dropout`` does).
-
-    Returns:
-        the fitted head, in eval mode; cross-entropy weighted so each class present counts alike
-        (:func:`balanced_weights`).
-    """
-    import torch
-    from torch.nn import functional as F
-
-    torch.manual_seed(seed)
-    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(target, dtype=torch.long)
-    spread = xt.std(0).clamp_min(1e-4)
-    xt = xt / spread
-    head = copy.deepcopy(projection).float().train()
-    with torch.no_grad():
-        head.linear1.weight.mul_(spread[None, :])
-    ct = torch.as_tensor(classes, dtype=torch.float32)
-    weight = torch.as_tensor(balanced_weights(target, len(ct)), dtype=torch.float32)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.05)
-    for _ in range(steps):
-        states = F.dropout(xt[:, :state_width], p=input_dropout, training=True)
-        emb = F.normalize(head(torch.cat([states, xt[:, state_width:]], dim=1)), dim=-1)
-        loss = F.cross_entropy(scale * emb @ ct.T, yt, weight=weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        head.linear1.weight.div_(spread[None, :])
-    return head.eval()
+    return fit_projection(projection, x, target, classes, scale, state_width, CentredHeadFit(steps=steps, lr=lr))[0]
 
 
 def fit_rows(table: dict[str, Any], corpus: str, min_clips: int) -> dict[str, Any]:
     """What a fold fits on: the ``train``-split rows of the other corpora whose speaker qualifies
     (:func:`qualifying`) and that carry an 8-class label: their table ``index``, 8-class ``target`` and, for
     centring, every qualifying row (``speaker_rows``, labelled or not) with its speaker ids."""
+    from paraspeechclap.centred_head import qualifying
     from paraspeechclap.data.attributes import get_attribute_set
     from paraspeechclap.data.splits import split_of
 
@@ -230,28 +173,6 @@ def embed_pooled(head: Any, x: np.ndarray) -> np.ndarray:
         return l2_rows(head.eval()(torch.as_tensor(x, dtype=torch.float32)).numpy())
 
 
-def pooled_table(cache: Path) -> dict[str, Any]:
-    """Every clip of the shared real speech (all batches): its row and its ``(H,)`` pooled features, cached."""
-    import json
-
-    from paraspeechclap import load_model
-    from paraspeechclap.data.splits import load_shared_manifest
-
-    every = load_shared_manifest(batches="all")
-    rows = list(every)
-    keys = [r.get("audio") for r in rows]
-    if cache.is_file():
-        data = np.load(cache, allow_pickle=False)
-        if json.loads(str(data["keys"])) == keys:
-            return {"rows": rows, "pooled": data["pooled"]}
-    model = load_model(precision="fp32")
-    paths = [str(every.audio_path(i)) for i in range(len(every))]
-    pooled = np.concatenate([pooled_features(model, paths[s:s + 64]) for s in range(0, len(paths), 64)])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, pooled=pooled, keys=json.dumps(keys))
-    return {"rows": rows, "pooled": pooled}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, metavar="NAME=DIR",
@@ -262,7 +183,7 @@ def main() -> int:
     ap.add_argument("--min-clips", type=int, default=2,
                     help="a training speaker's labelled clips, at least (2: every speaker heard in 2+ classes; "
                          "10, loss.centred's threshold, keeps no emospeech_in speaker)")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "paraspeechclap" / "centred_head.npz")
+    ap.add_argument("--cache", type=Path, default=POOLED_CACHE)
     add_json_arg(ap, "centred_head.json")
     args = ap.parse_args()
     runs, corpora = parse_runs(ap, args.runs), args.corpora.split(",")

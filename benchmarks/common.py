@@ -114,9 +114,59 @@ def group_centred(emb: np.ndarray, groups: Sequence[Any]) -> np.ndarray:
     return center_embeddings(emb, "speaker", list(groups), emb)[0]
 
 
+#: where :func:`pooled_table` keeps the pooled features of every shared clip
+POOLED_CACHE = Path.home() / ".cache" / "paraspeechclap" / "centred_head.npz"
+
+
+def backbone_key(model: Any) -> str:
+    """What makes two models pool a clip alike: the speech backbone's spec, when the backbone is frozen (its
+    head-side transforms have no weights); "" for a model that trains its backbone (no two pool alike)."""
+    import json
+
+    return "" if model.config.audio_trainable != [] else json.dumps(model.config.audio_encoder, sort_keys=True)
+
+
+def pooled_table(cache: Path = POOLED_CACHE, model: Any = None) -> dict[str, Any]:
+    """Every clip of the shared real speech (all batches): its row and its ``(H,)`` backbone-pooled features
+    (:meth:`pool_audio`, fp32, by ``model``, default the embedded one), cached in ``cache`` with the backbone it
+    was pooled by (:func:`backbone_key`), so any model with the same frozen backbone reuses it."""
+    import json
+
+    from paraspeechclap import load_model
+    from paraspeechclap.data.splits import load_shared_manifest
+
+    every = load_shared_manifest(batches="all")
+    rows = list(every)
+    keys = json.dumps([r.get("audio") for r in rows])
+    model = model or load_model(precision="fp32")
+    backbone = backbone_key(model)
+    paths = [str(every.audio_path(i)) for i in range(len(every))]
+    if cache.is_file() and backbone:
+        data = np.load(cache, allow_pickle=False)
+        if str(data["keys"]) == keys and "backbone" in data and str(data["backbone"]) == backbone:
+            return {"rows": rows, "paths": paths, "pooled": data["pooled"], "backbone": backbone}
+    pooled = model.pool_audio(paths, progress=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.stem + ".tmp.npz")
+    np.savez(tmp, pooled=pooled, keys=keys, backbone=backbone)
+    os.replace(tmp, cache)
+    return {"rows": rows, "paths": paths, "pooled": pooled, "backbone": backbone}
+
+
+def pooled_rows(model: Any, table: dict[str, Any], idx: Sequence[int]) -> np.ndarray:
+    """``(len(idx), H)`` pooled features of ``table``'s rows ``idx`` as ``model`` pools them: from the table when
+    the model has the backbone it was pooled by, else pooled again by ``model``."""
+    if table["backbone"] and backbone_key(model) == table["backbone"]:
+        return table["pooled"][list(idx)]
+    return model.pool_audio([table["paths"][i] for i in idx])
+
+
 def model_fields(model: Any) -> dict[str, Any]:
-    """What identifies the scored model in a results file."""
-    return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision}
+    """What identifies the scored model in a results file (with a centred head, its checksum too: it changes
+    speaker-centred scores only)."""
+    head = getattr(model, "centred_head_checksum", "")
+    return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
+            **({"centred_head_checksum": head} if head else {})}
 
 
 def attribute_scores(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], set_name: str,

@@ -48,7 +48,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import add_json_arg, group_centred, json_path, mean_present, row_speakers, write_results  # noqa: E402
+from common import (  # noqa: E402
+    add_json_arg,
+    json_path,
+    mean_present,
+    pooled_rows,
+    pooled_table,
+    row_speakers,
+    write_results,
+)
 
 MODES = ("plain", "speaker", "collection")
 RECALL = {"neutral": "neutral", "sad": "saddened", "happy": "happy", "angry": "angry"}
@@ -169,33 +177,49 @@ def _scores(model: Any, emb: np.ndarray, rows: list[dict[str, Any]]) -> dict[str
     return out
 
 
-def centred(emb: np.ndarray, mode: str, speakers: list[str]) -> np.ndarray:
-    """``emb`` as ``mode`` leaves it; a speaker with a single clip is centred on the corpus's mean."""
-    from paraspeechclap.centering import center_embeddings
-
+def centred(model: Any, pooled: np.ndarray, emb: np.ndarray, mode: str, speakers: list[str]) -> np.ndarray:
+    """The ``(N, D)`` embeddings of ``N`` clips (``pooled``, ``(N, H)``; ``emb`` their plain embeddings) as ``mode``
+    leaves them, as ``center=`` computes them (speaker centring through the model's centred head when it has one);
+    a speaker with a single clip is centred on the mean of all ``N``."""
     if mode == "plain":
         return emb
-    return group_centred(emb, speakers) if mode == "speaker" else center_embeddings(emb, mode)[0]
+    if mode == "speaker":
+        return model.embed_pooled(pooled, "speaker", speakers, reference=pooled)
+    return model.embed_pooled(pooled, mode)
 
 
-def score_corpus(model: Any, manifest: Any) -> dict[str, Any]:
-    """Every mode's scores on all clips of one corpus, plus the skewed and reference analyses."""
-    from paraspeechclap.evaluation.runner import embed_rows
-
-    rows = list(manifest)
-    speakers = row_speakers(rows)
+def score_corpus(model: Any, rows: list[dict[str, Any]], pooled: np.ndarray) -> dict[str, Any]:
+    """Every mode's scores on all clips of one corpus (``pooled``: their ``(N, H)`` pooled features), plus the
+    skewed and reference analyses."""
     from paraspeechclap.data.attributes import get_attribute_set
 
-    emb = embed_rows(model, manifest, range(len(manifest)), batch_size=16)
-    out = {mode: _scores(model, centred(emb, mode, speakers), rows) for mode in MODES}
+    speakers = row_speakers(rows)
+    emb = model.embed_pooled(pooled)
+    out = {mode: _scores(model, centred(model, pooled, emb, mode, speakers), rows) for mode in MODES}
     out["clips"], out["speakers"] = len(rows), len(set(speakers))
     gold = [get_attribute_set("emotion").gold(r) for r in rows]  # 4-class labels, for choosing subsets
-    out["skewed"] = skewed_subsets(model, emb, rows, speakers, gold)
+    out["skewed"] = skewed_subsets(model, pooled, emb, rows, speakers, gold)
     out["reference_clips"] = reference_curve(model, emb, rows, speakers, gold)
     return out
 
 
-def skewed_subsets(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], speakers: list[str],
+def fit_fold_head(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
+    """Fit ``model``'s centred head as ``paraspeechclap fit-centred-head --split-file shared --split train`` fits the
+    shipped one (its defaults), on the train-split rows with a speaker id of the corpora the fold trained on."""
+    from paraspeechclap.centering import has_speaker_id
+    from paraspeechclap.centred_head import fit_centred_head
+    from paraspeechclap.data.attributes import get_attribute_set
+    from paraspeechclap.data.splits import split_of
+
+    aset, rows = get_attribute_set("emotion8"), table["rows"]
+    idx = [i for i, r in enumerate(rows) if r["source"] != corpus and r["source"] in trained_on
+           and split_of(r) == "train" and has_speaker_id(r.get("speaker"))]
+    info = fit_centred_head(model, pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
+                            [aset.gold(rows[i]) for i in idx])
+    return {k: info[k] for k in ("clips", "rows", "speakers", "loss")}
+
+
+def skewed_subsets(model: Any, pooled: np.ndarray, emb: np.ndarray, rows: list[dict[str, Any]], speakers: list[str],
                    gold: list[str | None], seed: int = 0) -> dict[str, Any] | None:
     """Plain vs speaker-centred UAR when each speaker's clips are skewed towards one class.
 
@@ -219,7 +243,7 @@ def skewed_subsets(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], spea
             continue
         sub = [rows[i] for i in keep]
         for mode in res:
-            s = _scores(model, centred(emb[keep], mode, [speakers[i] for i in keep]), sub)
+            s = _scores(model, centred(model, pooled[keep], emb[keep], mode, [speakers[i] for i in keep]), sub)
             if s["uar4"] is not None and s["classes4"] >= 3:
                 res[mode].append(s["uar4"])
     if not res["plain"]:
@@ -289,6 +313,17 @@ def tried_entry(path: str) -> dict[str, Any]:
             "summary_corpora": res["summary_corpora"], "summary": res["summary"], "file": str(path)}
 
 
+def posthoc_entry(path: str) -> dict[str, Any]:
+    """What ``loco.json`` records of a post-hoc results file: the variants it scored on the folds (each a
+    recipe tried: a way of scoring that could have been chosen instead)."""
+    import json
+
+    runs = json.loads(Path(path).read_text()).get("runs")
+    variants = sorted({f"{run}: {v}" for run, r in runs.items() if isinstance(r, dict)
+                       for v in r.get("summary", {})}) if isinstance(runs, dict) else []
+    return {"file": str(path), "variants": variants or [Path(path).stem]}
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"{'corpus':13s} {'clips':>5s} {'model':>9s} " + " ".join(f"{m + ' 4/8':>13s}" for m in MODES))
     for c, r in results["per_corpus"].items():
@@ -296,7 +331,8 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{c:13s} {r['clips']:5d} {r['model']:>9s} " + " ".join(f"{x:>13s}" for x in cells))
     for mode, s in results["summary"].items():
         rec = " ".join(f"{k} {v:.3f}" for k, v in s["recall"].items() if v is not None)
-        cells = " ".join(f"{k} {'-' if s[k] is None else f'{s[k]:.3f}'}" for k in ("uar4_mean", "uar4_min", "uar8_mean"))
+        cells = " ".join(f"{k} {'-' if s[k] is None else f'{s[k]:.3f}'}"
+                         for k in ("uar4_mean", "uar4_min", "uar8_mean"))
         print(f"summary {mode:10s} {cells}  recall: {rec}")
 
 
@@ -314,6 +350,12 @@ def main() -> int:
                     help="the previous version's loco.json (its summary -> baseline, its recipe -> baseline_recipe)")
     ap.add_argument("--tried", nargs="*", default=[], metavar="JSON",
                     help="loco results of the other recipes tried (summaries recorded under recipes_tried)")
+    ap.add_argument("--posthoc", nargs="*", default=[], metavar="JSON",
+                    help="results of post-hoc variants scored on the same folds (centre_points.py, centred_head.py, "
+                         "loco_posthoc.py...): counted in recipes_tried_count, listed under posthoc_tried")
+    ap.add_argument("--centred-head", action="store_true",
+                    help="fit each fold model's centred head as 'paraspeechclap fit-centred-head' fits the shipped "
+                         "one (train split of the corpora it trained on), so speaker centring scores through it")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
     add_json_arg(ap, "loco.json")
     args = ap.parse_args()
@@ -324,16 +366,18 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from paraspeechclap import load_model
-    from paraspeechclap.data.splits import load_shared_manifest
 
     t0 = time.perf_counter()
     names = args.corpora.split(",") if args.corpora else corpora(args.min_clips)
     trained_on = recipe_corpora(args.config)
     full = load_model(args.full_model, precision=args.precision)
-    every = load_shared_manifest(batches="all")
+    table = pooled_table(model=full)  # every fold with the full model's frozen backbone pools a clip alike
     results: dict[str, Any] = {"recipe": args.recipe, "config": args.config, "steps": args.max_steps,
                                "precision": full.precision, "full_model": full.model_id,
-                               "full_model_checksum": full.checksum, "corpora": names, "per_corpus": {}}
+                               "full_model_checksum": full.checksum,
+                               "full_model_centred_head_checksum": full.centred_head_checksum or None,
+                               "corpora": names, "per_corpus": {},
+                               "centred_head": args.centred_head}
     results["folds_reused"] = []  # trained by an earlier invocation: wall_s does not include their training
     for corpus in names:
         fold = Path(args.runs) / corpus
@@ -343,8 +387,14 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(str(train_without(corpus, args.config, fold, args.max_steps)), precision=args.precision)
         else:
             model = full
-        res = score_corpus(model, every.filter(lambda r, c=corpus: r["source"] == c))
+        head = None
+        if args.centred_head:
+            head = "the model's own" if model.has_centred_head else fit_fold_head(model, table, corpus, trained_on)
+        idx = [i for i, r in enumerate(table["rows"]) if r["source"] == corpus]
+        res = score_corpus(model, [table["rows"][i] for i in idx], pooled_rows(model, table, idx))
         res["model"] = "left out" if corpus in trained_on else "full"
+        if head is not None:
+            res["centred_head"] = head
         if corpus in trained_on:
             res["dev"] = fold_dev(fold)
         results["per_corpus"][corpus] = res
@@ -359,7 +409,9 @@ def run(args: argparse.Namespace) -> int:
     results["baseline"] = base["summary"] if base else None
     results["baseline_recipe"] = base["recipe"] if base else None
     results["recipes_tried"] = [tried_entry(p) for p in args.tried]
-    results["recipes_tried_count"] = 1 + len(args.tried)  # this recipe and the others compared with it
+    results["posthoc_tried"] = [posthoc_entry(p) for p in args.posthoc]
+    # this recipe, the other recipes compared with it, and every post-hoc variant scored on the same folds
+    results["recipes_tried_count"] = 1 + len(args.tried) + sum(len(e["variants"]) for e in results["posthoc_tried"])
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     write_results(json_path(args), results)
     print_table(results)

@@ -106,10 +106,11 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
         ``{prefix: results, f"{prefix}/{value}": results, ...}``.
     """
     rows = [manifest[i] for i in range(len(manifest))]
-    audio = model.embed_audio([str(manifest.audio_path(i)) for i in range(len(manifest))], batch_size=16)
+    paths = [str(manifest.audio_path(i)) for i in range(len(manifest))]
+    audio = model.embed_audio(paths, batch_size=16)
     out = {prefix: scores(model, audio, rows, sets, ensemble, retrieval)}
     if centred:
-        out.update(centred_scores(model, audio, rows, sets, ensemble, prefix))
+        out.update(centred_scores(model, audio, model.pool_audio(paths), rows, sets, ensemble, prefix))
     for field in group_by:
         for value in sorted({str(r.get(field)) for r in rows}):
             keep = [i for i, r in enumerate(rows) if str(r.get(field)) == value]
@@ -120,13 +121,16 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
     return out
 
 
-def centred_scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
+def centred_scores(model: Any, audio: Any, pooled: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,
                    prefix: str) -> dict[str, Any]:
-    """Scores with each clip centred on its speaker's mean, and on its corpus's (``source``) mean."""
+    """Scores with each clip centred on its speaker's mean, as ``center="speaker"`` computes it (through the
+    model's centred head when it has one; ``pooled``: the clips' pooled features), and on its corpus's
+    (``source``) mean, as ``center="collection"`` does per corpus (the main head). A speaker or corpus of one
+    clip is centred on the mean of all clips."""
     by_corpus = [str(r["source"]) for r in rows]  # a collection is one corpus: its room and microphone
-    return {f"{prefix}/center={mode}": scores(model, group_centred(audio, groups), rows, sets, ensemble,
-                                              retrieval=False)
-            for mode, groups in (("speaker", row_speakers(rows)), ("collection", by_corpus))}
+    speaker = model.embed_pooled(pooled, "speaker", row_speakers(rows), reference=pooled)
+    return {f"{prefix}/center={mode}": scores(model, emb, rows, sets, ensemble, retrieval=False)
+            for mode, emb in (("speaker", speaker), ("collection", group_centred(audio, by_corpus)))}
 
 
 def scores(model: Any, audio: Any, rows: list[dict[str, Any]], sets: list[str], ensemble: bool,

@@ -922,6 +922,10 @@ def card_rebuild(r: Results) -> str:
         out = (f"Measured end to end from an empty cache ({command(res)}; {host(res)}): **{res['wall']}** wall "
                f"(training steps alone: {res['train_s']:.0f} s), {res['peak_rss_gb']:.1f} GB peak RSS; the rebuilt "
                f"weights ({res['weights_bytes'] / 1e6:.1f} MB) have checksum `{res['checksum'][:12]}…`")
+        if "centred_head_identical" in res:  # since v19: the centred head is fitted on the rebuilt weights
+            head = res["centred_head_checksum"][:12]
+            out += (f"{'' if res['weights_identical'] else ' (not the shipped one)'}; the centred head fitted on "
+                    f"them ({res['centred_head_s']:.0f} s of that wall time) has checksum `{head}…`")
         if res["identical"]:
             return out + ", the shipped one: the pipeline is deterministic."
         return (out + f", not the shipped `{res['shipped_checksum'][:12]}…`. The shipped weights were built, and "

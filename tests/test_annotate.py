@@ -79,7 +79,7 @@ def test_outputs_and_bad_clip(cli, tiny_dir, corpus, tmp_path):
     assert run["counts"]["inputs"] == 8 and run["counts"]["annotated"] == 7 and run["counts"]["errors"] == 1
     assert run["executor"]["shards_total"] == 3 and run["executor"]["shards_written"] == 3
     assert set(run["executor"]["stages"]) == {"decode", "measure", "embed", "write"}
-    assert run["model"]["checksum"] and run["precision"] == "fp32"
+    assert run["model"]["checksum"] and run["precision"] == "fp32" and run["centring_head"] == "main"
     assert len(list((out / "shards").glob("*.parquet"))) == 3
 
 

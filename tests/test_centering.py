@@ -204,7 +204,8 @@ def test_cli_records_the_centring_and_rejects_speaker_mode_without_ids(tiny_dir,
         clips.append(str(p))
     r = cli("score", *clips, "--text", "a calm voice", "--model", str(tiny_dir), "--center", "collection", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["center"] == {"mode": "collection", "speaker_field": None, "reference": []}
+    assert json.loads(r.stdout)["center"] == {"mode": "collection", "speaker_field": None, "reference": [],
+                                              "head": "main"}
     r = cli("classify", clips[0], "--candidates", "calm", "fast", "--model", str(tiny_dir),
             "--reference", clips[1], clips[2], "--json")
     assert r.returncode == 0, r.stderr

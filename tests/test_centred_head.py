@@ -1,4 +1,5 @@
-"""benchmarks/centred_head.py: a head of its own for centred scoring, fitted on speaker-centred clips."""
+"""benchmarks/centred_head.py and the fitting pieces of paraspeechclap.centred_head it uses: a head of its own for
+centred scoring, fitted on speaker-centred clips."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from paraspeechclap import centred_head as lib
 from paraspeechclap.projection import Projection
 
 
@@ -21,25 +23,26 @@ def ch(benchmark_module: Any) -> Any:
 def test_the_fit_centres_each_speaker_on_their_own_mean(ch: Any) -> None:
     x = [[1.0, 2.0], [3.0, 6.0], [10.0, 0.0], [5.0, 4.0]]
     speakers = ["a", "a", "b", "a"]
-    got = ch.speaker_centred(np.array(x), np.array(speakers))  # loco_probe's, which the fit uses
+    got = ch.speaker_centred(np.array(x), np.array(speakers))  # loco_probe's, which the benchmark's fit uses
+    np.testing.assert_allclose(lib.speaker_centred(np.array(x), speakers), got, atol=1e-12)
     mean_a = [(1 + 3 + 5) / 3, (2 + 6 + 4) / 3]
     want = [[1 - mean_a[0], 2 - mean_a[1]], [3 - mean_a[0], 6 - mean_a[1]], [0.0, 0.0],
             [5 - mean_a[0], 4 - mean_a[1]]]
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-def test_qualifying_speakers_need_enough_labelled_clips_in_two_classes(ch: Any) -> None:
+def test_qualifying_speakers_need_enough_labelled_clips_in_two_classes() -> None:
     speakers = ["a"] * 4 + ["b"] * 4 + ["c"] * 3
     gold = ["x", "y", "x", None, "x", "x", "x", "x", "x", "y", "y"]
     # a: 3 labelled in 2 classes; b: 4 labelled in 1 class; c: 3 labelled in 2 classes
-    assert ch.qualifying(speakers, gold, min_clips=3) == {"a", "c"}
-    assert ch.qualifying(speakers, gold, min_clips=4) == set()
-    assert ch.qualifying(speakers, gold, min_clips=4, min_classes=1) == {"b"}
+    assert lib.qualifying(speakers, gold, min_clips=3) == {"a", "c"}
+    assert lib.qualifying(speakers, gold, min_clips=4) == set()
+    assert lib.qualifying(speakers, gold, min_clips=4, min_classes=1) == {"b"}
 
 
-def test_balanced_weights_give_every_present_class_the_same_total(ch: Any) -> None:
+def test_balanced_weights_give_every_present_class_the_same_total() -> None:
     target = np.array([0, 0, 0, 2, 2, 0])  # class 0: 4 rows, class 1: none, class 2: 2 rows
-    got = ch.balanced_weights(target, 3)
+    got = lib.balanced_weights(target, 3)
     assert got.tolist() == pytest.approx([6 / (2 * 4), 0.0, 6 / (2 * 2)])
 
 
@@ -72,6 +75,9 @@ def test_fit_head_learns_classes_and_leaves_the_given_head_alone(ch: Any) -> Non
 
     fitted = ch.fit_head(start, x, target, classes, scale=10.0, state_width=6, steps=200, lr=1e-2)
     assert accuracy(fitted) > 0.95 > accuracy(start)
+    again, loss = lib.fit_projection(start, x, target, classes, 10.0, 6, lib.CentredHeadFit(steps=200, lr=1e-2))
+    assert loss[1] < loss[0]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), fitted.state_dict().values()))
     assert all(torch.equal(before[k], v) for k, v in start.state_dict().items())
     assert not fitted.training
 

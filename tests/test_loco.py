@@ -82,17 +82,30 @@ def test_summary_is_over_corpora_with_three_of_four_classes_and_not_the_apart_on
     assert s["recall"]["sad"] == pytest.approx(0.5)  # b has no sad clips: averaged over the corpora that do
 
 
-def test_plain_leaves_embeddings_and_speaker_mode_centres_each_speaker(loco: Any) -> None:
-    emb = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+def test_plain_leaves_embeddings_and_speaker_mode_centres_each_speaker(loco: Any, tiny: Any) -> None:
+    pooled = np.random.default_rng(0).standard_normal((5, tiny.audio_branch.hidden_size)).astype(np.float32)
+    emb = tiny.embed_pooled(pooled)
     spk = ["x", "x", "y", "y", "z"]  # z has one clip: centred on the corpus's mean
-    assert loco.centred(emb, "plain", spk) is emb
-    got = loco.centred(emb, "speaker", spk)
+    assert loco.centred(tiny, pooled, emb, "plain", spk) is emb
+    got = loco.centred(tiny, pooled, emb, "speaker", spk)
     want = emb.astype(np.float64).copy()
     want[[0, 1]] -= emb[[0, 1]].mean(axis=0)
     want[[2, 3]] -= emb[[2, 3]].mean(axis=0)
     want[4] -= emb.mean(axis=0)
     np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+    coll = emb - emb.mean(axis=0)
+    np.testing.assert_allclose(loco.centred(tiny, pooled, emb, "collection", spk),
+                               coll / np.linalg.norm(coll, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_posthoc_files_count_each_variant_they_scored(loco: Any, tmp_path: Path) -> None:
+    import json
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": {"v18": {"summary": {"own head": {}, "fitted head": {}}}}}))
+    b.write_text(json.dumps({"runs": "runs/loco", "summary": {}}))
+    assert loco.posthoc_entry(str(a))["variants"] == ["v18: fitted head", "v18: own head"]
+    assert loco.posthoc_entry(str(b))["variants"] == ["b"]
 
 
 def test_fold_dev_reads_the_last_dev_evaluation(loco: Any, tmp_path: Path) -> None:

@@ -352,9 +352,10 @@ def test_cli_search_centres_the_index_as_asked(tmp_path, tiny_dir, audio_dir, ca
         np.testing.assert_allclose([h["score"] for h in hits], np.sort(scores)[::-1], atol=1e-4, err_msg=name)
         assert got["center"]["mode"] == ("none" if name == "reference" else name)
         assert got["center"]["reference"] == ([ref_clip] if name == "reference" else [])
+        assert got["center"]["head"] == "main"  # stored embeddings: the centred head needs the clips
     assert got["center"]["speakers"] == 0
     rc, out, _ = _run(capsys, ["search", str(idx), query, "--json"])
-    assert json.loads(out)["center"] == {"mode": "none", "speaker_field": None, "reference": []}
+    assert json.loads(out)["center"] == {"mode": "none", "speaker_field": None, "reference": [], "head": "main"}
 
 
 def test_cli_search_speaker_centring_needs_stored_speakers(tmp_path, tiny_dir, audio_dir, capsys):

@@ -41,16 +41,27 @@ class Centering:
         reference: number of reference clips (0: none).
         speakers: number of distinct speakers (``speaker`` mode), else 0.
         fallback: items centred on ``reference`` because their speaker had only them.
+        head: the audio head the centred rows went through: ``"main"`` (the model's audio projection:
+            ``l2(x - mean(R))`` of its embeddings) or ``"centred"`` (the model's centred head, for speaker
+            centring: ``l2(finish(linear1(h) - mean_R linear1(h_R)))``, :mod:`paraspeechclap.centred_head`).
     """
 
     mode: str = "none"
     reference: int = 0
     speakers: int = 0
     fallback: int = 0
+    head: str = "main"
 
     @property
     def applied(self) -> bool:
         return self.mode != "none" or self.reference > 0
+
+
+def head_for(mode: str, model: Any) -> str:
+    """The head a model's own centring (:meth:`~paraspeechclap.model.ParaSpeechCLAP.embed_audio`) scores ``mode``
+    with: ``"centred"`` for speaker centring on a model with a centred head, else ``"main"``. Centring of stored
+    embeddings (search indexes, annotation shards) always uses ``"main"``: the centred head needs the clips."""
+    return "centred" if mode == "speaker" and getattr(model, "has_centred_head", False) else "main"
 
 
 def check_mode(mode: str) -> str:

@@ -35,6 +35,10 @@ class ModelConfig:
         audio_offset_gate: the offset is applied to each clip in proportion to a gate ``sigmoid(x . w - b)``
             stored beside it (``audio_offset_gate``, ``(embed_dim + 1,)``): how much the clip resembles the
             recordings the offset was fit on rather than the rest of the training clips.
+        centred_head: the model holds a second audio projection ``centred_projection`` (same shape as
+            ``audio_projection``) that speaker centring scores with, fitted after training on speaker-centred
+            training clips (:mod:`paraspeechclap.centred_head`). Off for official checkpoints and models
+            trained without it.
     """
 
     audio_encoder: dict[str, Any]
@@ -47,6 +51,7 @@ class ModelConfig:
     name: str = "custom"
     audio_offset: bool = False
     audio_offset_gate: bool = False
+    centred_head: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,7 +60,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("audio_offset", "audio_offset_gate"):
+        for key in ("audio_offset", "audio_offset_gate", "centred_head"):
             if not data[key]:  # written only when on: models without one keep the config.json they had
                 del data[key]
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **data}

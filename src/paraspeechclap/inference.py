@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
@@ -107,6 +107,8 @@ class AudioEmbeddings:
     indices: list[int]
     errors: list[tuple[int, str]] = field(default_factory=list)
     centering: Centering = field(default_factory=Centering)
+    #: ``(K, D)`` float64: the centred head's ``linear1`` output of each row, where speaker centring uses it
+    centred_rows: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -199,11 +201,13 @@ class InferenceMixin:
 
     model_id: str
     checksum: str
+    centred_head_checksum: str
 
     def _init_inference_state(self) -> None:
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.model_id = "custom"
         self.checksum = ""
+        self.centred_head_checksum = ""  # of centred_head.safetensors, for a loaded model with a centred head
         self.precision = "fp32"
 
     # -- device and precision --------------------------------------------------------------------
@@ -342,25 +346,71 @@ class InferenceMixin:
         check_mode(center)
         if center == "speaker":
             check_speakers(len(items), speakers)  # before the work of embedding
-        res = self._embed_items(items, sample_rate, batch_size, progress, skip_bad)
+        head = center == "speaker" and self.has_centred_head  # speaker centring scores with the centred head
+        res = self._embed_items(items, sample_rate, batch_size, progress, skip_bad, head)
         ref = None
         if reference is not None:
             try:
-                ref = self._embed_items(_as_items(reference), sample_rate, batch_size, False, False).embeddings
+                ref = self._embed_items(_as_items(reference), sample_rate, batch_size, False, False, head)
             except AudioError as exc:
                 raise AudioError(f"reference clip: {exc}") from None
-        if center != "none" or ref is not None:
+        if (center != "none" or ref is not None) and len(res.indices):
             spk = [speakers[i] for i in res.indices] if speakers is not None else None
-            if len(res.indices):
-                res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk, ref)
+            if head:
+                moved, done = center_embeddings(res.centred_rows, center, spk,
+                                                None if ref is None else ref.centred_rows, normalize=False)
+                res.embeddings, res.centering = self._finish_centred(moved), replace(done, head="centred")
+            else:
+                res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk,
+                                                                  None if ref is None else ref.embeddings)
         return res
 
+    def embed_pooled(self: "ParaSpeechCLAP", pooled: np.ndarray, center: str = "none",
+                     speakers: Sequence[Any] | None = None, reference: np.ndarray | None = None) -> np.ndarray:
+        """Backbone-pooled features (:meth:`pool_audio`) ``(N, H)`` -> ``(N, D)`` float32 normalised embeddings,
+        centred as :meth:`embed_audio` centres them (``reference``: ``(R, H)`` pooled features of the reference
+        clips). For work that pools clips once and scores them many ways (benchmarks, fitting a centred head)."""
+        check_mode(center)
+        head = center == "speaker" and self.has_centred_head
+        x = torch.as_tensor(np.asarray(pooled, dtype=np.float64))
+        with self._inference():
+            emb = self._project_pooled(x)
+            if center == "none" and reference is None:
+                return emb
+            if not head:
+                ref = None if reference is None else self._project_pooled(torch.as_tensor(np.asarray(reference)))
+                return center_embeddings(emb, center, speakers, ref)[0]
+            rows, ref_rows = (None if r is None else self._centred_rows(torch.as_tensor(np.asarray(r)))
+                              for r in (x, reference))
+            return self._finish_centred(center_embeddings(rows, center, speakers, ref_rows, normalize=False)[0])
+
+    def pool_audio(self: "ParaSpeechCLAP", items: Sequence[AudioItem] | AudioItem, sample_rate: int | None = None,
+                   batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Audio items -> ``(N, H)`` float32: the backbone-pooled features the projection heads take (long clips
+        pooled over their windows as :meth:`embed_audio` pools them).
+
+        Raises:
+            AudioError: the first item that cannot be read (named).
+        """
+        items = _as_items(items)
+        out = []
+        bar = _progress(len(items), progress)
+        with self._inference():
+            for start in range(0, len(items), 64):
+                wavs = [self._load(items[i], sample_rate, i) for i in range(start, min(start + 64, len(items)))]
+                out.append(self._pool_waveforms(wavs, batch_size).float().numpy())
+                bar.update(len(wavs))
+        bar.close()
+        return np.concatenate(out) if out else np.zeros((0, self.audio_branch.hidden_size), np.float32)
+
     def _embed_items(self: "ParaSpeechCLAP", items: list[AudioItem], sample_rate: int | None, batch_size: int,
-                     progress: bool, skip_bad: bool) -> AudioEmbeddings:
+                     progress: bool, skip_bad: bool, centred_rows: bool = False) -> AudioEmbeddings:
+        """``centred_rows``: also keep each item's centred-head ``linear1`` output (``.centred_rows``)."""
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         block = max(64, 8 * batch_size)  # bounds memory: at most this many decoded items at once
         out: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
         result = AudioEmbeddings(np.zeros((0, self.config.embed_dim), np.float32), [], [])
         bar = _progress(len(items), progress)
         with self._inference():
@@ -374,20 +424,25 @@ class InferenceMixin:
                             raise
                         result.errors.append((i, str(exc)))
                 if wavs:
-                    out.append(self._embed_waveforms([w for _, w in wavs], batch_size))
+                    pooled = self._pool_waveforms([w for _, w in wavs], batch_size)
+                    out.append(self._project_pooled(pooled))
+                    if centred_rows:
+                        rows.append(self._centred_rows(pooled))
                     result.indices.extend(i for i, _ in wavs)
                 bar.update(min(block, len(items) - start))
         bar.close()
         if out:
             result.embeddings = np.concatenate(out)
+        if centred_rows:
+            result.centred_rows = np.concatenate(rows) if rows else np.zeros((0, self.config.embed_dim))
         return result
 
     def _load(self: "ParaSpeechCLAP", item: AudioItem, sample_rate: int | None, index: int) -> np.ndarray:
         return load_audio(item, sample_rate, min_samples=self.audio_branch.min_samples,
                           name=describe_item(item, index))
 
-    def _embed_waveforms(self: "ParaSpeechCLAP", wavs: list[np.ndarray], batch_size: int) -> np.ndarray:
-        """16 kHz waveforms -> ``(N, D)`` normalised embeddings (float32 numpy).
+    def _pool_waveforms(self: "ParaSpeechCLAP", wavs: list[np.ndarray], batch_size: int) -> torch.Tensor:
+        """16 kHz waveforms -> ``(N, H)`` float64 backbone-pooled features.
 
         A clip longer than the encoder's window is cut into windows; if the encoder has frame
         statistics (``window_moments``) they are summed over the windows and pooled once, which is
@@ -404,9 +459,27 @@ class InferenceMixin:
         pooled[plain] = self._pool_windows([pieces[i] for i in plain], batch_size)
         if exact:
             pooled[exact] = self._pool_moments([wavs[i] for i in exact], [pieces[i] for i in exact], batch_size)
+        return pooled
+
+    def _project_pooled(self: "ParaSpeechCLAP", pooled: torch.Tensor) -> np.ndarray:
+        """``(N, H)`` pooled -> ``(N, D)`` float32 normalised embeddings (moved by the stored offset, if any)."""
         emb = torch.nn.functional.normalize(self.project_audio(pooled.to(self.device, self._dtype),
                                                                normalize=False).float(), dim=-1)
         return self.offset_audio(emb).cpu().numpy()  # in float32, so norms are exactly 1 (see _l2)
+
+    def _centred_rows(self: "ParaSpeechCLAP", pooled: torch.Tensor) -> np.ndarray:
+        """``(N, H)`` pooled -> ``(N, D)`` float64: the centred head's ``linear1`` output, the last point that is
+        linear in the features, so centring there equals centring the features themselves."""
+        head = self.centred_projection
+        return head.linear1(pooled.to(self.device, self._dtype)).double().cpu().numpy()
+
+    def _finish_centred(self: "ParaSpeechCLAP", moved: np.ndarray) -> np.ndarray:
+        """``(N, D)`` centred ``linear1`` rows -> ``(N, D)`` float32 normalised embeddings through the rest of the
+        centred head (no stored offset: centring has already removed whatever the clips share)."""
+        with self._inference():
+            x = torch.as_tensor(moved).to(self.device, self._dtype)
+            emb = torch.nn.functional.normalize(self.centred_projection.finish(x).float(), dim=-1)
+        return emb.cpu().numpy()
 
     def _pool_windows(self: "ParaSpeechCLAP", pieces: list[list[np.ndarray]], batch_size: int) -> torch.Tensor:
         """Items' windows -> ``(N, H)`` float64: the frame-weighted mean of each item's pooled windows."""

@@ -51,6 +51,9 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         self.register_buffer("audio_offset", torch.zeros(config.embed_dim) if config.audio_offset else None)
         gated = config.audio_offset and config.audio_offset_gate
         self.register_buffer("audio_offset_gate", torch.zeros(config.embed_dim + 1) if gated else None)
+        # The head speaker centring scores with (paraspeechclap.centred_head), absent unless the config asks.
+        self.centred_projection = (Projection(audio_encoder.hidden_size, config.embed_dim, config.projection_dropout)
+                                   if config.centred_head else None)
         self._init_inference_state()
 
     # -- construction ----------------------------------------------------------------------------
@@ -133,6 +136,24 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
             if value.shape != buffer.shape:
                 raise ValueError(f"audio offset: expected shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
             buffer.copy_(value.to(buffer))
+
+    @property
+    def has_centred_head(self) -> bool:
+        """Whether speaker centring scores with a head of its own (``centred_projection``)."""
+        return self.centred_projection is not None
+
+    def set_centred_head(self, head: Projection | None) -> None:
+        """Store ``head`` (a :class:`~paraspeechclap.projection.Projection` of the audio projection's shape) as
+        the centred head, or drop it (None); ``config.centred_head`` follows, so ``save_pretrained`` keeps it."""
+        if head is None:
+            self.centred_projection, self.config.centred_head = None, False
+            return
+        want = tuple(self.audio_projection.linear1.weight.shape)
+        if tuple(head.linear1.weight.shape) != want:
+            raise ValueError(f"centred head: expected linear1 of shape {want}, got {tuple(head.linear1.weight.shape)}")
+        ref = self.audio_projection.linear1.weight
+        self.centred_projection = head.to(device=ref.device, dtype=ref.dtype).eval()
+        self.config.centred_head = True
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     normalize: bool = True) -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 Our format is a directory with ``config.json`` (:class:`~paraspeechclap.config.ModelConfig`, which
 names each backbone by registry id) and ``model.safetensors`` (every weight except frozen
-parameters of backbones that the installed packages or the hub provide).
+parameters of backbones that the installed packages or the hub provide). A model with a centred head
+(:mod:`paraspeechclap.centred_head`, fitted after training) keeps it apart in ``centred_head.safetensors``, so
+``model.safetensors`` and its checksum (the identity of the plain embeddings) do not change when a head is
+fitted.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: the centred head's weights (``centred_projection.*``), beside the model's
+CENTRED_HEAD_FILE = "centred_head.safetensors"
+CENTRED_HEAD_PREFIX = "centred_projection."
 DEFAULT_MODEL = "lite"
 #: what :func:`load_model` can load: both sides, or the audio side only
 BRANCHES = ("both", "audio")
@@ -77,15 +83,24 @@ def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, 
 
 
 def save_pretrained(model: ParaSpeechCLAP, directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically; the
-    weights byte-identical for identical tensors, see :func:`canonical_safetensors`)."""
+    """Write ``config.json``, ``model.safetensors`` and, for a model with a centred head,
+    ``centred_head.safetensors`` into ``directory`` (each file atomically; the weights byte-identical for
+    identical tensors, see :func:`canonical_safetensors`). A head file left from an earlier save of a model
+    without one is removed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.stored_state_dict().items()}
+    head = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(CENTRED_HEAD_PREFIX)]}
+    meta = {"format": "pt", "paraspeechclap": model.config.name}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        Path(tmp).write_bytes(canonical_safetensors(tensors, {"format": "pt", "paraspeechclap": model.config.name}))
+        Path(tmp).write_bytes(canonical_safetensors(tensors, meta))
+    if head:
+        with atomic_path(directory / CENTRED_HEAD_FILE) as tmp:
+            Path(tmp).write_bytes(canonical_safetensors(head, meta))
     atomic_write_json(directory / CONFIG_FILE, model.config.to_dict())
+    if not head:
+        (directory / CENTRED_HEAD_FILE).unlink(missing_ok=True)
     return directory
 
 
@@ -93,9 +108,6 @@ def load_saved_model(directory: Path, device: str = "cpu", precision: str = "fp3
                      model_id: str | None = None, branches: str = "both") -> ParaSpeechCLAP:
     """Load a directory written by :func:`save_pretrained` with strict key checking (of the audio
     side's keys only, with ``branches="audio"``)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     cfg_path, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for p in (cfg_path, weights):
         if not p.is_file():
@@ -104,10 +116,16 @@ def load_saved_model(directory: Path, device: str = "cpu", precision: str = "fp3
         cfg = ModelConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")), str(cfg_path))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid JSON ({exc})") from None
-    try:
-        stored = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights}: cannot read safetensors file ({exc})") from None
+    stored = _read_weights(weights)
+    head_file = directory / CENTRED_HEAD_FILE
+    if cfg.centred_head:  # strict: the head's keys are checked with the rest
+        if not head_file.is_file():
+            raise ModelError(f"{directory}: config.json has centred_head but there is no {CENTRED_HEAD_FILE}")
+        extra = _read_weights(head_file)
+        stray = sorted(k for k in extra if not k.startswith(CENTRED_HEAD_PREFIX))
+        if stray:
+            raise CheckpointError(f"{head_file}: key(s) outside the centred head: {', '.join(stray[:3])}")
+        stored.update(extra)
     # A backbone whose weights are all in the file is built from its config only (no download).
     text = branches == "both"
     if not text:  # the text side's weights are not loaded: nothing to check them against
@@ -123,7 +141,18 @@ def load_saved_model(directory: Path, device: str = "cpu", precision: str = "fp3
     model.load_state_dict(stored, strict=False)
     model.model_id = model_id or cfg.name
     model.checksum = file_checksum(weights)
+    model.centred_head_checksum = file_checksum(head_file) if cfg.centred_head else ""
     return finalize(model, device, precision)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
 
 
 # -- official checkpoints --------------------------------------------------------------------------

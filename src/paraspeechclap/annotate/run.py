@@ -157,6 +157,7 @@ def annotate(model: Any, items: Sequence[InputItem], out_dir: str | Path, settin
     record = {"version": RUN_VERSION, "model": {"id": model.model_id, "checksum": model.checksum,
                                                 "official": official},
               "precision": model.precision, "settings": asdict(settings), "labelling": labelling,
+              "centring_head": "main",  # stored embeddings are centred: the centred head needs the clips
               "calibration": _calibration_info(calibration, settings.attributes), "plan": plan,
               "stage_sha256": stage, "counts": counts, "executor": {"name": settings.executor, **stats},
               "timings_s": {"stage": stats["wall_s"], "label_and_write": round(time.perf_counter() - t0, 3),

@@ -150,10 +150,11 @@ def centering_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"center": args.center, "speaker_field": args.speaker_field, "reference": args.reference}
 
 
-def center_json(args: argparse.Namespace) -> dict[str, Any]:
-    """The centring a run used, as recorded in ``--json`` outputs and reports."""
+def center_json(args: argparse.Namespace, head: str = "main") -> dict[str, Any]:
+    """The centring a run used, as recorded in ``--json`` outputs and reports (``head``:
+    :func:`paraspeechclap.centering.head_for`)."""
     return {"mode": args.center, "speaker_field": getattr(args, "speaker_field", None) if args.center == "speaker"
-            else None, "reference": list(args.reference or [])}
+            else None, "reference": list(args.reference or []), "head": head}
 
 
 def positive_int(text: str) -> int:

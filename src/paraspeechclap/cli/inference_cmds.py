@@ -9,10 +9,21 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json
+from ..centering import head_for
 from ..errors import InputError
 from ..inference import DEFAULT_TEMPLATE
-from .common import (add_center_args, add_executor_args, add_model_args, center_json, center_kwargs,
-                     embedder_from_args, model_and_executor, model_from_args, print_json, print_table)
+from .common import (
+    add_center_args,
+    add_executor_args,
+    add_model_args,
+    center_json,
+    center_kwargs,
+    embedder_from_args,
+    model_and_executor,
+    model_from_args,
+    print_json,
+    print_table,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +74,7 @@ def run_score(args: argparse.Namespace) -> int:
     scores = model.score(items, args.text, batch_size=args.batch_size, **center_kwargs(args, speakers))
     if args.json:
         print_json({"audio": items, "texts": args.text, "scores": scores.round(6).tolist(),
-                    "model": model.model_id, "center": center_json(args)})
+                    "model": model.model_id, "center": center_json(args, head_for(args.center, model))})
         return 0
     header = ["audio"] + [t if len(t) <= 40 else t[:37] + "..." for t in args.text]
     print_table(header, [[a, *map(float, row)] for a, row in zip(items, scores)])
@@ -81,7 +92,7 @@ def run_classify(args: argparse.Namespace) -> int:
                                 **centering)
     if args.json:
         print_json([{"audio": a, "ranking": [{"label": lab, "score": round(s, 6)} for lab, s in r],
-                     "center": center_json(args)} for a, r in zip(items, ranked)])
+                     "center": center_json(args, head_for(args.center, model))} for a, r in zip(items, ranked)])
         return 0
     rows = [[a, r[0][0], r[0][1], ", ".join(f"{lab} {s:.3f}" for lab, s in r[1:4])] for a, r in zip(items, ranked)]
     print_table(["audio", "best", "score", "runners-up"], rows)
@@ -105,9 +116,8 @@ def _items(args: argparse.Namespace) -> tuple[list[str], list[Any] | None]:
     if args.manifest and args.audio:
         raise InputError("give audio files or --manifest, not both")
     if args.manifest:
-        from ..data.manifest import load_manifest
-
         from ..centering import manifest_speakers
+        from ..data.manifest import load_manifest
 
         manifest = load_manifest(args.manifest, audio_root=args.audio_root)
         speakers = manifest_speakers(manifest, args.speaker_field) if args.center == "speaker" else None
@@ -136,7 +146,7 @@ def run_embed(args: argparse.Namespace) -> int:
            "dim": int(res.embeddings.shape[1]),
            "items": [items[i] for i in res.indices],
            "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors],
-           "center": center_json(args), "executor": args.executor}
+           "center": center_json(args, res.centering.head), "executor": args.executor}
     atomic_write_json(args.out[: -len(".npy")] + ".ids.json", ids)
     print(f"wrote {len(res.indices)} embeddings to {args.out}" +
           (f" ({len(res.errors)} bad item(s) skipped)" if res.errors else ""), file=sys.stderr)

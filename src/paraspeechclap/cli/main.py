@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "paraspeechclap.cli.data_cmd",  # data check / split / sets
     "paraspeechclap.cli.evaluate_cmd",  # evaluate retrieval / classification
     "paraspeechclap.cli.calibrate_cmd",  # calibrate (temperature scaling of zero-shot scores)
+    "paraspeechclap.cli.centred_head_cmd",  # fit-centred-head (a head for speaker-centred scoring)
     "paraspeechclap.cli.search_cmd",  # index, search
     "paraspeechclap.cli.annotate_cmd",  # annotate (tags, measurements, captions for a corpus)
     "paraspeechclap.cli.train_cmd",  # train

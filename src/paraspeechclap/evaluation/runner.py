@@ -83,8 +83,10 @@ def embed_rows(model: Any, manifest: Manifest, indices: Sequence[int], batch_siz
     return out
 
 
-def centering_info(centering: Mapping[str, Any] | None, rows: int) -> dict[str, Any]:
-    """The centring of a run as its report records it."""
+def centering_info(centering: Mapping[str, Any] | None, rows: int, model: Any = None) -> dict[str, Any]:
+    """The centring of a run as its report records it (``head``: :func:`paraspeechclap.centering.head_for`)."""
+    from ..centering import head_for
+
     c = dict(centering or {})
     mode, ref = c.get("center", "none"), list(c.get("reference") or [])
     if mode == "speaker":
@@ -95,7 +97,7 @@ def centering_info(centering: Mapping[str, Any] | None, rows: int) -> dict[str, 
         over = None if mode == "none" else f"all {rows} rows of the manifest"
     return {"mode": mode, "speaker_field": c.get("speaker_field", "speaker") if mode == "speaker" else None,
             "reference": [str(r) for r in ref], "reference_clips": len(ref), "mean_over": over,
-            "labels_read": False}
+            "labels_read": False, "head": head_for(mode, model)}
 
 
 def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any]:
@@ -108,7 +110,8 @@ def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any
     return {"id": getattr(model, "model_id", "unknown"), "checksum": getattr(model, "checksum", ""),
             "precision": getattr(model, "precision", "fp32"),
             "precision_source": precision_source or "as loaded by the caller",
-            "audio_offset": getattr(model, "audio_offset", None) is not None}  # a stored calibration (offset.py)
+            "audio_offset": getattr(model, "audio_offset", None) is not None,  # a stored calibration (offset.py)
+            "centred_head_checksum": getattr(model, "centred_head_checksum", "") or None}  # centred_head.py
 
 
 def _provenance() -> dict[str, Any]:
@@ -166,7 +169,7 @@ def run_retrieval(
     metrics: dict[str, Any] = {"task": "retrieval", "model": model_info(model, precision_source),
                                "data": {**_data_info(manifest, split), "clips": len(manifest),
                                         "unique_captions": len(unique)},
-                               "centering": centering_info(centering, len(manifest))}
+                               "centering": centering_info(centering, len(manifest), model)}
     metrics["protocol"] = {
         "official_direction": "audio_to_text", "caption_dedup": "exact string, first-seen order",
         "caption_choice": "text_description (first entry of a list)", "tie_rule": tie_rule, "ks": list(ks),
@@ -335,7 +338,7 @@ def run_classification(
     prompts = aset.prompts(template=template, ensemble=ensemble)
     candidates = list(aset.candidates)
     classes = embed_class_prompts(model, prompts, candidates)  # (C, D)
-    info = centering_info(centering, len(manifest))
+    info = centering_info(centering, len(manifest), model)
     if info["mode"] == "none" and not info["reference_clips"]:
         audio = embed_rows(model, manifest, todo, batch_size, progress)
     else:  # centre on every row, whatever its label, then keep the scored ones
