@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from centre_points import centred_at, print_table, summary_of  # noqa: E402
 from common import POOLED_CACHE, add_json_arg, json_path, pooled_table, row_speakers, write_results  # noqa: E402
 from loco_posthoc import SAD, SETS, SUMMARY_CORPORA, parse_runs, score  # noqa: E402
-from loco_probe import speaker_centred  # noqa: E402
 
 MODES = ("speaker", "collection")
 #: (name, head, centred at): the fold's own head at the embedding and at linear1, the fitted head at linear1
@@ -86,9 +85,10 @@ def fit_head(projection: Any, x: np.ndarray, target: np.ndarray, classes: np.nda
 
 def fit_rows(table: dict[str, Any], corpus: str, min_clips: int) -> dict[str, Any]:
     """What a fold fits on: the ``train``-split rows of the other corpora whose speaker qualifies
-    (:func:`qualifying`) and that carry an 8-class label: their table ``index``, 8-class ``target`` and, for
-    centring, every qualifying row (``speaker_rows``, labelled or not) with its speaker ids."""
-    from paraspeechclap.centred_head import qualifying
+    (:func:`paraspeechclap.centred_head.select_rows`) and that carry an 8-class label: their table ``index``,
+    8-class ``target`` and, for centring, every qualifying row (``speaker_rows``, labelled or not) with its
+    speaker ids."""
+    from paraspeechclap.centred_head import CentredHeadFit, select_rows
     from paraspeechclap.data.attributes import get_attribute_set
     from paraspeechclap.data.splits import split_of
 
@@ -96,12 +96,13 @@ def fit_rows(table: dict[str, Any], corpus: str, min_clips: int) -> dict[str, An
     aset8 = get_attribute_set(SETS[8])
     gold8 = [aset8.gold(r) for r in rows]
     train = [i for i, r in enumerate(rows) if r["source"] != corpus and split_of(r) == "train"]
-    ok = qualifying([speakers[i] for i in train], [gold8[i] for i in train], min_clips)
-    rows_of = [i for i in train if speakers[i] in ok]
+    rows_of = [train[k] for k in select_rows([speakers[i] for i in train], [gold8[i] for i in train],
+                                             CentredHeadFit(min_clips=min_clips))]
     labelled = [k for k, i in enumerate(rows_of) if gold8[i] is not None]
     index = {c: j for j, c in enumerate(aset8.candidates)}
     return {"speaker_rows": rows_of, "speakers": [speakers[i] for i in rows_of], "labelled": labelled,
-            "target": np.array([index[gold8[rows_of[k]]] for k in labelled]), "n_speakers": len(ok)}
+            "target": np.array([index[gold8[rows_of[k]]] for k in labelled]),
+            "n_speakers": len({speakers[i] for i in rows_of})}
 
 
 def probe_scores(train_x: np.ndarray, target: np.ndarray, test_x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -125,6 +126,7 @@ def fold_result(run: Path, corpus: str, table: dict[str, Any], args: argparse.Na
 
     from paraspeechclap import load_model
     from paraspeechclap.centering import center_embeddings
+    from paraspeechclap.centred_head import speaker_centred
     from paraspeechclap.data.attributes import get_attribute_set
     from paraspeechclap.evaluation.classification import attribute_set_scores, embed_class_prompts
 

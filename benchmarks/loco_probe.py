@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from paraspeechclap.centred_head import speaker_centred  # a speaker's lone row becomes zeros (nine speakers here)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_json_arg, json_path, write_results  # noqa: E402
 
@@ -153,16 +155,6 @@ def design(data: dict[str, np.ndarray], blocks: list[int], stats: list[int], ext
     if pros:
         parts.append(data["prosody"])
     return np.hstack(parts)
-
-
-def speaker_centred(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
-    """Each row minus its speaker's mean row (a speaker's lone row becomes zeros: nine speakers here have one
-    clip, which ``center_embeddings(..., normalize=False)`` would refuse without reference clips)."""
-    out = x.copy()
-    for s in np.unique(speakers):
-        idx = speakers == s
-        out[idx] -= x[idx].mean(0)
-    return out
 
 
 def loco(x: np.ndarray, data: dict[str, np.ndarray], centring: str, c: float = 0.01) -> dict[str, Any]:

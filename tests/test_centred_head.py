@@ -20,11 +20,10 @@ def ch(benchmark_module: Any) -> Any:
     return benchmark_module("centred_head")
 
 
-def test_the_fit_centres_each_speaker_on_their_own_mean(ch: Any) -> None:
+def test_the_fit_centres_each_speaker_on_their_own_mean() -> None:
     x = [[1.0, 2.0], [3.0, 6.0], [10.0, 0.0], [5.0, 4.0]]
     speakers = ["a", "a", "b", "a"]
-    got = ch.speaker_centred(np.array(x), np.array(speakers))  # loco_probe's, which the benchmark's fit uses
-    np.testing.assert_allclose(lib.speaker_centred(np.array(x), speakers), got, atol=1e-12)
+    got = lib.speaker_centred(np.array(x), speakers)  # what the fits and loco_probe.py centre with
     mean_a = [(1 + 3 + 5) / 3, (2 + 6 + 4) / 3]
     want = [[1 - mean_a[0], 2 - mean_a[1]], [3 - mean_a[0], 6 - mean_a[1]], [0.0, 0.0],
             [5 - mean_a[0], 4 - mean_a[1]]]

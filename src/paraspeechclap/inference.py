@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .audio.io import AudioItem, describe_item, load_audio
-from .centering import Centering, center_embeddings, check_mode, check_speakers
+from .centering import Centering, center_embeddings, check_mode, check_speakers, head_for
 from .encoders.base import AudioEncoder, PreparedAudio
 from .errors import AudioError, InputError
 
@@ -346,7 +346,7 @@ class InferenceMixin:
         check_mode(center)
         if center == "speaker":
             check_speakers(len(items), speakers)  # before the work of embedding
-        head = center == "speaker" and self.has_centred_head  # speaker centring scores with the centred head
+        head = head_for(center, self) == "centred"  # speaker centring scores with the centred head, if any
         res = self._embed_items(items, sample_rate, batch_size, progress, skip_bad, head)
         ref = None
         if reference is not None:
@@ -371,7 +371,7 @@ class InferenceMixin:
         centred as :meth:`embed_audio` centres them (``reference``: ``(R, H)`` pooled features of the reference
         clips). For work that pools clips once and scores them many ways (benchmarks, fitting a centred head)."""
         check_mode(center)
-        head = center == "speaker" and self.has_centred_head
+        head = head_for(center, self) == "centred"
         x = torch.as_tensor(np.asarray(pooled, dtype=np.float64))
         with self._inference():
             emb = self._project_pooled(x)
