@@ -41,6 +41,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,17 +204,23 @@ def score_corpus(model: Any, rows: list[dict[str, Any]], pooled: np.ndarray) -> 
     return out
 
 
-def fit_fold_head(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
-    """Fit ``model``'s centred head as ``paraspeechclap fit-centred-head --split-file shared --split train`` fits the
-    shipped one (its defaults), on the train-split rows with a speaker id of the corpora the fold trained on."""
+def fold_train_rows(table: dict[str, Any], corpus: str, trained_on: set[str]) -> list[int]:
+    """Indices into ``table["rows"]`` of the clips a fold's centred head is fitted on: the train-split rows with a
+    speaker id of the corpora the fold trained on (``corpus`` left out)."""
     from paraspeechclap.centering import has_speaker_id
-    from paraspeechclap.centred_head import fit_centred_head
-    from paraspeechclap.data.attributes import get_attribute_set
     from paraspeechclap.data.splits import split_of
 
-    aset, rows = get_attribute_set("emotion8"), table["rows"]
-    idx = [i for i, r in enumerate(rows) if r["source"] != corpus and r["source"] in trained_on
-           and split_of(r) == "train" and has_speaker_id(r.get("speaker"))]
+    return [i for i, r in enumerate(table["rows"]) if r["source"] != corpus and r["source"] in trained_on
+            and split_of(r) == "train" and has_speaker_id(r.get("speaker"))]
+
+
+def fit_fold_head(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
+    """Fit ``model``'s centred head as ``paraspeechclap fit-centred-head --split-file shared --split train`` fits the
+    shipped one (its defaults), on the rows of :func:`fold_train_rows`."""
+    from paraspeechclap.centred_head import fit_centred_head
+    from paraspeechclap.data.attributes import get_attribute_set
+
+    aset, rows, idx = get_attribute_set("emotion8"), table["rows"], fold_train_rows(table, corpus, trained_on)
     info = fit_centred_head(model, pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
                             [aset.gold(rows[i]) for i in idx])
     return {k: info[k] for k in ("clips", "rows", "speakers", "loss")}
@@ -253,11 +260,20 @@ def skewed_subsets(model: Any, pooled: np.ndarray, emb: np.ndarray, rows: list[d
 
 def reference_curve(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], speakers: list[str],
                     gold: list[str | None]) -> dict[str, Any] | None:
-    """4-class UAR with each speaker's other clips centred on k of their neutral clips (first k in
-    manifest order; a speaker with fewer than k + 1 neutral clips uses what it has, at least one);
-    the reference clips themselves are not scored."""
+    """4-class UAR with each speaker's other clips centred on k of their neutral clips as ``reference=`` centres
+    them (:func:`neutral_reference_curve` with ``l2(x - mean(R))`` of the embeddings ``emb``)."""
     from paraspeechclap.centering import center_embeddings
 
+    return neutral_reference_curve(model, rows, speakers, gold,
+                                   lambda other, ref: center_embeddings(emb[other], "none", reference=emb[ref])[0])
+
+
+def neutral_reference_curve(model: Any, rows: list[dict[str, Any]], speakers: list[str], gold: list[str | None],
+                            centre: Callable[[list[int], list[int]], np.ndarray]) -> dict[str, Any] | None:
+    """4-class UAR (per k in :data:`REFERENCE_COUNTS`) with each speaker's other clips centred on k of their
+    neutral clips (first k in manifest order; a speaker with fewer than k + 1 neutral clips uses what it has, at
+    least one); the reference clips themselves are not scored. ``centre(other, ref)`` gives the ``(len(other),
+    D)`` centred embeddings of clips ``other`` against reference clips ``ref`` (indices into ``rows``)."""
     out = {}
     for k in REFERENCE_COUNTS:
         parts, scored = [], []
@@ -268,7 +284,7 @@ def reference_curve(model: Any, emb: np.ndarray, rows: list[dict[str, Any]], spe
                 continue
             ref = neutral[: min(k, len(neutral) - 1)]
             other = [i for i in idx if i not in ref]
-            parts.append(center_embeddings(emb[other], "none", reference=emb[ref])[0])
+            parts.append(centre(other, ref))
             scored += other
         if not scored:
             return None

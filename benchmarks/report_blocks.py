@@ -862,6 +862,23 @@ def card_loco_centring(r: Results) -> str:
             + table(["corpus", "skewed: plain / speaker-centred", "k neutral references: 1 / 2 / 4 / 8 / 16"], rows))
 
 
+@block("card-reference-centring")
+def card_reference_centring(r: Results) -> str:
+    if not r.has("reference_centring"):
+        return "No neutral-reference comparison yet (`python benchmarks/reference_centring.py`)."
+    res = r["reference_centring"]
+    ks = [str(k) for k in res["reference_counts"]]
+    rows = []
+    for name, run in res["runs"].items():
+        ways = {"main head (what `reference=` does)": run["shipped"], **run["summary"]}
+        rows += [[name, way, *(f3(curve[k]) for k in ks)] for way, curve in ways.items()]
+    plain = ", ".join(f"{name} {f3(run['plain'])} / {f3(run['speaker'])}" for name, run in res["runs"].items())
+    return (f"{command(res)} (`benchmarks/results/reference_centring.json`, {res['precision']}; 4-class UAR, means "
+            f"over {', '.join(res['corpora'])}, of each speaker's other clips centred on k of their neutral clips; "
+            f"the same folds score plain / speaker-centred: {plain}):\n\n"
+            + table(["folds", "centred on the neutral clips through", *(f"k = {k}" for k in ks)], rows))
+
+
 @block("readme-unseen")
 def readme_unseen(r: Results) -> str:
     q, loco = r[QUALITY_TEST], r["loco"]

@@ -15,6 +15,7 @@ from paraspeechclap import load_model
 from paraspeechclap.centred_head import CentredHeadFit, fit_centred_head
 from paraspeechclap.cli.main import main
 from paraspeechclap.errors import CheckpointError, InputError, ModelError
+from paraspeechclap.evaluation.runner import model_info
 from paraspeechclap.projection import Projection
 from paraspeechclap.testing import tiny_model, tone
 
@@ -93,6 +94,8 @@ def test_the_head_is_saved_apart_and_loaded_strictly(tmp_path) -> None:
     wavs, speakers = _wavs(4), list("abab")
     np.testing.assert_allclose(back.embed_audio(wavs, center="speaker", speakers=speakers),
                                model.embed_audio(wavs, center="speaker", speakers=speakers), atol=1e-6)
+    back.set_centred_head(None)  # a dropped head is no longer named by the records
+    assert back.centred_head_checksum == "" and model_info(back)["centred_head_checksum"] is None
     # the plain weights file, the model's identity, is the same bytes as without a head
     tiny_model().save_pretrained(tmp_path / "plain")
     plain_bytes = (tmp_path / "plain" / "model.safetensors").read_bytes()
@@ -199,7 +202,17 @@ def test_the_cli_fits_saves_and_classify_records_the_head(tmp_path, tiny_dir, ca
     speakers_only.write_text("".join(line for line in open(manifest) if '"speaker"' in line))
     assert main(["classify", "--model", str(out), "--manifest", str(speakers_only), "--attribute", "emotion",
                  "--center", "speaker", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["center"]["head"] == "centred"
+    through_head = json.loads(capsys.readouterr().out)
+    assert through_head[0]["center"]["head"] == "centred"
+    # --no-centred-head: speaker centring as the same weights without a head centre
+    args = ["--manifest", str(speakers_only), "--attribute", "emotion", "--center", "speaker", "--json"]
+    assert main(["classify", "--model", str(out), "--no-centred-head", *args]) == 0
+    opted_out = json.loads(capsys.readouterr().out)
+    assert main(["classify", "--model", str(tiny_dir), *args]) == 0
+    without = json.loads(capsys.readouterr().out)
+    assert [r["center"]["head"] for r in opted_out] == ["main"] * len(without)
+    assert [r["ranking"] for r in opted_out] == [r["ranking"] for r in without]
+    assert [r["ranking"] for r in through_head] != [r["ranking"] for r in without]  # the flag changed something
 
 
 def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, tiny_dir, capsys) -> None:

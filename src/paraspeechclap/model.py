@@ -144,7 +144,10 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
 
     def set_centred_head(self, head: Projection | None) -> None:
         """Store ``head`` (a :class:`~paraspeechclap.projection.Projection` of the audio projection's shape) as
-        the centred head, or drop it (None); ``config.centred_head`` follows, so ``save_pretrained`` keeps it."""
+        the centred head, or drop it (None); ``config.centred_head`` follows, so ``save_pretrained`` keeps it.
+        ``centred_head_checksum`` (the loaded head file's) is cleared: records must not name a head no longer
+        used (a head set here has a checksum once saved and loaded)."""
+        self.centred_head_checksum = ""
         if head is None:
             self.centred_projection, self.config.centred_head = None, False
             return

@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print run.json to stdout")
     add_model_args(p)
-    add_center_args(p)
+    add_center_args(p, centred_head=False)  # centres stored embeddings: the main head
     p.set_defaults(func=run_annotate)
 
 

@@ -120,10 +120,11 @@ def add_manifest_source_args(parser: argparse.ArgumentParser, root_note: str = "
 
 
 def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True, speaker_field: bool = True,
-                    speaker_help: str = "needs --manifest with speaker ids") -> None:
-    """``--center``, ``--speaker-field`` and ``--reference``: centring of the audio embeddings
+                    speaker_help: str = "needs --manifest with speaker ids", centred_head: bool = True) -> None:
+    """``--center``, ``--speaker-field``, ``--reference`` and ``--no-centred-head``: centring of the audio embeddings
     (:mod:`paraspeechclap.centering`). ``speakers=False`` where items carry no speaker ids;
-    ``speaker_field=False`` where the ids come from elsewhere (an index stores them)."""
+    ``speaker_field=False`` where the ids come from elsewhere (an index stores them); ``centred_head=False`` where
+    stored embeddings are centred (always through the main head), so the model's centred head has no say."""
     from ..centering import CENTER_MODES
 
     g = parser.add_argument_group("centring (subtract a reference mean from the audio embeddings)")
@@ -137,6 +138,10 @@ def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True, spea
     g.add_argument("--reference", nargs="+", default=None, metavar="CLIP",
                    help="centre on the mean of these clips instead (e.g. neutral speech of the same speaker or "
                         "room); with --center speaker, for speakers with a single clip")
+    if speakers and centred_head:
+        g.add_argument("--no-centred-head", action="store_true",
+                       help="--center speaker through the model's main audio head even if it has a centred head "
+                            "(fit-centred-head): l2(x - mean) of the plain embeddings, as models without one centre")
 
 
 def center_kwargs(args: argparse.Namespace, speakers: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -182,8 +187,11 @@ def model_from_args(args: argparse.Namespace, precision: str | None = None) -> "
     """Load the model the flags name, in ``precision`` (default: ``--precision``, else ``auto``)."""
     from ..pretrained import load_model
 
-    return load_model(args.model, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
-                      device=args.device, precision=precision or args.precision or "auto", pooling=args.pooling)
+    model = load_model(args.model, audio_encoder=args.audio_encoder, text_encoder=args.text_encoder,
+                       device=args.device, precision=precision or args.precision or "auto", pooling=args.pooling)
+    if getattr(args, "no_centred_head", False):  # --no-centred-head: speaker centring as without a head
+        model.set_centred_head(None)
+    return model
 
 
 def print_json(obj: Any) -> None:

@@ -68,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "recall, slower")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_args(p)
-    add_center_args(p, speaker_field=False, speaker_help="the speaker ids 'index --manifest' stored")
+    add_center_args(p, speaker_field=False, speaker_help="the speaker ids 'index --manifest' stored",
+                    centred_head=False)  # centres stored embeddings: the main head
     p.set_defaults(func=run_search)
 
 
