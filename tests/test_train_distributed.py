@@ -115,6 +115,74 @@ def test_two_process_step_equals_one_process_on_the_concatenated_batch(toy, tmp_
             torch.testing.assert_close(res["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def _centred_config(manifest: str, out: str, cache: str):
+    """:func:`_config` plus the speaker-centred term centred at the projection's first linear output (over cached
+    backbone states, which it needs), with the speakers' means refreshed before every step."""
+    from paraspeechclap.training.config import load_config
+
+    return load_config(TINY, [
+        f"data.train_manifest={manifest}", "data.train=[]", "data.dev=[]", f"train.output_dir={out}",
+        "train.device=cpu", "train.num_threads=1", "train.progress=false", "model.projection_dropout=0.0",
+        "model.audio_trainable=[]", "model.text_trainable=[]", "loss.gather_with_grad=true",
+        "features.cache=true", f"features.cache_dir={cache}", "features.variants=1",
+        "loss.attribute_sets=[gender, pitch_level]", "eval.every_steps=null", "eval.at_end=false",
+        "loss.centred={require: [pitch_level], sets: [pitch_level], min_clips: 2, refresh: 1, weight: 1.0, "
+        "at: linear1}",
+    ])  # fmt: skip
+
+
+def _centred_grads(trainer, positions: list[int]) -> dict[str, torch.Tensor]:
+    """The speakers' means refreshed as a step refreshes them, then the gradients of the dataset's rows
+    ``positions`` (cached states, every row labelled and of a centred speaker)."""
+    from paraspeechclap.training.modules import set_train_mode
+
+    trainer.centred.refresh(trainer.model)
+    set_train_mode(trainer.model)
+    return _loss_and_grads(trainer, [trainer.dataset[i] for i in positions])[1]
+
+
+def _centred_worker(rank: int, port: int, manifest: str, out_dir: str, cache: str) -> None:
+    import torch.distributed as dist
+
+    from paraspeechclap.training.loop import Trainer
+
+    trainer = Trainer(_centred_config(manifest, out_dir, cache), _join(rank, port))
+    grads = _centred_grads(trainer, list(range(rank * (BATCH // WORLD), (rank + 1) * (BATCH // WORLD))))
+    torch.save({"grads": grads, "means": trainer.centred.means.means}, Path(out_dir) / f"centred{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_the_centred_term_at_linear1_steps_as_one_process(toy, tmp_path: Path) -> None:
+    """loss.centred with at: linear1 finishes the moved rows through the unwrapped projection, outside DDP's
+    forward: the two ranks' averaged gradient must still be the one-process gradient of the whole batch (the
+    attribute terms are per-rank means over equally many labelled rows, so their average is the batch mean)."""
+    import torch.multiprocessing as mp
+
+    from paraspeechclap.distributed import DistributedInfo
+    from paraspeechclap.training.loop import Trainer
+
+    cache = str(tmp_path / "features")
+    threads = torch.get_num_threads()
+    try:  # first, so the feature cache is built once before the ranks read it
+        single = Trainer(_centred_config(toy, str(tmp_path / "single"), cache),
+                         DistributedInfo(0, 0, 1, torch.device("cpu")))
+        rows = [single.dataset[i].row for i in range(BATCH)]
+        assert all(r.get("pitch_level") and r.get("speaker") for r in rows)
+        ref = _centred_grads(single, list(range(BATCH)))
+        ref_means = single.centred.means.means.clone()
+    finally:
+        torch.set_num_threads(threads)
+    assert {"audio_projection.linear1.weight", "audio_projection.linear2.weight"} <= set(ref)
+    mp.spawn(_centred_worker, args=(_free_port(), toy, str(tmp_path), cache), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        res = torch.load(tmp_path / f"centred{rank}.pt", weights_only=True)
+        torch.testing.assert_close(res["means"], ref_means)  # every rank centres on the same means
+        assert res["grads"].keys() == ref.keys()
+        for name, g in ref.items():  # float32 sums in another order: tolerance on the gradient's own scale
+            torch.testing.assert_close(res["grads"][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()), msg=name)
+
+
 def _dro_worker(rank: int, port: int, manifest: str, out_dir: str) -> None:
     import torch.distributed as dist
 
