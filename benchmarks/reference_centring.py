@@ -75,8 +75,7 @@ def centrings(model: Any, pooled: np.ndarray, offsets: dict[str, np.ndarray]) ->
     from paraspeechclap.centering import l2_rows
 
     emb = model.embed_pooled(pooled).astype(np.float64)
-    with torch.no_grad():
-        lin = model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64))  # what center="speaker" centres
+    lin = model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64))  # what center="speaker" centres
 
     def through_head(offset: np.ndarray | float) -> Any:
         return lambda other, ref: model._finish_centred(lin[other] - lin[ref].mean(axis=0) + offset)
@@ -98,8 +97,7 @@ def fold_offsets(model: Any, table: dict[str, Any], corpus: str, trained_on: set
     pooled = pooled_rows(model, table, idx)
     speakers, gold = [str(rows[i]["speaker"]) for i in idx], [get_attribute_set("emotion").gold(rows[i]) for i in idx]
     main, n = neutral_offset(model.embed_pooled(pooled), speakers, gold)
-    with torch.no_grad():
-        centred, _ = neutral_offset(model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64)), speakers, gold)
+    centred, _ = neutral_offset(model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64)), speakers, gold)
     return {"main": main, "centred": centred, "speakers": n}
 
 

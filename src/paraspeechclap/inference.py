@@ -356,13 +356,9 @@ class InferenceMixin:
                 raise AudioError(f"reference clip: {exc}") from None
         if (center != "none" or ref is not None) and len(res.indices):
             spk = [speakers[i] for i in res.indices] if speakers is not None else None
-            if head:
-                moved, done = center_embeddings(res.centred_rows, center, spk,
-                                                None if ref is None else ref.centred_rows, normalize=False)
-                res.embeddings, res.centering = self._finish_centred(moved), replace(done, head="centred")
-            else:
-                res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk,
-                                                                  None if ref is None else ref.embeddings)
+            res.embeddings, res.centering = self._centre(res.embeddings, res.centred_rows, center, spk,
+                                                         *((None, None) if ref is None else
+                                                           (ref.embeddings, ref.centred_rows)))
         return res
 
     def embed_pooled(self: "ParaSpeechCLAP", pooled: np.ndarray, center: str = "none",
@@ -372,17 +368,30 @@ class InferenceMixin:
         clips). For work that pools clips once and scores them many ways (benchmarks, fitting a centred head)."""
         check_mode(center)
         head = head_for(center, self) == "centred"
+        emb, rows = self._pooled_views(pooled, head)
+        if center == "none" and reference is None:
+            return emb
+        ref_emb, ref_rows = (None, None) if reference is None else self._pooled_views(reference, head)
+        return self._centre(emb, rows, center, speakers, ref_emb, ref_rows)[0]
+
+    def _pooled_views(self: "ParaSpeechCLAP", pooled: np.ndarray, centred_rows: bool
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(N, H)`` pooled -> the ``(N, D)`` plain embeddings and, with ``centred_rows``, the centred head's
+        ``linear1`` rows (else None)."""
         x = torch.as_tensor(np.asarray(pooled, dtype=np.float64))
         with self._inference():
-            emb = self._project_pooled(x)
-            if center == "none" and reference is None:
-                return emb
-            if not head:
-                ref = None if reference is None else self._project_pooled(torch.as_tensor(np.asarray(reference)))
-                return center_embeddings(emb, center, speakers, ref)[0]
-            rows, ref_rows = (None if r is None else self._centred_rows(torch.as_tensor(np.asarray(r)))
-                              for r in (x, reference))
-            return self._finish_centred(center_embeddings(rows, center, speakers, ref_rows, normalize=False)[0])
+            return self._project_pooled(x), (self._centred_rows(x) if centred_rows else None)
+
+    def _centre(self: "ParaSpeechCLAP", emb: np.ndarray, rows: np.ndarray | None, center: str,
+                speakers: Sequence[Any] | None, ref_emb: np.ndarray | None, ref_rows: np.ndarray | None
+                ) -> tuple[np.ndarray, Centering]:
+        """Centre items as ``center`` asks: through the centred head when its ``linear1`` ``rows`` ``(N, D)`` are
+        given (``ref_rows``: the reference clips'), else ``l2(x - mean(R))`` of the plain embeddings ``emb``
+        (``ref_emb``). Returns ``(N, D)`` unit rows and what was done."""
+        if rows is None:
+            return center_embeddings(emb, center, speakers, ref_emb)
+        moved, done = center_embeddings(rows, center, speakers, ref_rows, normalize=False)
+        return self._finish_centred(moved), replace(done, head="centred")
 
     def pool_audio(self: "ParaSpeechCLAP", items: Sequence[AudioItem] | AudioItem, sample_rate: int | None = None,
                    batch_size: int = 16, progress: bool = False) -> np.ndarray:
@@ -470,8 +479,8 @@ class InferenceMixin:
     def _centred_rows(self: "ParaSpeechCLAP", pooled: torch.Tensor) -> np.ndarray:
         """``(N, H)`` pooled -> ``(N, D)`` float64: the centred head's ``linear1`` output, the last point that is
         linear in the features, so centring there equals centring the features themselves."""
-        head = self.centred_projection
-        return head.linear1(pooled.to(self.device, self._dtype)).double().cpu().numpy()
+        with self._inference():  # callable on its own, as _finish_centred is
+            return self.centred_projection.linear1(pooled.to(self.device, self._dtype)).double().cpu().numpy()
 
     def _finish_centred(self: "ParaSpeechCLAP", moved: np.ndarray) -> np.ndarray:
         """``(N, D)`` centred ``linear1`` rows -> ``(N, D)`` float32 normalised embeddings through the rest of the

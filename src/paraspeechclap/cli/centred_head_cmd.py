@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _rows(args: argparse.Namespace) -> tuple[list[str], list[Any], list[Any], dict[str, int]]:
     """Audio paths, speaker ids and labels of the manifests' rows (of ``--split``), and the rows left out."""
+    from ..centering import has_speaker_id
     from ..data.attributes import get_attribute_set
     from ..data.manifest import load_manifest
     from ..data.splits import load_shared_split, read_split_file
@@ -62,7 +63,7 @@ def _rows(args: argparse.Namespace) -> tuple[list[str], list[Any], list[Any], di
         for i, row in enumerate(manifest):
             if sf is not None and sf.split_of(row) != args.split:
                 left["other_split"] += 1
-            elif row.get(args.speaker_field) in (None, ""):
+            elif not has_speaker_id(row.get(args.speaker_field)):
                 left["no_speaker"] += 1
             else:
                 paths.append(str(manifest.audio_path(i)))
