@@ -334,9 +334,10 @@ def posthoc_entry(path: str) -> dict[str, Any]:
     recipe tried: a way of scoring that could have been chosen instead)."""
     import json
 
-    runs = json.loads(Path(path).read_text()).get("runs")
+    res = json.loads(Path(path).read_text())
+    runs = res.get("runs")
     variants = sorted({f"{run}: {v}" for run, r in runs.items() if isinstance(r, dict)
-                       for v in r.get("summary", {})}) if isinstance(runs, dict) else []
+                       for v in r.get("summary", {})}) if isinstance(runs, dict) else list(res.get("variants", []))
     return {"file": str(path), "variants": variants or [Path(path).stem]}
 
 

@@ -781,6 +781,25 @@ def card_centred_head(r: Results) -> str:
                      "recall sad"], rows))
 
 
+@block("card-centred-head-steps")
+def card_centred_head_steps(r: Results) -> str:
+    if not r.has("centred_head_steps"):
+        return "No fit lengths compared yet (`python benchmarks/centred_head_steps.py`)."
+    res = r["centred_head_steps"]
+    rows = []
+    for step, s in res["summary"].items():
+        marks = [m for m, hit in (("chosen on dev", int(step) == res["chosen_steps"]),
+                                  ("shipped", int(step) == res["shipped_steps"]),
+                                  ("the main head, no centred head", int(step) == 0)) if hit]
+        rows.append([f"{step}{' (' + ', '.join(marks) + ')' if marks else ''}", f"{f3(s['dev4'])} / {f3(s['dev8'])}",
+                     f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+    return (f"{command(res)} (`benchmarks/results/centred_head_steps.json`, {res['precision']}; speaker-centred "
+            f"emotion UAR, means over the folds {', '.join(res['corpora'])}; dev: each fold's dev speakers of the "
+            f"corpora it trained on, the mean over those corpora; chosen by {res['selection']}):\n\n"
+            + table(["head fitted (steps)", "fold dev 4 / 8-class", "left-out 4-class mean / min", "left-out 8-class",
+                     "left-out recall sad"], rows))
+
+
 def _centre_cells(s: dict[str, Any]) -> list[str]:
     return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar4_mean_mixed"]), f3(s["uar8_mean"]), f3(s["sad"])]
 

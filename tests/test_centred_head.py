@@ -91,3 +91,25 @@ def test_probe_scores_rank_the_right_class_and_rule_out_classes_never_seen(ch: A
     assert got.shape == (4, 4)
     assert np.isneginf(got[:, 1]).all()
     assert got[:3].argmax(1).tolist() == [0, 2, 3]
+
+
+def test_a_snapshot_of_the_fit_path_is_the_shorter_fit() -> None:
+    """fit_path keeps the head after 40 and 120 steps: each equals a fit of that many steps run on its own, so one
+    run scores every shorter fit (choosing ``steps`` on dev needs exactly the heads those fits would give)."""
+    rng = np.random.default_rng(3)
+    torch.manual_seed(3)
+    start = Projection(8, 4, dropout=0.2).eval()
+    classes = F.normalize(torch.randn(3, 4), dim=-1).numpy()
+    target = rng.integers(0, 3, size=60)
+    x = rng.normal(size=(60, 8))
+    x[np.arange(60), target] += 1.0
+    path, losses = lib.fit_path(start, x, target, classes, 10.0, 6, lib.CentredHeadFit(steps=120, lr=1e-2), (40, 120))
+    assert sorted(path) == [40, 120] and len(losses) == 120
+    for steps in (40, 120):
+        alone, loss = lib.fit_projection(start, x, target, classes, 10.0, 6, lib.CentredHeadFit(steps=steps, lr=1e-2))
+        assert loss == [losses[0], losses[steps - 1]]
+        assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), path[steps].state_dict().values()))
+        assert not path[steps].training
+    assert not all(torch.equal(a, b) for a, b in zip(path[40].state_dict().values(), path[120].state_dict().values()))
+    with pytest.raises(lib.InputError, match="outside 1..120"):
+        lib.fit_path(start, x, target, classes, 10.0, 6, lib.CentredHeadFit(steps=120), (0, 121))

@@ -106,6 +106,9 @@ def test_posthoc_files_count_each_variant_they_scored(loco: Any, tmp_path: Path)
     b.write_text(json.dumps({"runs": "runs/loco", "summary": {}}))
     assert loco.posthoc_entry(str(a))["variants"] == ["v18: fitted head", "v18: own head"]
     assert loco.posthoc_entry(str(b))["variants"] == ["b"]
+    c = tmp_path / "c.json"  # centred_head_steps.py: one run, its variants named at the top
+    c.write_text(json.dumps({"runs": "runs/loco", "variants": ["centred head fitted 25 steps"]}))
+    assert loco.posthoc_entry(str(c))["variants"] == ["centred head fitted 25 steps"]
 
 
 def test_fold_dev_reads_the_last_dev_evaluation(loco: Any, tmp_path: Path) -> None:

@@ -125,16 +125,32 @@ def fit_projection(projection: Projection, x: np.ndarray, target: np.ndarray, cl
     Returns:
         the fitted head (eval mode) and the loss at the first and the last step.
     """
+    heads, losses = fit_path(projection, x, target, classes, scale, state_width, fit, (fit.steps,))
+    return heads[fit.steps], [losses[0], losses[-1]]
+
+
+def fit_path(projection: Projection, x: np.ndarray, target: np.ndarray, classes: np.ndarray, scale: float,
+             state_width: int | None, fit: CentredHeadFit, at: Sequence[int]) -> tuple[dict[int, Projection],
+                                                                                    list[float]]:
+    """:func:`fit_projection`'s fit, keeping the head after each step count in ``at`` (each ``<= fit.steps``): one
+    run gives every shorter fit exactly (the same seed draws the same dropout masks), for choosing ``steps``.
+
+    Returns:
+        ``{step: head}`` (eval mode, spread folded back) and the loss at every step.
+    """
     import torch
 
+    bad = [s for s in at if not 1 <= s <= fit.steps]
+    if bad:
+        raise InputError(f"centred head: snapshot step(s) {bad} are outside 1..{fit.steps}")
     with torch.random.fork_rng(devices=[]):  # the seed sets the dropout masks without touching the caller's RNG
         torch.manual_seed(fit.seed)
-        return _fit(projection, x, target, classes, scale, state_width, fit)
+        return _fit(projection, x, target, classes, scale, state_width, fit, set(at))
 
 
 def _fit(projection: Projection, x: np.ndarray, target: np.ndarray, classes: np.ndarray, scale: float,
-         state_width: int | None, fit: CentredHeadFit) -> tuple[Projection, list[float]]:
-    """:func:`fit_projection`'s loop, under its seed."""
+         state_width: int | None, fit: CentredHeadFit, at: set[int]) -> tuple[dict[int, Projection], list[float]]:
+    """:func:`fit_path`'s loop, under its seed."""
     import torch
     from torch.nn import functional as F
 
@@ -148,8 +164,9 @@ def _fit(projection: Projection, x: np.ndarray, target: np.ndarray, classes: np.
     weight = torch.as_tensor(balanced_weights(target, len(ct)), dtype=torch.float32)
     opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     losses: list[float] = []
+    kept: dict[int, Projection] = {}
     state_width = xt.shape[1] if state_width is None else state_width  # None: every column is a backbone state
-    for _ in range(fit.steps):
+    for step in range(1, fit.steps + 1):
         states = F.dropout(xt[:, :state_width], p=fit.input_dropout, training=True)
         emb = F.normalize(head(torch.cat([states, xt[:, state_width:]], dim=1)), dim=-1)
         loss = F.cross_entropy(scale * emb @ ct.T, yt, weight=weight)
@@ -157,9 +174,12 @@ def _fit(projection: Projection, x: np.ndarray, target: np.ndarray, classes: np.
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    with torch.no_grad():
-        head.linear1.weight.div_(spread[None, :])
-    return head.eval(), [losses[0], losses[-1]]
+        if step in at:
+            kept[step] = copy.deepcopy(head)
+            with torch.no_grad():
+                kept[step].linear1.weight.div_(spread[None, :])
+            kept[step].eval()
+    return kept, losses
 
 
 def fit_centred_head(model: ParaSpeechCLAP, pooled: np.ndarray, speakers: Sequence[Any], gold: Sequence[str | None],
@@ -182,10 +202,30 @@ def fit_centred_head(model: ParaSpeechCLAP, pooled: np.ndarray, speakers: Sequen
     """
     import torch
 
+    fit = fit or CentredHeadFit()
+    inputs = fit_inputs(model, pooled, speakers, gold, fit)
+    with torch.enable_grad():
+        head, loss = fit_projection(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
+                                    model.audio_branch.state_width, fit)
+    model.set_centred_head(head)
+    return {**inputs.info, "loss": [round(v, 6) for v in loss], **asdict(fit)}
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """What a fit trains on: ``arrays`` = (``(N, H)`` centred rows, ``(N,)`` class index, ``(C, D)`` class
+    embeddings) and ``info`` (``clips``, ``rows``, ``speakers``, ``classes``: clips per class)."""
+
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray]
+    info: dict[str, Any]
+
+
+def fit_inputs(model: ParaSpeechCLAP, pooled: np.ndarray, speakers: Sequence[Any], gold: Sequence[str | None],
+               fit: CentredHeadFit) -> FitInputs:
+    """:func:`fit_centred_head`'s rows, targets and class prompt embeddings (its arguments; the same errors)."""
     from .data.attributes import get_attribute_set
     from .evaluation.classification import embed_class_prompts
 
-    fit = fit or CentredHeadFit()
     pooled = np.asarray(pooled)
     if not len(pooled) == len(speakers) == len(gold):
         raise InputError(f"centred head: {len(pooled)} clips, {len(speakers)} speaker ids, {len(gold)} labels")
@@ -204,10 +244,7 @@ def fit_centred_head(model: ParaSpeechCLAP, pooled: np.ndarray, speakers: Sequen
     x = speaker_centred(pooled[rows], [speakers[i] for i in rows])[labelled]
     model.require_text()
     classes = embed_class_prompts(model, aset.prompts(ensemble=True), aset.candidates)
-    with torch.enable_grad():
-        head, loss = fit_projection(model.audio_projection, x, target, classes, float(model.logit_scale.detach()),
-                                    model.audio_branch.state_width, fit)
-    model.set_centred_head(head)
     counts = Counter(aset.candidates[t] for t in target.tolist())
-    return {"clips": len(labelled), "rows": len(rows), "speakers": len({speakers[i] for i in rows}),
-            "classes": dict(sorted(counts.items())), "loss": [round(v, 6) for v in loss], **asdict(fit)}
+    return FitInputs((x, target, classes), {"clips": len(labelled), "rows": len(rows),
+                                            "speakers": len({speakers[i] for i in rows}),
+                                            "classes": dict(sorted(counts.items()))})

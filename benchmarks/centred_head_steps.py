@@ -1,0 +1,171 @@
+"""How long to fit the centred head, chosen on the leave-one-corpus-out folds' own dev speakers.
+
+The shipped centred head (:mod:`paraspeechclap.centred_head`) is fitted 300 full-batch steps and ends with a
+training loss near 0.001: it fits its training clips almost exactly. Fewer steps may carry better to speakers
+and corpora it never heard. This fits each LOCO fold model's head as ``loco.py --centred-head`` fits it (the
+library's :func:`~paraspeechclap.centred_head.fit_path`, the settings of ``fit-centred-head`` but ``steps``)
+and keeps the head after each step count of ``--at`` (one fit gives every shorter fit exactly). Each head is
+scored speaker-centred:
+
+- on the fold's **dev** speakers: the shared split's ``dev`` clips of the corpora the fold trained on, each
+  centred on its speaker's dev clips; 4- and 8-class emotion UAR per corpus, then the mean over those corpora.
+  This is the selection signal: the step count with the best mean over the folds of the dev 4-class UAR
+  (ties: 8-class) is the choice, made before the left-out corpora are looked at;
+- on the **left-out** corpus, as ``loco.py`` scores its ``speaker`` row: the number the choice is reported on.
+
+Step 0 is the fold's main head (no centred head: what ``--no-centred-head`` gives)::
+
+    python benchmarks/centred_head_steps.py --runs runs/loco-lite-speaker-centred-w01
+                                        # -> benchmarks/results/centred_head_steps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    POOLED_CACHE,
+    add_json_arg,
+    json_path,
+    mean_present,
+    pooled_rows,
+    pooled_table,
+    row_speakers,
+    write_results,
+)
+from loco import RECALL, _scores, centred, fold_train_rows, recipe_corpora  # noqa: E402
+from loco_posthoc import SUMMARY_CORPORA  # noqa: E402
+
+from paraspeechclap.centred_head import CentredHeadFit  # noqa: E402
+
+DEFAULT_AT = (0, 10, 25, 50, 100, 150, 200, 300, 450, 600)
+#: what the shipped head was fitted with: it and step 0 (the main head, v18's speaker centring) are already among
+#: the recipes ``loco.json`` counts, so the other step counts are the new variants
+SHIPPED_STEPS = CentredHeadFit().steps
+
+
+# -- pure pieces ----------------------------------------------------------------------------------------------
+def dev_rows(rows: list[dict[str, Any]], corpus: str, trained_on: set[str]) -> dict[str, list[int]]:
+    """``{source: indices}`` of the ``dev``-split rows with a speaker id of each corpus a fold trained on
+    (``corpus`` left out)."""
+    from paraspeechclap.centering import has_speaker_id
+    from paraspeechclap.data.splits import split_of
+
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r["source"] != corpus and r["source"] in trained_on and split_of(r) == "dev" \
+                and has_speaker_id(r.get("speaker")):
+            out.setdefault(r["source"], []).append(i)
+    return out
+
+
+def choose(per_step: dict[int, dict[str, float | None]]) -> int:
+    """The step count with the highest ``dev4`` (ties: ``dev8``, then fewer steps)."""
+    return max(per_step, key=lambda s: (per_step[s]["dev4"] or 0.0, per_step[s]["dev8"] or 0.0, -s))
+
+
+# -- one fold -------------------------------------------------------------------------------------------------
+def speaker_scores(model: Any, table: dict[str, Any], idx: list[int]) -> dict[str, Any]:
+    """:func:`loco._scores` of rows ``idx`` centred on their speakers (through the model's centred head if any)."""
+    rows = [table["rows"][i] for i in idx]
+    pooled = pooled_rows(model, table, idx)
+    return _scores(model, centred(model, pooled, model.embed_pooled(pooled), "speaker", row_speakers(rows)), rows)
+
+
+def fold_steps(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
+               at: list[int]) -> dict[str, Any]:
+    """``{step: {"dev4", "dev8", "dev_per_corpus", "loco"}}`` for one fold and what its fit used."""
+    import torch
+
+    from paraspeechclap import load_model
+    from paraspeechclap.centred_head import fit_inputs, fit_path
+    from paraspeechclap.data.attributes import get_attribute_set
+
+    model = load_model(str(run / corpus / "final"), precision="fp32")
+    model.set_centred_head(None)
+    rows, fit = table["rows"], CentredHeadFit(steps=max(at))
+    aset = get_attribute_set(fit.attribute)
+    idx = fold_train_rows(table, corpus, trained_on)
+    inputs = fit_inputs(model, pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
+                        [aset.gold(rows[i]) for i in idx], fit)
+    t0 = time.perf_counter()
+    with torch.enable_grad():
+        heads, losses = fit_path(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
+                                 model.audio_branch.state_width, fit, [s for s in at if s > 0])
+    fit_s = time.perf_counter() - t0
+    dev = dev_rows(rows, corpus, trained_on)
+    test = [i for i, r in enumerate(rows) if r["source"] == corpus]
+    out: dict[int, Any] = {}
+    for step in at:
+        model.set_centred_head(heads.get(step))
+        per = {src: speaker_scores(model, table, ix) for src, ix in dev.items()}
+        out[step] = {"dev4": mean_present([p["uar4"] for p in per.values()]),
+                     "dev8": mean_present([p["uar8"] for p in per.values()]),
+                     "dev_per_corpus": {src: {"uar4": p["uar4"], "uar8": p["uar8"]} for src, p in per.items()},
+                     "loss": None if step == 0 else round(losses[step - 1], 6),
+                     "loco": speaker_scores(model, table, test)}
+    return {"steps": out, "fit": {**inputs.info, "fit_s": round(fit_s, 1)}}
+
+
+# -- summary --------------------------------------------------------------------------------------------------
+def summarize(folds: dict[str, Any], at: list[int]) -> dict[int, dict[str, Any]]:
+    """Per step count: means over the folds of dev 4/8-class and of the left-out corpus's 4/8-class UAR, its
+    minimum and each class's recall (``loco.py``'s summary keys)."""
+    out: dict[int, dict[str, Any]] = {}
+    for step in at:
+        got = [f["steps"][step] for f in folds.values()]
+        loco = [g["loco"] for g in got]
+        out[step] = {"dev4": mean_present([g["dev4"] for g in got]), "dev8": mean_present([g["dev8"] for g in got]),
+                     "uar4_mean": mean_present([g["uar4"] for g in loco]),
+                     "uar4_min": min(g["uar4"] for g in loco),
+                     "uar8_mean": mean_present([g["uar8"] for g in loco]),
+                     "recall": {k: mean_present([g["recall"][k] for g in loco]) for k in RECALL}}
+    return out
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Markdown table of the summary, the chosen step count marked."""
+    print("| steps | dev 4 / 8-class | left-out 4-class mean / min | 8-class | recall sad |")
+    print("|---|---|---|---|---|")
+    for step, s in results["summary"].items():
+        mark = " (chosen on dev)" if int(step) == results["chosen_steps"] else ""
+        print(f"| {step}{mark} | {s['dev4']:.3f} / {s['dev8']:.3f} | {s['uar4_mean']:.3f} / {s['uar4_min']:.3f} "
+              f"| {s['uar8_mean']:.3f} | {s['recall']['sad']:.3f} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, required=True, help="a loco.py --runs folder (one fold model per corpus)")
+    ap.add_argument("--config", default="configs/train/lite.yaml", help="the recipe the folds trained")
+    ap.add_argument("--corpora", default=",".join(SUMMARY_CORPORA))
+    ap.add_argument("--at", default=",".join(map(str, DEFAULT_AT)),
+                    help="step counts to score (0: the main head, no centred head)")
+    ap.add_argument("--cache", type=Path, default=POOLED_CACHE)
+    add_json_arg(ap, "centred_head_steps.json")
+    args = ap.parse_args()
+    corpora, at = args.corpora.split(","), sorted({int(s) for s in args.at.split(",")})
+    t0 = time.time()
+    table, trained_on = pooled_table(args.cache), recipe_corpora(args.config)
+    folds = {}
+    for c in corpora:
+        folds[c] = fold_steps(args.runs, c, table, trained_on, at)
+        print(f"{c}: fitted in {folds[c]['fit']['fit_s']} s", flush=True)
+    summary = summarize(folds, at)
+    results = {"runs": str(args.runs), "config": args.config, "corpora": corpora, "precision": "fp32", "at": at,
+               "selection": "max over steps of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class)",
+               "chosen_steps": choose(summary), "shipped_steps": SHIPPED_STEPS, "summary": summary,
+               "variants": [f"centred head fitted {s} steps" for s in at if s not in (0, SHIPPED_STEPS)],
+               "per_corpus": folds,
+               "wall_s": round(time.time() - t0, 1)}
+    write_results(json_path(args), results)
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
