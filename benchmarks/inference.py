@@ -10,7 +10,10 @@ Model load time is measured in a fresh interpreter, imports included.
 "batched" passes ``batch_size=8``; the encoder may still run fewer clips per forward pass
 (``max_batch_positions``: 20 s of padded audio for the HF waveform encoders, so 30 s clips of
 WavLM-Large go one at a time); each row records the batch sizes that actually ran (``batches``).
-``--repeats N`` keeps the best of N timings (default 3); ``--max-batch-seconds`` overrides the encoder's budget
+``--repeats N`` keeps the best of N timings (default 3) within a process; ``--processes K`` (default 3) runs each
+(model, precision) in K fresh processes and reports each row's median over them, with every process's value in
+``rtf_x_runs``: on a shared 2-core host one process's best timing can move by 10-20 % from one process to the next.
+``--max-batch-seconds`` overrides the encoder's budget
 (0: none), and ``PARASPEECHCLAP_REUSE_MEMORY=0`` turns off the reuse of freed memory in HF audio
 encoders (glibc's default behaviour), for before/after comparisons, as ``PARASPEECHCLAP_PACKED_LINEAR=0`` does
 for the packed oneDNN linears of the Whisper blocks (``benchmarks/packed_linear.py`` compares those in one run).
@@ -131,6 +134,29 @@ def load_time(name: str) -> float:
     return time.perf_counter() - t
 
 
+def run_worker(name: str, precision: str, args: argparse.Namespace, long_minutes: float) -> dict:
+    """One fresh process's :func:`worker` result."""
+    extra = [] if args.max_batch_seconds is None else ["--max-batch-seconds", str(args.max_batch_seconds)]
+    out = subprocess.run([sys.executable, __file__, "--worker", name, precision, "--threads", str(args.threads),
+                          "--long-minutes", str(long_minutes), "--repeats", str(args.repeats), *extra],
+                         check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_rows(runs: list[list[dict]]) -> list[dict]:
+    """The rows of several processes (the same rows in the same order) as one: the first process's row with
+    ``clips_per_s`` and ``rtf_x`` the median over the processes, every process's ``rtf_x`` in ``rtf_x_runs``."""
+    import statistics
+
+    out = []
+    for same in zip(*runs):
+        if len({(r["clip_s"], r["mode"]) for r in same}) != 1:
+            raise ValueError("worker processes returned different rows")
+        out.append({**same[0], "clips_per_s": statistics.median(r["clips_per_s"] for r in same),
+                    "rtf_x": statistics.median(r["rtf_x"] for r in same), "rtf_x_runs": [r["rtf_x"] for r in same]})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -142,9 +168,13 @@ def main() -> None:
                          "for growing the heap, which would count against whichever mode runs first)")
     ap.add_argument("--max-batch-seconds", type=float, default=None,
                     help="override the encoder's padded audio per forward pass (0: no limit)")
+    ap.add_argument("--processes", type=int, default=3,
+                    help="fresh processes per model and precision; each row reports the median over them (default 3)")
     add_json_arg(ap, "inference.json")
     ap.add_argument("--worker", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.processes < 1:
+        ap.error(f"--processes must be at least 1, got {args.processes}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -152,16 +182,14 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.long_minutes, args.repeats, args.max_batch_seconds)))
         return
     results = {"threads": args.threads, "torch": torch.__version__, "rows": [], "long": [], "load_s": {},
-               "repeats": args.repeats, "max_batch_seconds": args.max_batch_seconds}
+               "repeats": args.repeats, "processes": args.processes, "max_batch_seconds": args.max_batch_seconds}
     for name in args.models.split(","):
         results["load_s"][name] = load_time(name)
         for precision in args.precisions.split(","):
-            extra = [] if args.max_batch_seconds is None else ["--max-batch-seconds", str(args.max_batch_seconds)]
-            out = subprocess.run([sys.executable, __file__, "--worker", name, precision, "--threads",
-                                  str(args.threads), "--long-minutes", str(args.long_minutes),
-                                  "--repeats", str(args.repeats), *extra],
-                                 check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            res = json.loads(out.stdout.strip().splitlines()[-1])
+            # the long file (memory, not speed) runs in the first process only
+            runs = [run_worker(name, precision, args, args.long_minutes if k == 0 else 0.0)
+                    for k in range(args.processes)]
+            res = {"rows": median_rows([r["rows"] for r in runs]), "long": runs[0]["long"]}
             results["rows"] += res["rows"]
             if res["long"]:
                 results["long"].append(res["long"])

@@ -330,6 +330,7 @@ def readme_speed(r: Results) -> str:
     out = (f"**Inference speed** (`{off['meta']['command']}` and `{wl['meta']['command']}`; {host(off)}; "
            f"{off['threads']} threads, 5 s clips one at a time unless stated; real-time factor):\n\n")
     out += table(["model", "fp32", "bf16", "int8 (feed-forward)"], rows)
+    out += _process_spread(off, d[("fp32", one)])
     if long:
         out += (f"\n\nEmbedding a {long['minutes']:.0f}-minute file with the default model in fp32 (30 s windows) took "
                 f"{long['seconds']:.1f} s with a peak RSS of {long['peak_rss_mb']:.0f} MB "
@@ -350,7 +351,19 @@ def card_speed(r: Results) -> str:
             f"embeddings cached, 5 s clips one at a time: {'; '.join(parts)}. Model load time, imports included, in a "
             f"fresh interpreter: {off['load_s']['offline']:.1f} s. Hosts differ: {old['note']} gave "
             f"{old['fp32_x']}x in fp32, {old['bf16_x']}x in bf16 and {old['int8_x']}x in int8 (historical, before the "
-            f"packed linears). {_packed_speed(r['packed_linear'])}")
+            f"packed linears).{_process_spread(off, d[('fp32', one)])} {_packed_speed(r['packed_linear'])}")
+
+
+def _process_spread(res: dict[str, Any], row: dict[str, Any]) -> str:
+    """What the default model's numbers are when ``inference.py --processes K`` ran: a sentence on the median and
+    the fp32 one-at-a-time path's spread over the processes ("" for an older file: one process)."""
+    runs = row.get("rtf_x_runs")
+    if not runs:
+        return ""
+    return (f"\n\nThe default model's numbers are medians over {res['processes']} fresh processes, each the best of "
+            f"{res['repeats']} timings; the fp32 one-clip-at-a-time path gave "
+            f"{', '.join(f'{x:.1f}x' for x in runs)} in them, {(max(runs) - min(runs)) / row['rtf_x']:.0%} of the "
+            "median between the slowest and the fastest process on this shared host.")
 
 
 def _packed_speed(pk: dict[str, Any]) -> str:
