@@ -38,7 +38,7 @@ from common import (  # noqa: E402
     row_speakers,
     write_results,
 )
-from loco import RECALL, _scores, centred, fold_train_rows, recipe_corpora  # noqa: E402
+from loco import _scores, centred, fold_fit_data, recipe_corpora, summary_of  # noqa: E402
 from loco_posthoc import SUMMARY_CORPORA  # noqa: E402
 
 from paraspeechclap.centred_head import CentredHeadFit  # noqa: E402
@@ -84,15 +84,11 @@ def fold_steps(run: Path, corpus: str, table: dict[str, Any], trained_on: set[st
 
     from paraspeechclap import load_model
     from paraspeechclap.centred_head import fit_inputs, fit_path
-    from paraspeechclap.data.attributes import get_attribute_set
 
     model = load_model(str(run / corpus / "final"), precision="fp32")
     model.set_centred_head(None)
     rows, fit = table["rows"], CentredHeadFit(steps=max(at))
-    aset = get_attribute_set(fit.attribute)
-    idx = fold_train_rows(table, corpus, trained_on)
-    inputs = fit_inputs(model, pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
-                        [aset.gold(rows[i]) for i in idx], fit)
+    inputs = fit_inputs(model, *fold_fit_data(model, table, corpus, trained_on), fit)
     t0 = time.perf_counter()
     with torch.enable_grad():
         heads, losses = fit_path(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
@@ -119,12 +115,8 @@ def summarize(folds: dict[str, Any], at: list[int]) -> dict[int, dict[str, Any]]
     out: dict[int, dict[str, Any]] = {}
     for step in at:
         got = [f["steps"][step] for f in folds.values()]
-        loco = [g["loco"] for g in got]
         out[step] = {"dev4": mean_present([g["dev4"] for g in got]), "dev8": mean_present([g["dev8"] for g in got]),
-                     "uar4_mean": mean_present([g["uar4"] for g in loco]),
-                     "uar4_min": min(g["uar4"] for g in loco),
-                     "uar8_mean": mean_present([g["uar8"] for g in loco]),
-                     "recall": {k: mean_present([g["recall"][k] for g in loco]) for k in RECALL}}
+                     **summary_of([g["loco"] for g in got])}
     return out
 
 

@@ -214,15 +214,25 @@ def fold_train_rows(table: dict[str, Any], corpus: str, trained_on: set[str]) ->
             and split_of(r) == "train" and has_speaker_id(r.get("speaker"))]
 
 
-def fit_fold_head(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
-    """Fit ``model``'s centred head as ``paraspeechclap fit-centred-head --split-file shared --split train`` fits the
-    shipped one (its defaults), on the rows of :func:`fold_train_rows`."""
-    from paraspeechclap.centred_head import fit_centred_head
+def fold_fit_data(model: Any, table: dict[str, Any], corpus: str,
+                  trained_on: set[str]) -> tuple[np.ndarray, list[str], list[str | None]]:
+    """What a fold's centred head is fitted on (:func:`paraspeechclap.centred_head.fit_centred_head`'s ``pooled``,
+    ``speakers`` and 8-class ``gold``), from the rows of :func:`fold_train_rows`."""
+    from paraspeechclap.centred_head import CentredHeadFit
     from paraspeechclap.data.attributes import get_attribute_set
 
-    aset, rows, idx = get_attribute_set("emotion8"), table["rows"], fold_train_rows(table, corpus, trained_on)
-    info = fit_centred_head(model, pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
-                            [aset.gold(rows[i]) for i in idx])
+    aset, rows, idx = get_attribute_set(CentredHeadFit().attribute), table["rows"], fold_train_rows(table, corpus,
+                                                                                                    trained_on)
+    return (pooled_rows(model, table, idx), [str(rows[i]["speaker"]) for i in idx],
+            [aset.gold(rows[i]) for i in idx])
+
+
+def fit_fold_head(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
+    """Fit ``model``'s centred head as ``paraspeechclap fit-centred-head --split-file shared --split train`` fits the
+    shipped one (its defaults), on :func:`fold_fit_data`."""
+    from paraspeechclap.centred_head import fit_centred_head
+
+    info = fit_centred_head(model, *fold_fit_data(model, table, corpus, trained_on))
     return {k: info[k] for k in ("clips", "rows", "speakers", "loss")}
 
 
@@ -296,15 +306,16 @@ def neutral_reference_curve(model: Any, rows: list[dict[str, Any]], speakers: li
 # -- summary ----------------------------------------------------------------------------------------
 def summarize(per_corpus: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """Mean and minimum 4-class UAR, mean 8-class UAR and mean recalls over ``names``, per mode."""
-    out: dict[str, Any] = {}
-    for mode in MODES:
-        got = [per_corpus[c][mode] for c in names]
-        uar4 = [g["uar4"] for g in got if g["uar4"] is not None]
-        recall = {k: [g["recall"][k] for g in got if g["recall"][k] is not None] for k in RECALL}
-        out[mode] = {"uar4_mean": mean_present(uar4), "uar4_min": min(uar4, default=None),
-                     "uar8_mean": mean_present([g["uar8"] for g in got]),
-                     "recall": {k: mean_present(v) for k, v in recall.items()}}
-    return out
+    return {mode: summary_of([per_corpus[c][mode] for c in names]) for mode in MODES}
+
+
+def summary_of(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and minimum 4-class UAR, mean 8-class UAR and mean recalls of several corpora's :func:`_scores`."""
+    uar4 = [g["uar4"] for g in got if g["uar4"] is not None]
+    recall = {k: [g["recall"][k] for g in got if g["recall"][k] is not None] for k in RECALL}
+    return {"uar4_mean": mean_present(uar4), "uar4_min": min(uar4, default=None),
+            "uar8_mean": mean_present([g["uar8"] for g in got]),
+            "recall": {k: mean_present(v) for k, v in recall.items()}}
 
 
 def selection_corpora(per_corpus: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
