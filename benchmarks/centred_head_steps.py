@@ -77,9 +77,10 @@ def speaker_scores(model: Any, table: dict[str, Any], idx: list[int]) -> dict[st
     return _scores(model, centred(model, pooled, model.embed_pooled(pooled), "speaker", row_speakers(rows)), rows)
 
 
-def fold_steps(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
-               at: list[int]) -> dict[str, Any]:
-    """``{step: {"dev4", "dev8", "dev_per_corpus", "loco"}}`` for one fold and what its fit used."""
+def fit_fold_heads(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
+                   at: list[int]) -> tuple[Any, dict[int, Any], list[float], dict[str, Any]]:
+    """Fold ``corpus``'s model (no centred head set), its centred head after each step count of ``at`` (> 0),
+    the fit's losses and what it used (``fit_s`` included), fitted as ``loco.py --centred-head`` fits it."""
     import torch
 
     from paraspeechclap import load_model
@@ -87,75 +88,103 @@ def fold_steps(run: Path, corpus: str, table: dict[str, Any], trained_on: set[st
 
     model = load_model(str(run / corpus / "final"), precision="fp32")
     model.set_centred_head(None)
-    rows, fit = table["rows"], CentredHeadFit(steps=max(at))
+    fit = CentredHeadFit(steps=max(at))
     inputs = fit_inputs(model, *fold_fit_data(model, table, corpus, trained_on), fit)
     t0 = time.perf_counter()
     with torch.enable_grad():
         heads, losses = fit_path(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
                                  model.audio_branch.state_width, fit, [s for s in at if s > 0])
-    fit_s = time.perf_counter() - t0
-    dev = dev_rows(rows, corpus, trained_on)
-    test = [i for i, r in enumerate(rows) if r["source"] == corpus]
+    return model, heads, losses, {**inputs.info, "fit_s": round(time.perf_counter() - t0, 1)}
+
+
+def fold_groups(rows: list[dict[str, Any]], corpus: str, trained_on: set[str]) -> dict[str, list[int]]:
+    """A fold's scored rows: ``{"dev": {source: indices}, "loco": indices}`` (:func:`dev_rows`; every row of the
+    left-out ``corpus``)."""
+    return {"dev": dev_rows(rows, corpus, trained_on), "loco": [i for i, r in enumerate(rows) if r["source"] == corpus]}
+
+
+def dev_and_left_out(per: dict[str, dict[str, Any]], left_out: dict[str, Any]) -> dict[str, Any]:
+    """One scoring's entry: the mean over the dev corpora of 4- and 8-class UAR, each corpus's, and the left-out
+    corpus's scores (``per``: :func:`loco._scores` per dev corpus)."""
+    return {"dev4": mean_present([p["uar4"] for p in per.values()]),
+            "dev8": mean_present([p["uar8"] for p in per.values()]),
+            "dev_per_corpus": {src: {"uar4": p["uar4"], "uar8": p["uar8"]} for src, p in per.items()},
+            "loco": left_out}
+
+
+def fold_steps(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
+               at: list[int]) -> dict[str, Any]:
+    """``{step: {"dev4", "dev8", "dev_per_corpus", "loss", "loco"}}`` for one fold and what its fit used."""
+    model, heads, losses, info = fit_fold_heads(run, corpus, table, trained_on, at)
+    groups = fold_groups(table["rows"], corpus, trained_on)
     out: dict[int, Any] = {}
     for step in at:
         model.set_centred_head(heads.get(step))
-        per = {src: speaker_scores(model, table, ix) for src, ix in dev.items()}
-        out[step] = {"dev4": mean_present([p["uar4"] for p in per.values()]),
-                     "dev8": mean_present([p["uar8"] for p in per.values()]),
-                     "dev_per_corpus": {src: {"uar4": p["uar4"], "uar8": p["uar8"]} for src, p in per.items()},
-                     "loss": None if step == 0 else round(losses[step - 1], 6),
-                     "loco": speaker_scores(model, table, test)}
-    return {"steps": out, "fit": {**inputs.info, "fit_s": round(fit_s, 1)}}
+        per = {src: speaker_scores(model, table, ix) for src, ix in groups["dev"].items()}
+        out[step] = {**dev_and_left_out(per, speaker_scores(model, table, groups["loco"])),
+                     "loss": None if step == 0 else round(losses[step - 1], 6)}
+    return {"steps": out, "fit": info}
 
 
 # -- summary --------------------------------------------------------------------------------------------------
-def summarize(folds: dict[str, Any], at: list[int]) -> dict[int, dict[str, Any]]:
-    """Per step count: means over the folds of dev 4/8-class and of the left-out corpus's 4/8-class UAR, its
-    minimum and each class's recall (``loco.py``'s summary keys)."""
-    out: dict[int, dict[str, Any]] = {}
+def summarize(folds: dict[str, Any], at: list[Any], key: str = "steps") -> dict[Any, dict[str, Any]]:
+    """Per step count (or other setting under ``key``): means over the folds of dev 4/8-class and of the left-out
+    corpus's 4/8-class UAR, its minimum and each class's recall (``loco.py``'s summary keys)."""
+    out: dict[Any, dict[str, Any]] = {}
     for step in at:
-        got = [f["steps"][step] for f in folds.values()]
+        got = [f[key][step] for f in folds.values()]
         out[step] = {"dev4": mean_present([g["dev4"] for g in got]), "dev8": mean_present([g["dev8"] for g in got]),
                      **summary_of([g["loco"] for g in got])}
     return out
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """Markdown table of the summary, the chosen step count marked."""
-    print("| steps | dev 4 / 8-class | left-out 4-class mean / min | 8-class | recall sad |")
+def print_table(summary: dict[Any, dict[str, Any]], chosen: Any, setting: str = "steps") -> None:
+    """Markdown table of a :func:`summarize` result, ``chosen`` marked."""
+    print(f"| {setting} | dev 4 / 8-class | left-out 4-class mean / min | 8-class | recall sad |")
     print("|---|---|---|---|---|")
-    for step, s in results["summary"].items():
-        mark = " (chosen on dev)" if int(step) == results["chosen_steps"] else ""
-        print(f"| {step}{mark} | {s['dev4']:.3f} / {s['dev8']:.3f} | {s['uar4_mean']:.3f} / {s['uar4_min']:.3f} "
+    for key, s in summary.items():
+        mark = " (chosen on dev)" if key == chosen else ""
+        print(f"| {key}{mark} | {s['dev4']:.3f} / {s['dev8']:.3f} | {s['uar4_mean']:.3f} / {s['uar4_min']:.3f} "
               f"| {s['uar8_mean']:.3f} | {s['recall']['sad']:.3f} |")
+
+
+def add_fold_args(ap: argparse.ArgumentParser) -> None:
+    """``--runs``, ``--config``, ``--corpora`` and ``--cache``: the fold models a fold-head benchmark scores."""
+    ap.add_argument("--runs", type=Path, required=True, help="a loco.py --runs folder (one fold model per corpus)")
+    ap.add_argument("--config", default="configs/train/lite.yaml", help="the recipe the folds trained")
+    ap.add_argument("--corpora", default=",".join(SUMMARY_CORPORA))
+    ap.add_argument("--cache", type=Path, default=POOLED_CACHE)
+
+
+def run_folds(args: argparse.Namespace, score_fold: Any) -> dict[str, Any]:
+    """``{corpus: score_fold(run, corpus, table, trained_on)}`` over ``args.corpora`` (:func:`add_fold_args`)."""
+    table, trained_on = pooled_table(args.cache), recipe_corpora(args.config)
+    folds = {}
+    for c in args.corpora.split(","):
+        folds[c] = score_fold(args.runs, c, table, trained_on)
+        print(f"{c}: head fitted in {folds[c]['fit']['fit_s']} s", flush=True)
+    return folds
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=Path, required=True, help="a loco.py --runs folder (one fold model per corpus)")
-    ap.add_argument("--config", default="configs/train/lite.yaml", help="the recipe the folds trained")
-    ap.add_argument("--corpora", default=",".join(SUMMARY_CORPORA))
+    add_fold_args(ap)
     ap.add_argument("--at", default=",".join(map(str, DEFAULT_AT)),
                     help="step counts to score (0: the main head, no centred head)")
-    ap.add_argument("--cache", type=Path, default=POOLED_CACHE)
     add_json_arg(ap, "centred_head_steps.json")
     args = ap.parse_args()
-    corpora, at = args.corpora.split(","), sorted({int(s) for s in args.at.split(",")})
+    at = sorted({int(s) for s in args.at.split(",")})
     t0 = time.time()
-    table, trained_on = pooled_table(args.cache), recipe_corpora(args.config)
-    folds = {}
-    for c in corpora:
-        folds[c] = fold_steps(args.runs, c, table, trained_on, at)
-        print(f"{c}: fitted in {folds[c]['fit']['fit_s']} s", flush=True)
+    folds = run_folds(args, lambda run, c, table, trained_on: fold_steps(run, c, table, trained_on, at))
     summary = summarize(folds, at)
-    results = {"runs": str(args.runs), "config": args.config, "corpora": corpora, "precision": "fp32", "at": at,
+    results = {"runs": str(args.runs), "config": args.config, "corpora": list(folds), "precision": "fp32", "at": at,
                "selection": "max over steps of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class)",
                "chosen_steps": choose(summary), "shipped_steps": SHIPPED_STEPS, "summary": summary,
                "variants": [f"centred head fitted {s} steps" for s in at if s not in (0, SHIPPED_STEPS)],
                "per_corpus": folds,
                "wall_s": round(time.time() - t0, 1)}
     write_results(json_path(args), results)
-    print_table(results)
+    print_table(summary, results["chosen_steps"])
     return 0
 
 

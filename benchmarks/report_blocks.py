@@ -813,6 +813,30 @@ def card_centred_head_steps(r: Results) -> str:
                      "left-out recall sad"], rows))
 
 
+@block("card-centred-blend")
+def card_centred_blend(r: Results) -> str:
+    if not r.has("centred_blend"):
+        return "No blends of centred and plain scores measured yet (`python benchmarks/centred_blend.py`)."
+    res = r["centred_blend"]
+    rows = []
+    for w, s in res["summary"].items():
+        marks = [m for m, hit in (("chosen on dev", float(w) == res["chosen_on_dev"]),
+                                  ("speaker centring as shipped", float(w) == 0.0), ("plain", float(w) == 1.0)) if hit]
+        rows.append([f"{float(w):g}{' (' + ', '.join(marks) + ')' if marks else ''}",
+                     f"{f3(s['dev4'])} / {f3(s['dev8'])}", f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}",
+                     f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+    n = res["nested"]
+    picks = ", ".join(f"{c} {float(w):g}" for c, w in n["weights"].items())
+    rows.append([f"nested: each corpus at the weight best on the other folds' left-out corpora ({picks})", "—",
+                 f"{f3(n['uar4_mean'])} / {f3(n['uar4_min'])}", f3(n["uar8_mean"]), f3(n["recall"]["sad"])])
+    return (f"{command(res)} (`benchmarks/results/centred_blend.json`, {res['precision']}; each fold's centred head "
+            f"fitted {res['head_steps']} steps; emotion UAR of `l2((1 - w) * speaker-centred + w * plain)`, means over "
+            f"the folds {', '.join(res['corpora'])}; dev: each fold's dev speakers of the corpora it trained on; "
+            f"chosen by {res['selection']}):\n\n"
+            + table(["plain weight w", "fold dev 4 / 8-class", "left-out 4-class mean / min", "left-out 8-class",
+                     "left-out recall sad"], rows))
+
+
 def _centre_cells(s: dict[str, Any]) -> list[str]:
     return [f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar4_mean_mixed"]), f3(s["uar8_mean"]), f3(s["sad"])]
 

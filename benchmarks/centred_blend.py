@@ -1,0 +1,124 @@
+"""Speaker centring mixed with the clip's own plain embedding, on the leave-one-corpus-out folds.
+
+Speaker centring (``center="speaker"``, through the centred head) removes what a speaker's clips share. Where a
+speaker is heard in one emotion only (26 of URDU's 29 speakers), that is the emotion itself, and the plain
+embedding still holds it. This scores each LOCO fold model's speaker-centred embedding mixed with its plain one,
+``l2((1 - w) * centred + w * plain)`` (:func:`blend`; both unit vectors, so ``w`` weighs the two scores), for the
+weights ``--weights``, with the fold's centred head fitted as ``loco.py --centred-head`` fits it (300 steps):
+
+- on the fold's **dev** speakers of the corpora it trained on (as ``centred_head_steps.py``): a rule fixed before
+  the left-out corpora were looked at chooses the weight with the best mean dev 4-class UAR (ties: 8-class,
+  then the smaller weight);
+- on the **left-out** corpora, with the weight chosen on dev, and **nested**: each left-out corpus scored with the
+  weight that is best on the other folds' left-out corpora (:func:`nested_choice`), what a weight chosen on
+  unseen corpora would give a new one.
+
+Weight 0 is speaker centring as shipped, weight 1 plain scoring::
+
+    python benchmarks/centred_blend.py --runs runs/loco-lite-speaker-centred-w01
+                                        # -> benchmarks/results/centred_blend.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from centred_head_steps import (  # noqa: E402
+    SHIPPED_STEPS,
+    add_fold_args,
+    choose,
+    dev_and_left_out,
+    fit_fold_heads,
+    fold_groups,
+    print_table,
+    run_folds,
+    summarize,
+)
+from common import add_json_arg, json_path, pooled_rows, row_speakers, write_results  # noqa: E402
+from loco import _scores, centred, summary_of  # noqa: E402
+
+DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+
+
+# -- pure pieces ----------------------------------------------------------------------------------------------
+def blend(centred_emb: np.ndarray, plain_emb: np.ndarray, weight: float) -> np.ndarray:
+    """``(N, D)`` unit rows: ``l2((1 - weight) * centred_emb + weight * plain_emb)``, row by row."""
+    mixed = (1.0 - weight) * np.asarray(centred_emb, np.float64) + weight * np.asarray(plain_emb, np.float64)
+    return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+
+
+def nested_choice(left_out: dict[str, dict[float, float]]) -> dict[str, float]:
+    """``{corpus: weight}``: for each corpus, the weight with the best mean 4-class UAR over the *other* corpora
+    (``left_out[corpus][weight]``; ties: the smaller weight)."""
+    out = {}
+    for corpus in left_out:
+        others = [c for c in left_out if c != corpus]
+        weights = left_out[corpus].keys()
+        out[corpus] = max(weights, key=lambda w: (float(np.mean([left_out[c][w] for c in others])), -w))
+    return out
+
+
+# -- one fold -------------------------------------------------------------------------------------------------
+def blended_scores(model: Any, table: dict[str, Any], idx: list[int], weights: list[float]) -> dict[float, Any]:
+    """``{weight: loco._scores}`` of rows ``idx``, speaker-centred through the model's centred head and blended."""
+    rows = [table["rows"][i] for i in idx]
+    pooled = pooled_rows(model, table, idx)
+    plain = model.embed_pooled(pooled)
+    cen = centred(model, pooled, plain, "speaker", row_speakers(rows))
+    return {w: _scores(model, blend(cen, plain, w), rows) for w in weights}
+
+
+def fold_blends(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
+                weights: list[float]) -> dict[str, Any]:
+    """``{"weights": {weight: {"dev4", "dev8", "dev_per_corpus", "loco"}}, "fit": ...}`` for one fold."""
+    model, heads, _, info = fit_fold_heads(run, corpus, table, trained_on, [SHIPPED_STEPS])
+    model.set_centred_head(heads[SHIPPED_STEPS])
+    groups = fold_groups(table["rows"], corpus, trained_on)
+    dev = {src: blended_scores(model, table, ix, weights) for src, ix in groups["dev"].items()}
+    left = blended_scores(model, table, groups["loco"], weights)
+    return {"weights": {w: dev_and_left_out({src: d[w] for src, d in dev.items()}, left[w]) for w in weights},
+            "fit": info}
+
+
+# -- summary --------------------------------------------------------------------------------------------------
+def nested_summary(folds: dict[str, Any], weights: list[float]) -> dict[str, Any]:
+    """The left-out summary with each corpus scored at its :func:`nested_choice` weight, and those weights."""
+    picks = nested_choice({c: {w: f["weights"][w]["loco"]["uar4"] for w in weights} for c, f in folds.items()})
+    return {"weights": picks, **summary_of([folds[c]["weights"][w]["loco"] for c, w in picks.items()])}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_fold_args(ap)
+    ap.add_argument("--weights", default=",".join(map(str, DEFAULT_WEIGHTS)),
+                    help="plain-embedding weights to score (0: speaker centring as shipped, 1: plain)")
+    add_json_arg(ap, "centred_blend.json")
+    args = ap.parse_args()
+    weights = sorted({float(w) for w in args.weights.split(",")})
+    if any(not 0.0 <= w <= 1.0 for w in weights):
+        ap.error(f"--weights: each must lie in [0, 1], got {weights}")
+    t0 = time.time()
+    folds = run_folds(args, lambda run, c, table, trained_on: fold_blends(run, c, table, trained_on, weights))
+    summary = summarize(folds, weights, key="weights")
+    results = {"runs": str(args.runs), "config": args.config, "corpora": list(folds), "precision": "fp32",
+               "head_steps": SHIPPED_STEPS, "weights": weights,
+               "selection": "max over weights of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class)",
+               "chosen_on_dev": choose(summary), "summary": summary, "nested": nested_summary(folds, weights),
+               "variants": [f"speaker-centred blended with plain, weight {w:g}" for w in weights if 0 < w < 1],
+               "per_corpus": folds, "wall_s": round(time.time() - t0, 1)}
+    write_results(json_path(args), results)
+    print_table(summary, results["chosen_on_dev"], "plain weight")
+    n = results["nested"]
+    print(f"nested (weights {n['weights']}): {n['uar4_mean']:.3f} / {n['uar4_min']:.3f}, sad {n['recall']['sad']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
