@@ -12,6 +12,9 @@ present, recall of sad), for feature sets that differ from the default model's:
   frame-to-frame change in semitones, level spread and range, pauses, voicing rate and run length, voiced
   fraction, spectral tilt);
 - other blocks (``blocks``), the spread alone, and the prosody alone;
+- richer features that cost no more backbone compute (:func:`inner_features`): the feed-forward GELU
+  activations inside blocks 1-4 (2048 wide), with or without the block outputs, and the block outputs
+  layer-normalised frame by frame before pooling; and blocks 3-4 alone;
 - ``speaker-centred``: each speaker's mean feature vector removed, in training and test (``both``) or in
   test only (``test``), as centring at inference does to a head that was or was not trained for it.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +48,43 @@ STATS = 2  # mean, standard deviation
 WIDTH = 512
 PROSODY = ["f0_std", "f0_range", "f0_slope", "f0_delta", "level_std", "level_range", "pauses", "voicing_rate",
            "voiced_run_s", "voiced_fraction", "alpha_ratio_db"]
-#: name -> (blocks, statistics, extras: level and F0 inputs, prosody, speaker centring)
-PROBES: dict[str, tuple[list[int], list[int], bool, bool, str]] = {
-    "lite": ([1, 2, 3, 4], [0, 1], True, False, "none"),
-    "lite+prosody": ([1, 2, 3, 4], [0, 1], True, True, "none"),
-    "prosody": ([], [], True, True, "none"),
-    "lite, spread only": ([1, 2, 3, 4], [1], True, False, "none"),
-    "blocks 3-5": ([3, 4, 5], [0, 1], True, False, "none"),
-    "blocks 3-6": ([3, 4, 5, 6], [0, 1], True, False, "none"),
-    "blocks 1-6": ([1, 2, 3, 4, 5, 6], [0, 1], True, False, "none"),
-    "lite, speaker-centred (train and test)": ([1, 2, 3, 4], [0, 1], True, False, "both"),
-    "lite, speaker-centred (test only)": ([1, 2, 3, 4], [0, 1], True, False, "test"),
+INNER_BLOCKS = [1, 2, 3, 4]  # the default model's blocks, whose inner states cost nothing more to pool
+
+
+STATES, MEAN, MEAN_STD = ("states", (0, 1)), (0,), (0, 1)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One feature set: ``blocks`` of each of ``sources``, ``(source, statistics)`` pairs (``"states"``: block
+    outputs, as the model pools them; ``"ffn"``: the feed-forward's GELU activations inside each block;
+    ``"frame_ln"``: block outputs layer-normalised frame by frame before pooling; statistics 0 mean, 1 standard
+    deviation), then the level and F0 inputs and :func:`prosody` as chosen, with speaker ``centring``
+    ``"none"``, ``"both"`` (training and test) or ``"test"``."""
+
+    blocks: tuple[int, ...]
+    sources: tuple[tuple[str, tuple[int, ...]], ...] = (STATES,)
+    extras: bool = True
+    prosody: bool = False
+    centring: str = "none"
+
+
+LITE = (1, 2, 3, 4)
+PROBES: dict[str, Probe] = {
+    "lite": Probe(LITE),
+    "lite+prosody": Probe(LITE, prosody=True),
+    "prosody": Probe((), (), prosody=True),
+    "lite, spread only": Probe(LITE, (("states", (1,)),)),
+    "blocks 3-5": Probe((3, 4, 5)),
+    "blocks 3-6": Probe((3, 4, 5, 6)),
+    "blocks 1-6": Probe((1, 2, 3, 4, 5, 6)),
+    "blocks 3-4 (no more compute)": Probe((3, 4)),
+    "lite's feed-forward activations (mean)": Probe(LITE, (("ffn", MEAN),)),
+    "lite's feed-forward activations (mean and spread)": Probe(LITE, (("ffn", MEAN_STD),)),
+    "lite + its feed-forward activations (mean)": Probe(LITE, (STATES, ("ffn", MEAN))),
+    "lite, states normalised per frame": Probe(LITE, (("frame_ln", MEAN_STD),)),
+    "lite, speaker-centred (train and test)": Probe(LITE, centring="both"),
+    "lite, speaker-centred (test only)": Probe(LITE, centring="test"),
 }
 
 
@@ -103,9 +133,42 @@ def prosody(wav: np.ndarray) -> np.ndarray:
     return np.array([out[k] for k in PROSODY], dtype=np.float64)
 
 
+def inner_features(enc: Any, wav: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"ffn": (4, 2, F), "frame_ln": (4, 2, D)}`` (Whisper base: F 2048, D 512): mean and standard deviation
+    over a clip's frames (every 30 s window of it) of the feed-forward GELU activations inside blocks 1-4
+    (:data:`INNER_BLOCKS`) and of those blocks' outputs layer-normalised frame by frame. ``enc``: a Whisper
+    encoder pooling blocks 0 to at least 4 (``layers=[0, 1, ...]``)."""
+    import torch
+    from torch.nn import functional as F
+
+    from paraspeechclap.training.features import split_windows
+
+    moments: dict[str, Any] = {"ffn": 0.0, "frame_ln": 0.0}  # (4, 2, D): sums and sums of squares over frames
+    frames = 0
+    for w in split_windows(wav, enc.window_samples):
+        mel = enc.prepare(w).features[None]
+        states, _ = enc.hidden_states(mel, torch.tensor([mel.shape[-1]]))  # states[k]: block k's (1, T, D) output
+        inner: dict[str, list[torch.Tensor]] = {"ffn": [], "frame_ln": []}
+        for b in INNER_BLOCKS:
+            block, x = enc.base.layers[b - 1], states[b - 1]
+            mid = x + block.self_attn(block.self_attn_layer_norm(x))  # the block's own first half
+            inner["ffn"].append(F.gelu(block.fc1(block.final_layer_norm(mid)))[0])
+            inner["frame_ln"].append(F.layer_norm(states[b], states[b].shape[-1:])[0])
+        for key, hs in inner.items():
+            h = torch.stack(hs).double()  # (4, T, D)
+            moments[key] = moments[key] + torch.stack([h.sum(1), (h ** 2).sum(1)], 1)
+        frames += states[0].shape[1]
+    out = {}
+    for key, m in moments.items():
+        mean = m[:, 0] / frames
+        out[key] = torch.stack([mean, (m[:, 1] / frames - mean ** 2).clamp_min(0).sqrt()], 1).float().numpy()
+    return out
+
+
 def extract(cache: Path) -> dict[str, np.ndarray]:
     """Labelled clips of the summary and training corpora: ``states (N, 7, 2, 512)`` pooled Whisper base states,
-    ``extras (N, 3)`` level and F0 inputs, ``prosody (N, 11)``, ``label``, ``corpus``, ``speaker``; cached."""
+    ``ffn (N, 4, 2, 2048)`` and ``frame_ln (N, 4, 2, 512)`` (:func:`inner_features`), ``extras (N, 3)`` level and
+    F0 inputs, ``prosody (N, 11)``, ``label``, ``corpus``, ``speaker``; cached."""
     if cache.is_file():
         return dict(np.load(cache, allow_pickle=False))
     import torch
@@ -120,7 +183,8 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
                                  level_input=True, pitch_input=True, pitch_statistic="trimmed_mean",
                                  normalize="peak").eval()
     every = load_shared_manifest(batches="all")
-    cols: dict[str, list[Any]] = {k: [] for k in ("states", "extras", "prosody", "label", "corpus", "speaker")}
+    keys = ("states", "ffn", "frame_ln", "extras", "prosody", "label", "corpus", "speaker")
+    cols: dict[str, list[Any]] = {k: [] for k in keys}
     for i in range(len(every)):
         row = every[i]
         label = map_label(row.get("emotion"), "emotion")
@@ -129,6 +193,8 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
         wav = load_audio(str(every.audio_path(i)), min_samples=enc.min_samples)
         with torch.no_grad():
             f = full_clip_features(wav, enc, 16).reshape(-1).double().numpy()
+            for key, value in inner_features(enc, wav).items():
+                cols[key].append(value)
         cols["states"].append(f[: BLOCKS * STATS * WIDTH].reshape(BLOCKS, STATS, WIDTH).astype(np.float32))
         cols["extras"].append(f[BLOCKS * STATS * WIDTH:])
         cols["prosody"].append(prosody(wav))
@@ -142,17 +208,18 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
 
 
 # -- probes ---------------------------------------------------------------------------------------------------
-def design(data: dict[str, np.ndarray], blocks: list[int], stats: list[int], extras: bool, pros: bool) -> np.ndarray:
-    """``(N, F)``: the chosen blocks' statistics, each layer-normalised over its 512 dimensions as the default
-    model's head does, then the level and F0 inputs and the prosody, as chosen."""
+def design(data: dict[str, np.ndarray], probe: Probe) -> np.ndarray:
+    """``(N, F)``: the probe's blocks' statistics of each source, each layer-normalised over its width as the
+    default model's head does, then the level and F0 inputs and the prosody, as chosen."""
     parts = []
-    if blocks:
-        s = data["states"][:, blocks][:, :, stats].astype(np.float64)
+    for source, stats in probe.sources:
+        rows = list(probe.blocks) if source == "states" else [INNER_BLOCKS.index(b) for b in probe.blocks]
+        s = data[source][:, rows][:, :, list(stats)].astype(np.float64)
         s = (s - s.mean(-1, keepdims=True)) / (s.std(-1, keepdims=True) + 1e-5)
         parts.append(s.reshape(len(s), -1))
-    if extras:
+    if probe.extras:
         parts.append(data["extras"])
-    if pros:
+    if probe.prosody:
         parts.append(data["prosody"])
     return np.hstack(parts)
 
@@ -183,7 +250,7 @@ def loco(x: np.ndarray, data: dict[str, np.ndarray], centring: str, c: float = 0
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "paraspeechclap" / "loco_probe.npz",
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "paraspeechclap" / "loco_probe_v2.npz",
                     help="where the extracted features are kept between runs")
     ap.add_argument("--probes", nargs="+", default=list(PROBES), metavar="NAME",
                     help="which probes, by name (quoted); default: all")
@@ -198,12 +265,14 @@ def main() -> int:
     results: dict[str, Any] = {"corpora": SUMMARY_CORPORA, "train_only": TRAIN_ONLY, "clips": int(len(data["label"])),
                                "prosody": PROSODY, "probes": {}}
     for name in names:
-        blocks, stats, extras, pros, centring = PROBES[name]
-        results["probes"][name] = {"blocks": blocks, "statistics": [["mean", "std"][s] for s in stats],
-                                   "inputs": extras, "prosody": pros, "speaker_centring": centring,
-                                   **loco(design(data, blocks, stats, extras, pros), data, centring)}
+        probe = PROBES[name]
+        results["probes"][name] = {"blocks": list(probe.blocks),
+                                   "sources": {src: [["mean", "std"][i] for i in st] for src, st in probe.sources},
+                                   "inputs": probe.extras, "prosody": probe.prosody,
+                                   "speaker_centring": probe.centring,
+                                   **loco(design(data, probe), data, probe.centring)}
         r = results["probes"][name]
-        print(f"{name:40s} mean {r['uar4_mean']:.3f} min {r['uar4_min']:.3f} sad {r['sad']:.3f}", flush=True)
+        print(f"{name:50s} mean {r['uar4_mean']:.3f} min {r['uar4_min']:.3f} sad {r['sad']:.3f}", flush=True)
     results["wall_s"] = round(time.time() - t0, 1)
     write_results(json_path(args), results)
     return 0

@@ -69,3 +69,50 @@ def test_speaker_centring_and_the_probe_on_separable_corpora(probe: Any) -> None
     assert res["uar4_mean"] == pytest.approx(1.0) and res["sad"] == pytest.approx(1.0)
     noise = probe.loco(rng.normal(size=(len(label), 4)), data, "none")
     assert noise["uar4_mean"] < 0.6  # no signal: near chance (0.25), far from the separable case
+
+
+def test_inner_features_are_the_moments_of_what_the_blocks_compute_over_every_window(probe: Any) -> None:
+    """Reference: the activations that reach each block's fc2 and the block outputs, captured from the network's
+    own forward pass (plain linears, hooks), over the frames of both 30 s windows of a 31 s clip."""
+    import torch
+    from torch.nn import functional as F
+
+    from paraspeechclap.encoders.packed_linear import plain_linears
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+    from paraspeechclap.training.features import split_windows
+
+    enc = create_whisper_encoder("tiny.en", layers=[0, 1, 2, 3, 4], pooling="mean_std").eval()
+    wav = (np.random.default_rng(3).standard_normal(31 * 16000) * 0.1).astype(np.float32)
+    ffn: dict[int, list[torch.Tensor]] = {b: [] for b in probe.INNER_BLOCKS}
+    hooks = [enc.base.layers[b - 1].fc2.register_forward_pre_hook(lambda _m, a, b=b: ffn[b].append(a[0][0]))
+             for b in probe.INNER_BLOCKS]
+    outs: dict[int, list[torch.Tensor]] = {b: [] for b in probe.INNER_BLOCKS}
+    windows = split_windows(wav, enc.window_samples)
+    assert len(windows) == 2
+    with torch.no_grad(), plain_linears():
+        for w in windows:
+            mel = enc.prepare(w).features[None]
+            states, _ = enc.hidden_states(mel, torch.tensor([mel.shape[-1]]))
+            for b in probe.INNER_BLOCKS:
+                outs[b].append(F.layer_norm(states[b][0], states[b].shape[-1:]))
+        got = probe.inner_features(enc, wav)
+    for h in hooks:
+        h.remove()
+    for key, ref in (("ffn", ffn), ("frame_ln", outs)):
+        for k, b in enumerate(probe.INNER_BLOCKS):
+            frames = torch.cat(ref[b]).double()  # (T1 + T2, D)
+            np.testing.assert_allclose(got[key][k, 0], frames.mean(0).numpy(), atol=2e-5)
+            np.testing.assert_allclose(got[key][k, 1], frames.std(0, unbiased=False).numpy(), atol=2e-5)
+
+
+def test_a_probe_design_takes_each_source_s_blocks_and_statistics(probe: Any) -> None:
+    n = 3
+    data = {"states": np.random.default_rng(0).normal(size=(n, 7, 2, 8)),
+            "ffn": np.random.default_rng(1).normal(size=(n, 4, 2, 16)),
+            "extras": np.ones((n, 3)), "prosody": np.zeros((n, 11))}
+    x = probe.design(data, probe.Probe((3, 4), (("states", (0, 1)), ("ffn", (0,)))))
+    assert x.shape == (n, 2 * 2 * 8 + 2 * 16 + 3)
+    ffn_block4_mean = data["ffn"][:, 3, 0]  # block 4 is the inner arrays' 4th row
+    ref = (ffn_block4_mean - ffn_block4_mean.mean(-1, keepdims=True)) / (ffn_block4_mean.std(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(x[:, 32 + 16:32 + 32], ref)
+    np.testing.assert_allclose(x[:, -3:], 1.0)
