@@ -760,6 +760,21 @@ def card_loco_probe(r: Results) -> str:
             + table(["features", "4-class mean / min", "recall sad", " / ".join(res["corpora"])], rows))
 
 
+@block("card-block-cost")
+def card_block_cost(r: Results) -> str:
+    if not r.has("block_cost"):
+        return "No timings of more Whisper blocks yet (`python benchmarks/block_cost.py`)."
+    res = r["block_cost"]
+    rows = [[r_["name"], r_["precision"], f"{r_['encoder_ms_per_clip']:.1f}", f"{r_['encoder_time_ratio']:.2f}",
+             f"{r_['estimated_model_rtf_x']:.1f}x"] for r_ in res["rows"]]
+    shipped = ", ".join(f"{p} {v:.1f}x" for p, v in res["model_rtf_x"].items())
+    return (f"{command(res)} (`benchmarks/results/block_cost.json`; {host(res)}, {res['threads']} threads; one "
+            f"{res['clip_s']:g} s clip at a time, {res['clips']} clips, best of {res['repeats']} interleaved repeats; "
+            f"the shipped model in the same run: {shipped}):\n\n"
+            + table(["Whisper blocks pooled", "precision", "speech encoder ms per clip", "time against blocks 1-4",
+                     "whole model, estimated"], rows))
+
+
 @block("card-centre-points")
 def card_centre_points(r: Results) -> str:
     if not r.has("centre_points"):
