@@ -31,6 +31,7 @@ step synth && run benchmarks/synth.py --mix-clips 200 --jobs 2
 if step speed; then
     run benchmarks/inference.py --models offline --threads 2
     run benchmarks/packed_linear.py
+    run benchmarks/block_cost.py
     run benchmarks/inference.py --models wavlm-large --threads 2 --json benchmarks/results/inference_wavlm.json
 fi
 if step rebuild && [[ -z "${SKIP_REBUILD:-}" ]]; then
