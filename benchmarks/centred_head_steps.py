@@ -97,7 +97,7 @@ def fit_fold_heads(run: Path, corpus: str, table: dict[str, Any], trained_on: se
     return model, heads, losses, {**inputs.info, "fit_s": round(time.perf_counter() - t0, 1)}
 
 
-def fold_groups(rows: list[dict[str, Any]], corpus: str, trained_on: set[str]) -> dict[str, list[int]]:
+def fold_groups(rows: list[dict[str, Any]], corpus: str, trained_on: set[str]) -> dict[str, Any]:
     """A fold's scored rows: ``{"dev": {source: indices}, "loco": indices}`` (:func:`dev_rows`; every row of the
     left-out ``corpus``)."""
     return {"dev": dev_rows(rows, corpus, trained_on), "loco": [i for i, r in enumerate(rows) if r["source"] == corpus]}
