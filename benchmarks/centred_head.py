@@ -122,8 +122,6 @@ def probe_scores(train_x: np.ndarray, target: np.ndarray, test_x: np.ndarray, n_
 
 def fold_result(run: Path, corpus: str, table: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """``{variant: {mode: (uar4, recall4, uar8)}}`` on the left-out ``corpus`` and what the fit used."""
-    import torch
-
     from paraspeechclap import load_model
     from paraspeechclap.centering import center_embeddings
     from paraspeechclap.centred_head import speaker_centred
@@ -139,11 +137,10 @@ def fold_result(run: Path, corpus: str, table: dict[str, Any], args: argparse.Na
     groups = np.asarray(f["speakers"])
     centred = {k: speaker_centred(np.asarray(v[f["speaker_rows"]], np.float64), groups)[lab]
                for k, v in (("x", x), ("e", plain))}
-    with torch.enable_grad():
-        fitted = fit_head(model.audio_projection, centred["x"], f["target"], classes, scale,
-                          model.audio_branch.state_width, args.steps, args.lr)
-        after = fit_head(identity_projection(plain.shape[1]), centred["e"], f["target"], classes, scale, 0,
-                         args.steps, args.lr)
+    fitted = fit_head(model.audio_projection, centred["x"], f["target"], classes, scale,
+                      model.audio_branch.state_width, args.steps, args.lr)
+    after = fit_head(identity_projection(plain.shape[1]), centred["e"], f["target"], classes, scale, 0,
+                     args.steps, args.lr)
     test = [i for i, r in enumerate(rows) if r["source"] == corpus]
     speakers = row_speakers(rows)
     spk = [speakers[i] for i in test]

@@ -81,8 +81,6 @@ def fit_fold_heads(run: Path, corpus: str, table: dict[str, Any], trained_on: se
                    at: list[int]) -> tuple[Any, dict[int, Any], list[float], dict[str, Any]]:
     """Fold ``corpus``'s model (no centred head set), its centred head after each step count of ``at`` (> 0),
     the fit's losses and what it used (``fit_s`` included), fitted as ``loco.py --centred-head`` fits it."""
-    import torch
-
     from paraspeechclap import load_model
     from paraspeechclap.centred_head import fit_inputs, fit_path
 
@@ -91,9 +89,8 @@ def fit_fold_heads(run: Path, corpus: str, table: dict[str, Any], trained_on: se
     fit = CentredHeadFit(steps=max(at))
     inputs = fit_inputs(model, *fold_fit_data(model, table, corpus, trained_on), fit)
     t0 = time.perf_counter()
-    with torch.enable_grad():
-        heads, losses = fit_path(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
-                                 model.audio_branch.state_width, fit, [s for s in at if s > 0])
+    heads, losses = fit_path(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
+                             model.audio_branch.state_width, fit, [s for s in at if s > 0])
     return model, heads, losses, {**inputs.info, "fit_s": round(time.perf_counter() - t0, 1)}
 
 

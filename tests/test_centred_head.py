@@ -110,6 +110,11 @@ def test_a_snapshot_of_the_fit_path_is_the_shorter_fit() -> None:
         assert loss == [losses[0], losses[steps - 1]]
         assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), path[steps].state_dict().values()))
         assert not path[steps].training
+    with torch.no_grad():  # the fit turns gradients on itself, as its callers no longer do
+        quiet, quiet_losses = lib.fit_path(start, x, target, classes, 10.0, 6,
+                                           lib.CentredHeadFit(steps=120, lr=1e-2), (120,))
+    assert quiet_losses == losses
+    assert all(torch.equal(a, b) for a, b in zip(quiet[120].state_dict().values(), path[120].state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(path[40].state_dict().values(), path[120].state_dict().values()))
     with pytest.raises(lib.InputError, match="outside 1..120"):
         lib.fit_path(start, x, target, classes, 10.0, 6, lib.CentredHeadFit(steps=120), (0, 121))

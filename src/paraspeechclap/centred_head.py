@@ -143,7 +143,8 @@ def fit_path(projection: Projection, x: np.ndarray, target: np.ndarray, classes:
     bad = [s for s in at if not 1 <= s <= fit.steps]
     if bad:
         raise InputError(f"centred head: snapshot step(s) {bad} are outside 1..{fit.steps}")
-    with torch.random.fork_rng(devices=[]):  # the seed sets the dropout masks without touching the caller's RNG
+    # the seed sets the dropout masks without touching the caller's RNG; gradients whatever the caller's mode
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(fit.seed)
         return _fit(projection, x, target, classes, scale, state_width, fit, set(at))
 
@@ -200,13 +201,10 @@ def fit_centred_head(model: ParaSpeechCLAP, pooled: np.ndarray, speakers: Sequen
         InputError: mismatched lengths, a label that is not a class of the set, or fewer than two classes among
             the qualifying speakers' clips.
     """
-    import torch
-
     fit = fit or CentredHeadFit()
     inputs = fit_inputs(model, pooled, speakers, gold, fit)
-    with torch.enable_grad():
-        head, loss = fit_projection(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
-                                    model.audio_branch.state_width, fit)
+    head, loss = fit_projection(model.audio_projection, *inputs.arrays, float(model.logit_scale.detach()),
+                                model.audio_branch.state_width, fit)
     model.set_centred_head(head)
     return {**inputs.info, "loss": [round(v, 6) for v in loss], **asdict(fit)}
 
