@@ -48,9 +48,8 @@ STATS = 2  # mean, standard deviation
 WIDTH = 512
 PROSODY = ["f0_std", "f0_range", "f0_slope", "f0_delta", "level_std", "level_range", "pauses", "voicing_rate",
            "voiced_run_s", "voiced_fraction", "alpha_ratio_db"]
-INNER_BLOCKS = [1, 2, 3, 4]  # the default model's blocks, whose inner states cost nothing more to pool
-
-
+LITE = (1, 2, 3, 4)  # the default model's blocks
+INNER_BLOCKS = LITE  # whose inner states cost nothing more to pool
 STATES, MEAN, MEAN_STD = ("states", (0, 1)), (0,), (0, 1)
 
 
@@ -69,7 +68,6 @@ class Probe:
     centring: str = "none"
 
 
-LITE = (1, 2, 3, 4)
 PROBES: dict[str, Probe] = {
     "lite": Probe(LITE),
     "lite+prosody": Probe(LITE, prosody=True),
