@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,10 @@ from centred_head_steps import (  # noqa: E402
     SHIPPED_STEPS,
     add_fold_args,
     choose,
-    dev_and_left_out,
-    fit_fold_heads,
-    fold_groups,
     print_table,
     run_folds,
+    settings_scores,
+    shipped_fold_model,
     summarize,
 )
 from common import add_json_arg, json_path, pooled_rows, row_speakers, write_results  # noqa: E402
@@ -78,20 +78,17 @@ def blended_scores(model: Any, table: dict[str, Any], idx: list[int], weights: l
 def fold_blends(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str],
                 weights: list[float]) -> dict[str, Any]:
     """``{"weights": {weight: {"dev4", "dev8", "dev_per_corpus", "loco"}}, "fit": ...}`` for one fold."""
-    model, heads, _, info = fit_fold_heads(run, corpus, table, trained_on, [SHIPPED_STEPS])
-    model.set_centred_head(heads[SHIPPED_STEPS])
-    groups = fold_groups(table["rows"], corpus, trained_on)
-    dev = {src: blended_scores(model, table, ix, weights) for src, ix in groups["dev"].items()}
-    left = blended_scores(model, table, groups["loco"], weights)
-    return {"weights": {w: dev_and_left_out({src: d[w] for src, d in dev.items()}, left[w]) for w in weights},
-            "fit": info}
+    model, info = shipped_fold_model(run, corpus, table, trained_on)
+    score = partial(blended_scores, weights=weights)
+    return {"weights": settings_scores(model, table, corpus, trained_on, score), "fit": info}
 
 
 # -- summary --------------------------------------------------------------------------------------------------
-def nested_summary(folds: dict[str, Any], weights: list[float]) -> dict[str, Any]:
-    """The left-out summary with each corpus scored at its :func:`nested_choice` weight, and those weights."""
-    picks = nested_choice({c: {w: f["weights"][w]["loco"]["uar4"] for w in weights} for c, f in folds.items()})
-    return {"weights": picks, **summary_of([folds[c]["weights"][w]["loco"] for c, w in picks.items()])}
+def nested_summary(folds: dict[str, Any], settings: list[float], key: str = "weights") -> dict[str, Any]:
+    """The left-out summary with each corpus scored at its :func:`nested_choice` setting (``folds[c][key]``: the
+    fold's entries per setting), and those settings under ``key``."""
+    picks = nested_choice({c: {w: f[key][w]["loco"]["uar4"] for w in settings} for c, f in folds.items()})
+    return {key: picks, **summary_of([folds[c][key][w]["loco"] for c, w in picks.items()])}
 
 
 def main() -> int:

@@ -100,6 +100,24 @@ def fold_groups(rows: list[dict[str, Any]], corpus: str, trained_on: set[str]) -
     return {"dev": dev_rows(rows, corpus, trained_on), "loco": [i for i, r in enumerate(rows) if r["source"] == corpus]}
 
 
+def shipped_fold_model(run: Path, corpus: str, table: dict[str, Any], trained_on: set[str]) -> tuple[Any, dict]:
+    """Fold ``corpus``'s model with its centred head fitted as shipped (:data:`SHIPPED_STEPS`) and set, and what the
+    fit used."""
+    model, heads, _, info = fit_fold_heads(run, corpus, table, trained_on, [SHIPPED_STEPS])
+    model.set_centred_head(heads[SHIPPED_STEPS])
+    return model, info
+
+
+def settings_scores(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str],
+                    score: Any) -> dict[Any, dict[str, Any]]:
+    """``{setting: dev_and_left_out entry}`` of one fold: ``score(model, table, indices)`` gives ``{setting:
+    loco._scores}`` of those rows, called on each dev corpus (:func:`fold_groups`) and on the left-out one."""
+    groups = fold_groups(table["rows"], corpus, trained_on)
+    dev = {src: score(model, table, ix) for src, ix in groups["dev"].items()}
+    left = score(model, table, groups["loco"])
+    return {s: dev_and_left_out({src: d[s] for src, d in dev.items()}, left[s]) for s in left}
+
+
 def dev_and_left_out(per: dict[str, dict[str, Any]], left_out: dict[str, Any]) -> dict[str, Any]:
     """One scoring's entry: the mean over the dev corpora of 4- and 8-class UAR, each corpus's, and the left-out
     corpus's scores (``per``: :func:`loco._scores` per dev corpus)."""

@@ -162,11 +162,12 @@ def pooled_rows(model: Any, table: dict[str, Any], idx: Sequence[int]) -> np.nda
 
 
 def model_fields(model: Any) -> dict[str, Any]:
-    """What identifies the scored model in a results file (with a centred head, its checksum too: it changes
-    speaker-centred scores only)."""
+    """What identifies the scored model in a results file (with a centred head, its checksum too, and a speaker
+    prior: both change speaker-centred scores only)."""
     head = getattr(model, "centred_head_checksum", "")
+    prior = getattr(getattr(model, "config", None), "speaker_prior", 0.0)
     return {"model": model.model_id, "checksum": model.checksum, "precision": model.precision,
-            **({"centred_head_checksum": head} if head else {})}
+            **({"centred_head_checksum": head} if head else {}), **({"speaker_prior": prior} if prior else {})}
 
 
 def attribute_scores(model: Any, audio: np.ndarray, rows: Sequence[dict[str, Any]], set_name: str,

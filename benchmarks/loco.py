@@ -384,6 +384,9 @@ def main() -> int:
     ap.add_argument("--centred-head", action="store_true",
                     help="fit each fold model's centred head as 'paraspeechclap fit-centred-head' fits the shipped "
                          "one (train split of the corpora it trained on), so speaker centring scores through it")
+    ap.add_argument("--speaker-prior", type=float, default=None, metavar="K",
+                    help="speaker centring of every fold shrinks speaker means by K clips (default: the full "
+                         "model's speaker_prior, as the shipped model centres)")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
     add_json_arg(ap, "loco.json")
     args = ap.parse_args()
@@ -400,12 +403,13 @@ def run(args: argparse.Namespace) -> int:
     trained_on = recipe_corpora(args.config)
     full = load_model(args.full_model, precision=args.precision)
     table = pooled_table(model=full)  # every fold with the full model's frozen backbone pools a clip alike
+    prior = full.config.speaker_prior if args.speaker_prior is None else args.speaker_prior
     results: dict[str, Any] = {"recipe": args.recipe, "config": args.config, "steps": args.max_steps,
                                "precision": full.precision, "full_model": full.model_id,
                                "full_model_checksum": full.checksum,
                                "full_model_centred_head_checksum": full.centred_head_checksum or None,
                                "corpora": names, "per_corpus": {},
-                               "centred_head": args.centred_head}
+                               "centred_head": args.centred_head, "speaker_prior": prior}
     results["folds_reused"] = []  # trained by an earlier invocation: wall_s does not include their training
     for corpus in names:
         fold = Path(args.runs) / corpus
@@ -415,6 +419,7 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(str(train_without(corpus, args.config, fold, args.max_steps)), precision=args.precision)
         else:
             model = full
+        model.set_speaker_prior(prior)
         head = None
         if args.centred_head:
             head = "the model's own" if model.has_centred_head else fit_fold_head(model, table, corpus, trained_on)

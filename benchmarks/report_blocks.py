@@ -13,7 +13,7 @@ BLOCKS: dict[str, Block] = {}
 
 QUALITY_TEST, QUALITY_DEV, QUALITY_TEST_BF16 = "quality_test_fp32", "quality_dev_fp32", "quality_test_bf16"
 #: the shipped version, and the previous one whose results are kept in benchmarks/results/<PREVIOUS>/
-SHIPPED, PREVIOUS = "v19", "v18"
+SHIPPED, PREVIOUS = "v20", "v19"
 #: the version shipped when the offset and speaker-centred candidates were scored (their tables read its kept files)
 CANDIDATE_BASE = "v17"
 #: what each version's recipe changed (the LOCO recipes table names them)
@@ -23,6 +23,8 @@ VERSION_CHANGES = {
     "v17": "v16 + 1,760 official-tag clips (recipes v3 with styles) learnt through their captions, 384-d, 3,000 steps",
     "v18": "v17 + the 8-class emotion cross-entropy once more on speaker-centred embeddings (loss.centred, weight 0.1)",
     "v19": "v18's weights + a centred head for speaker centring, fitted after training (fit-centred-head)",
+    "v20": "v19's weights and centred head + speaker means shrunk towards the collection's by 4 clips "
+           "(speaker_prior)",
 }
 ROBUSTNESS, EXAMPLES, RERANK = "robustness_dev_fp32", "examples_fp32", "rerank_fp32"
 SET_NAMES = {"pitch_level": "pitch level", "speaking_rate": "speaking rate", "loudness": "loudness",
@@ -185,19 +187,29 @@ def card_precision(r: Results) -> str:
 
 @block("card-quality-dev")
 def card_quality_dev(r: Results) -> str:
-    res = r[QUALITY_DEV]
+    res, prev_key = r[QUALITY_DEV], f"{PREVIOUS}/{QUALITY_DEV}"
+    head = f"{command(res)} (`benchmarks/results/{QUALITY_DEV}.json`, {res['precision']}"
+    if not r.has(prev_key):
+        return head + "): the baseline the next model is chosen against.\n\n" + table(["dev", SHIPPED], _dev_cells(res))
+    rows = [(name, old, new) for (name, old), (_, new) in zip(_dev_cells(r[prev_key]), _dev_cells(res))]
+    return (head + f"; {PREVIOUS}'s: `benchmarks/results/{prev_key}.json`): the baseline the next model is chosen "
+            "against.\n\n" + table(["dev", PREVIOUS, SHIPPED], rows))
+
+
+def _dev_cells(res: dict[str, Any]) -> list[tuple[str, str]]:
     s, real = res["sets"]["synthetic"], res["sets"]["real"]
-    cells = [("synthetic pitch level / rate / loudness", " / ".join(f3(s[n]["uar_present"]) for n in
-              ("pitch_level", "speaking_rate", "loudness"))),
-             ("synthetic whisper / voice quality / recording / gender", " / ".join(f3(s[n]["uar_present"]) for n in
-              ("whisper", "voice_quality", "recording", "gender"))),
-             ("synthetic caption retrieval R@1 / R@10", f"{f3(s['retrieval']['R@1'])} / {f3(s['retrieval']['R@10'])}"),
-             ("real emotion (4) / (8) / gender", " / ".join(f3(real[n]["uar_present"]) for n in
-              ("emotion", "emotion8", "gender"))),
-             ("re-pitched real dev speakers: pitch level", f3(uar(res, "real_repitched", "pitch_level"))),
-             ("re-timed real dev clips: speaking rate", f3(uar(res, "real_retimed", "speaking_rate")))]
-    return (f"{command(res)} (`benchmarks/results/{QUALITY_DEV}.json`, {res['precision']}): the baseline the next "
-            "model is chosen against.\n\n" + table(["dev", SHIPPED], cells))
+    speaker = res["sets"].get("real/center=speaker")
+    return [("synthetic pitch level / rate / loudness", " / ".join(f3(s[n]["uar_present"]) for n in
+             ("pitch_level", "speaking_rate", "loudness"))),
+            ("synthetic whisper / voice quality / recording / gender", " / ".join(f3(s[n]["uar_present"]) for n in
+             ("whisper", "voice_quality", "recording", "gender"))),
+            ("synthetic caption retrieval R@1 / R@10", f"{f3(s['retrieval']['R@1'])} / {f3(s['retrieval']['R@10'])}"),
+            ("real emotion (4) / (8) / gender", " / ".join(f3(real[n]["uar_present"]) for n in
+             ("emotion", "emotion8", "gender"))),
+            ("real emotion (4) / (8), centred on each speaker",
+             " / ".join(f3(speaker[n]["uar_present"]) for n in ("emotion", "emotion8")) if speaker else "—"),
+            ("re-pitched real dev speakers: pitch level", f3(uar(res, "real_repitched", "pitch_level"))),
+            ("re-timed real dev clips: speaking rate", f3(uar(res, "real_retimed", "speaking_rate")))]
 
 
 @block("card-split-effect")
@@ -850,6 +862,52 @@ def card_centred_blend(r: Results) -> str:
             f"chosen by {res['selection']}):\n\n"
             + table(["plain weight w", "fold dev 4 / 8-class", "left-out 4-class mean / min", "left-out 8-class",
                      "left-out recall sad"], rows))
+
+
+SHRINK_FILES = {"centred": "centred_shrink", "main": "centred_shrink_main"}
+
+
+def _shrink_k(k: Any) -> str:
+    return "collection mean (K very large)" if float(k) >= 1e5 else f"{float(k):g}"
+
+
+@block("card-centred-shrink")
+def card_centred_shrink(r: Results) -> str:
+    heads = {h: r[f] for h, f in SHRINK_FILES.items() if r.has(f)}
+    if not heads:
+        return "No shrunk speaker means measured yet (`python benchmarks/centred_shrink.py`)."
+    rows, notes = [], []
+    for head, res in heads.items():
+        for k, s in res["summary"].items():
+            marks = [m for m, hit in (("chosen on dev", float(k) == res["chosen_on_dev"]),
+                                      ("plain speaker mean", float(k) == 0.0)) if hit]
+            rows.append([f"{head} head", f"{_shrink_k(k)}{' (' + ', '.join(marks) + ')' if marks else ''}",
+                         f"{f3(s['dev4'])} / {f3(s['dev8'])}", f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}",
+                         f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+        n = res["nested"]
+        rows.append([f"{head} head", "nested: each corpus at the K best on the other folds' left-out corpora ("
+                     + ", ".join(f"{c} {_shrink_k(k)}" for c, k in n["k"].items()) + ")", "—",
+                     f"{f3(n['uar4_mean'])} / {f3(n['uar4_min'])}", f3(n["uar8_mean"]), f3(n["recall"]["sad"])])
+        notes.append(f"{command(res)} (`benchmarks/results/{SHRINK_FILES[head]}.json`)")
+    res = next(iter(heads.values()))
+    return (f"{'; '.join(notes)}; {res['precision']}; each speaker centred on `(sum of their n clips + K * m) / "
+            f"(n + K)`, `m` the mean of the scored collection; the centred head fitted as shipped, the main head "
+            f"being each fold's audio projection; emotion UAR, means over the folds {', '.join(res['corpora'])}; "
+            f"dev: each fold's dev speakers of the corpora it trained on (the collection: that corpus's dev clips); "
+            f"chosen by {res['selection']}:\n\n"
+            + table(["head", "prior K (clips)", "fold dev 4 / 8-class", "left-out 4-class mean / min",
+                     "left-out 8-class", "left-out recall sad"], rows)
+            + "\n\nPer left-out corpus, 4-class UAR through the centred head at K = 0 and at the K chosen on dev: "
+            + _shrink_per_corpus(heads.get("centred")))
+
+
+def _shrink_per_corpus(res: dict[str, Any] | None) -> str:
+    if res is None:
+        return "not measured."
+    k0, kc = "0.0", str(float(res["chosen_on_dev"]))
+    cells = [f"{c} {f3(f['k'][k0]['loco']['uar4'])} to {f3(f['k'][kc]['loco']['uar4'])}"
+             for c, f in res["per_corpus"].items()]
+    return "; ".join(cells) + "."
 
 
 def _centre_cells(s: dict[str, Any]) -> list[str]:

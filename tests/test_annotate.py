@@ -123,13 +123,14 @@ def test_labels_match_hand_computation(cli, tiny_dir, tiny, corpus, tmp_path):
             assert r["f0_semitones_re_speaker"] == pytest.approx(12 * np.log2(r["f0_median_hz"] / ref_f0))
 
 
-@pytest.mark.parametrize("center", ["collection", "speaker"])
-def test_centring_does_not_depend_on_sharding(cli, tiny_dir, tiny, corpus, tmp_path, center):
+@pytest.mark.parametrize("center, prior", [("collection", None), ("speaker", None), ("speaker", 3.0)])
+def test_centring_does_not_depend_on_sharding(cli, tiny_dir, tiny, corpus, tmp_path, center, prior):
     runs = []
+    flags = [] if prior is None else ["--speaker-prior", str(prior)]
     for size in ("2", "50"):
         out = tmp_path / f"out{size}"
         _annotate(cli, tiny_dir, out, "--manifest", corpus / "manifest.jsonl", "--center", center,
-                  "--shard-size", size)
+                  "--shard-size", size, *flags)
         runs.append(_rows(out))
     assert [r["labels"] for r in runs[0]] == [r["labels"] for r in runs[1]]
     assert [r["text_description"] for r in runs[0]] == [r["text_description"] for r in runs[1]]
@@ -137,6 +138,11 @@ def test_centring_does_not_depend_on_sharding(cli, tiny_dir, tiny, corpus, tmp_p
 
     table = pq.read_table(sorted((tmp_path / "out2" / "shards").glob("*.parquet")))
     paths = [str(corpus / "clips" / f"c{i}.wav") for i in range(7)]
+    if prior is not None:  # the shards' centring equals the model's own with the same prior
+        from paraspeechclap.testing import tiny_model
+
+        tiny = tiny_model()
+        tiny.set_speaker_prior(prior)
     ref = tiny.embed_audio(paths, center=center, speakers=[f"s{i % 2}" for i in range(7)])
     np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()), ref, atol=1e-5)
 
@@ -163,6 +169,17 @@ def test_resume_and_nothing_twice(cli, tiny_dir, corpus, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["executor"]["shards_written"] == 0
     assert all(v is None for r in _rows(out) for v in r["labels"].values())
+
+
+def test_a_new_speaker_prior_relabels_instead_of_keeping_the_old_run(cli, tiny_dir, corpus, tmp_path):
+    out = tmp_path / "out"
+    args = ("--manifest", corpus / "manifest.jsonl", "--center", "speaker", "--shard-size", "3")
+    _annotate(cli, tiny_dir, out, *args)
+    assert json.loads((out / "run.json").read_text())["labelling"]["speaker_prior"] == 0.0
+    res = _annotate(cli, tiny_dir, out, *args, "--speaker-prior", "3")
+    assert "nothing to do" not in res.stderr
+    assert json.loads((out / "run.json").read_text())["labelling"]["speaker_prior"] == 3.0
+    assert "nothing to do" in _annotate(cli, tiny_dir, out, *args, "--speaker-prior", "3").stderr
 
 
 def test_plan_mismatch_and_bad_flags_are_one_line_errors(cli, tiny_dir, corpus, tmp_path):

@@ -94,6 +94,48 @@ def test_a_speaker_with_one_clip_falls_back_to_the_reference_or_is_an_error():
         center_embeddings(x, "speaker", speakers)
 
 
+def _shrunk_ref(rows: list[list[float]], speakers: list[str], k: float, pull: list[float]) -> list[list[float]]:
+    """x' = l2(x - (sum of the speaker's n rows + k * pull) / (n + k)), written out with plain Python lists."""
+    out = []
+    for r, s in zip(rows, speakers):
+        mine = [q for q, t in zip(rows, speakers) if t == s]
+        mean = [(sum(q[j] for q in mine) + k * pull[j]) / (len(mine) + k) for j in range(len(r))]
+        c = [r[j] - mean[j] for j in range(len(r))]
+        norm = math.sqrt(sum(v * v for v in c))
+        out.append([v / norm for v in c])
+    return out
+
+
+def test_a_speaker_prior_shrinks_each_speakers_mean_towards_the_collection_by_k_clips():
+    x = _unit_rows(7, seed=6)
+    speakers = ["b", "a", "b", "solo", "a", "b", "a"]  # a lone speaker needs no reference with a prior
+    pull = [sum(r[j] for r in x.tolist()) / 7 for j in range(5)]
+    got, info = center_embeddings(x, "speaker", speakers, prior=4.0)
+    np.testing.assert_allclose(got, _shrunk_ref(x.tolist(), speakers, 4.0, pull), atol=1e-6)
+    assert info.prior == 4.0 and info.fallback == 0 and info.speakers == 3
+    # with reference clips, each speaker is pulled towards their mean instead of the collection's
+    ref = _unit_rows(3, seed=7)
+    ref_mean = [sum(r[j] for r in ref.tolist()) / 3 for j in range(5)]
+    got, _ = center_embeddings(x, "speaker", speakers, ref, prior=2.5)
+    np.testing.assert_allclose(got, _shrunk_ref(x.tolist(), speakers, 2.5, ref_mean), atol=1e-6)
+    # prior 0 is the plain speaker mean; other modes ignore the prior
+    two = [s if s != "solo" else "b" for s in speakers]
+    np.testing.assert_allclose(center_embeddings(x, "speaker", two, prior=0.0)[0],
+                               center_embeddings(x, "speaker", two)[0], atol=1e-7)
+    np.testing.assert_allclose(center_embeddings(x, "collection", prior=9.0)[0],
+                               center_embeddings(x, "collection")[0], atol=1e-7)
+
+
+def test_a_speaker_prior_still_refuses_a_clip_alone_and_bad_priors():
+    with pytest.raises(InputError, match="has only one clip"):
+        center_embeddings(_unit_rows(1), "speaker", ["a"], prior=4.0)  # its collection is itself
+    one, _ = center_embeddings(_unit_rows(1), "speaker", ["a"], _unit_rows(2, seed=8), prior=4.0)
+    assert np.isfinite(one).all()
+    for bad in (-1.0, float("nan"), float("inf"), "four"):
+        with pytest.raises(InputError, match="speaker prior"):
+            center_embeddings(_unit_rows(3), "speaker", ["a", "a", "b"], prior=bad)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"mode": "collection"}, "at least 2 clips"),
     ({"mode": "speaker"}, "one speaker id per clip"),
@@ -192,9 +234,17 @@ def test_evaluate_classification_centring_never_reads_labels(tiny_dir, tmp_path,
     assert sorted(out["b"]) == [0, 2, 3, 5]  # "bored" is no candidate: rows 1 and 4 excluded
     for i in (0, 2, 3, 5):  # the rows scored in both
         assert out["a"][i] == pytest.approx(out["b"][i], abs=2e-6)
+    assert metrics["centering"]["speaker_prior"] == 0.0 and "shrunk" not in metrics["centering"]["mean_over"]
+    r = cli("evaluate", "classification", "--manifest", m, "--attribute", "emotion", "--model", str(tiny_dir),
+            "--out", str(tmp_path / "rep_prior"), "--center", "speaker", "--speaker-prior", "2", "--precision", "fp32",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    centering = json.loads(r.stdout)["centering"]
+    assert centering["speaker_prior"] == 2.0
+    assert "shrunk towards the mean of all rows by 2 clips" in centering["mean_over"]
 
 
-def test_cli_records_the_centring_and_rejects_speaker_mode_without_ids(tiny_dir, tmp_path, cli):
+def test_cli_records_the_centring_and_rejects_speaker_mode_without_ids(tiny_dir, tmp_path, cli, capsys):
     import soundfile as sf
 
     clips = []
@@ -205,7 +255,7 @@ def test_cli_records_the_centring_and_rejects_speaker_mode_without_ids(tiny_dir,
     r = cli("score", *clips, "--text", "a calm voice", "--model", str(tiny_dir), "--center", "collection", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["center"] == {"mode": "collection", "speaker_field": None, "reference": [],
-                                              "head": "main"}
+                                              "head": "main", "speaker_prior": None}
     r = cli("classify", clips[0], "--candidates", "calm", "fast", "--model", str(tiny_dir),
             "--reference", clips[1], clips[2], "--json")
     assert r.returncode == 0, r.stderr
@@ -221,6 +271,18 @@ def test_cli_records_the_centring_and_rejects_speaker_mode_without_ids(tiny_dir,
     assert r.returncode == 0, r.stderr
     ids = json.loads((tmp_path / "e.ids.json").read_text())
     assert ids["center"]["mode"] == "speaker" and ids["center"]["speaker_field"] == "speaker"
+    assert ids["center"]["speaker_prior"] == 0.0  # the tiny model's own
+    plain = np.load(out)
+    r = cli("embed", "--manifest", m, "--out", str(out), "--model", str(tiny_dir), "--center", "speaker",
+            "--speaker-prior", "3")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.ids.json").read_text())["center"]["speaker_prior"] == 3.0
+    assert not np.allclose(np.load(out), plain, atol=1e-4)  # the prior moves the centred embeddings
+    with pytest.raises(SystemExit) as exc:  # argparse's one-line usage error
+        cli("embed", "--manifest", m, "--out", str(out), "--model", str(tiny_dir), "--center", "speaker",
+            "--speaker-prior", "-1")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--speaker-prior: must be a finite number >= 0" in err and "Traceback" not in err
 
 
 def test_rerank_scores_centre_every_candidate_on_the_reference(tiny):

@@ -17,18 +17,11 @@ from paraspeechclap.cli.main import main
 from paraspeechclap.errors import CheckpointError, InputError, ModelError
 from paraspeechclap.evaluation.runner import model_info
 from paraspeechclap.projection import Projection
-from paraspeechclap.testing import tiny_model, tone
+from paraspeechclap.testing import tiny_model, tiny_model_with_centred_head, tone
 
 
 def _with_head(seed: int = 5):
-    model = tiny_model()
-    torch.manual_seed(seed)
-    head = Projection(model.audio_branch.hidden_size, model.config.embed_dim, 0.0)
-    with torch.no_grad():
-        head.layer_norm.weight.uniform_(0.5, 1.5)
-        head.layer_norm.bias.normal_(0, 0.1)
-    model.set_centred_head(head)
-    return model
+    return tiny_model_with_centred_head(seed)
 
 
 def _wavs(n: int = 5) -> list[np.ndarray]:

@@ -7,10 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from paraspeechclap.projection import Projection
-from paraspeechclap.testing import tiny_model
+from paraspeechclap.testing import tiny_model_with_centred_head
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +18,7 @@ def rc(benchmark_module: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def headed() -> Any:
-    model = tiny_model()
-    torch.manual_seed(3)
-    head = Projection(model.audio_branch.hidden_size, model.config.embed_dim, 0.0)
-    with torch.no_grad():
-        head.layer_norm.bias.normal_(0, 0.1)
-    model.set_centred_head(head)
-    return model
+    return tiny_model_with_centred_head(3)
 
 
 def test_the_offset_is_what_a_neutral_mean_lacks_of_the_speaker_mean_averaged_over_speakers(rc: Any) -> None:

@@ -355,7 +355,19 @@ def test_cli_search_centres_the_index_as_asked(tmp_path, tiny_dir, audio_dir, ca
         assert got["center"]["head"] == "main"  # stored embeddings: the centred head needs the clips
     assert got["center"]["speakers"] == 0
     rc, out, _ = _run(capsys, ["search", str(idx), query, "--json"])
-    assert json.loads(out)["center"] == {"mode": "none", "speaker_field": None, "reference": [], "head": "main"}
+    assert json.loads(out)["center"] == {"mode": "none", "speaker_field": None, "reference": [], "head": "main",
+                                         "speaker_prior": None}
+    # a speaker prior: each speaker's mean pulled towards the whole index's by 2 clips, written out here
+    pull = raw.mean(axis=0)
+    shrunk = raw.copy()
+    for group in ([0, 2], [1, 3]):
+        shrunk[group] -= (raw[group].sum(axis=0) + 2 * pull) / (len(group) + 2)
+    shrunk /= np.linalg.norm(shrunk, axis=1, keepdims=True)
+    rc, out, _ = _run(capsys, ["search", str(idx), query, "--top-k", "4", "--json", "--center", "speaker",
+                               "--speaker-prior", "2"])
+    got = json.loads(out)
+    assert rc == 0 and got["center"]["speaker_prior"] == 2.0
+    np.testing.assert_allclose([h["score"] for h in got["results"][0]["hits"]], np.sort(shrunk @ q)[::-1], atol=1e-4)
 
 
 def test_cli_search_speaker_centring_needs_stored_speakers(tmp_path, tiny_dir, audio_dir, capsys):

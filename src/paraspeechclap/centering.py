@@ -17,6 +17,14 @@ Modes (``center=``):
   and is an error otherwise (centring a clip on itself would leave nothing).
 
 A collection of one item is an error without ``reference`` for the same reason.
+
+Speaker means of few clips (``prior``, in clips; a model's ``speaker_prior``). A speaker's mean over ``n``
+clips estimates their own offset plus whatever their clips share besides it; heard in a few clips of one
+emotion, that is the emotion itself, and centring removes it. With ``prior = k > 0`` each speaker is centred on
+``(sum of their n items + k * m) / (n + k)``, where ``m`` is the mean of ``reference`` if given, else of all the
+items: the random-effects (empirical Bayes) estimate of a speaker's offset, which trusts a speaker of many
+clips and pulls one of few towards the collection. A speaker with a single item then needs no ``reference``
+(unless it is the only item). ``k = 0`` is the plain speaker mean.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class Centering:
         head: the audio head the centred rows went through: ``"main"`` (the model's audio projection:
             ``l2(x - mean(R))`` of its embeddings) or ``"centred"`` (the model's centred head, for speaker
             centring: ``l2(finish(linear1(h) - mean_R linear1(h_R)))``, :mod:`paraspeechclap.centred_head`).
+        prior: ``speaker`` mode: clips of weight each speaker's mean gave the collection's (0: none).
     """
 
     mode: str = "none"
@@ -51,6 +60,7 @@ class Centering:
     speakers: int = 0
     fallback: int = 0
     head: str = "main"
+    prior: float = 0.0
 
     @property
     def applied(self) -> bool:
@@ -112,6 +122,17 @@ def lone_speaker(speaker: Any) -> InputError:
                       "or use center=collection")
 
 
+def check_prior(prior: Any, name: str = "speaker prior") -> float:
+    """``prior`` as a float: clips of weight on the collection mean, finite and at least 0."""
+    try:
+        value = float(prior)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of clips, got {prior!r}") from None
+    if not 0.0 <= value < float("inf"):  # also refuses nan
+        raise InputError(f"{name} must be a finite number of clips >= 0, got {prior!r}")
+    return value
+
+
 def l2_rows(x: np.ndarray) -> np.ndarray:
     """``(N, D)`` rows scaled to unit length (float32); an all-zero row stays zero."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -125,6 +146,7 @@ def center_embeddings(
     reference: np.ndarray | None = None,
     *,
     normalize: bool = True,
+    prior: float = 0.0,
 ) -> tuple[np.ndarray, Centering]:
     """Centre ``(N, D)`` audio embeddings; returns ``(N, D)`` float32 unit rows and what was done.
 
@@ -135,6 +157,8 @@ def center_embeddings(
         reference: ``(R, D)`` embeddings of reference clips, or None.
         normalize: False: the centred rows as they are, not scaled to unit length (float64), for centring
             at a stage that more layers follow (e.g. the projection's first linear output).
+        prior: ``speaker`` mode: each speaker's mean shrunk towards the collection's by this many clips
+            (see the module docstring; 0: the plain speaker mean). Other modes ignore it.
 
     Raises:
         InputError: an unknown mode; ``speaker`` without one id per item; a group of one item
@@ -159,25 +183,29 @@ def center_embeddings(
         mean = ref_mean if ref_mean is not None else emb.mean(axis=0)
         out, done = emb - mean, Centering("collection", n_ref)
     else:
-        out, done = _center_speakers(emb, speakers, ref_mean, n_ref)
+        out, done = _center_speakers(emb, speakers, ref_mean, n_ref, check_prior(prior))
     return (l2_rows(out) if normalize else out), done
 
 
 def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: np.ndarray | None,
-                     n_ref: int) -> tuple[np.ndarray, Centering]:
-    """Each speaker's rows minus their mean (a lone row: minus ``ref_mean``); not yet normalised."""
+                     n_ref: int, prior: float) -> tuple[np.ndarray, Centering]:
+    """Each speaker's rows minus their mean, shrunk towards the collection's by ``prior`` clips (``prior`` 0: a
+    lone row minus ``ref_mean``); not yet normalised."""
     check_speakers(len(emb), speakers)
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(speakers):  # type: ignore[arg-type]
         groups.setdefault(s, []).append(i)
+    if prior > 0 and ref_mean is None and len(emb) < 2:
+        raise lone_speaker(speakers[0])  # type: ignore[index]  # the collection would be the clip itself
+    pull = (emb.mean(axis=0) if ref_mean is None else ref_mean) * prior
     out = np.empty_like(emb)
     fallback = 0
     for s, idx in groups.items():
-        if len(idx) == 1:
+        if len(idx) == 1 and prior == 0:
             if ref_mean is None:
                 raise lone_speaker(s)
             out[idx] = emb[idx] - ref_mean
             fallback += 1
         else:
-            out[idx] = emb[idx] - emb[idx].mean(axis=0)
-    return out, Centering("speaker", n_ref, len(groups), fallback)
+            out[idx] = emb[idx] - (emb[idx].sum(axis=0) + pull) / (len(idx) + prior)
+    return out, Centering("speaker", n_ref, len(groups), fallback, prior=prior)

@@ -39,6 +39,8 @@ class ModelConfig:
             ``audio_projection``) that speaker centring scores with, fitted after training on speaker-centred
             training clips (:mod:`paraspeechclap.centred_head`). Off for official checkpoints and models
             trained without it.
+        speaker_prior: speaker centring shrinks each speaker's mean towards the collection's by this many clips
+            (:mod:`paraspeechclap.centering`; 0: the plain speaker mean, as official checkpoints centre).
     """
 
     audio_encoder: dict[str, Any]
@@ -52,6 +54,7 @@ class ModelConfig:
     audio_offset: bool = False
     audio_offset_gate: bool = False
     centred_head: bool = False
+    speaker_prior: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,7 +63,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("audio_offset", "audio_offset_gate", "centred_head"):
+        for key in ("audio_offset", "audio_offset_gate", "centred_head", "speaker_prior"):
             if not data[key]:  # written only when on: models without one keep the config.json they had
                 del data[key]
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **data}
@@ -81,4 +84,7 @@ class ModelConfig:
         missing = [k for k in ("audio_encoder", "text_encoder") if k not in data]
         if missing:
             raise ConfigError(f"{source}: missing field(s) {', '.join(missing)}")
+        prior = data.get("speaker_prior", 0.0)
+        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < math.inf:
+            raise ConfigError(f"{source}: speaker_prior must be a finite number of clips >= 0, got {prior!r}")
         return cls(**data)

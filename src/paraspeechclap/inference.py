@@ -387,10 +387,12 @@ class InferenceMixin:
                 ) -> tuple[np.ndarray, Centering]:
         """Centre items as ``center`` asks: through the centred head when its ``linear1`` ``rows`` ``(N, D)`` are
         given (``ref_rows``: the reference clips'), else ``l2(x - mean(R))`` of the plain embeddings ``emb``
-        (``ref_emb``). Returns ``(N, D)`` unit rows and what was done."""
+        (``ref_emb``); speaker means shrunk by the model's ``speaker_prior``. Returns ``(N, D)`` unit rows and what
+        was done."""
+        prior = self.config.speaker_prior
         if rows is None:
-            return center_embeddings(emb, center, speakers, ref_emb)
-        moved, done = center_embeddings(rows, center, speakers, ref_rows, normalize=False)
+            return center_embeddings(emb, center, speakers, ref_emb, prior=prior)
+        moved, done = center_embeddings(rows, center, speakers, ref_rows, normalize=False, prior=prior)
         return self._finish_centred(moved), replace(done, head="centred")
 
     def pool_audio(self: "ParaSpeechCLAP", items: Sequence[AudioItem] | AudioItem, sample_rate: int | None = None,

@@ -158,6 +158,17 @@ class ParaSpeechCLAP(InferenceMixin, nn.Module):
         self.centred_projection = head.to(device=ref.device, dtype=ref.dtype).eval()
         self.config.centred_head = True
 
+    def set_speaker_prior(self, prior: float) -> None:
+        """Shrink each speaker's mean towards the collection's by ``prior`` clips when this model centres on
+        speakers (``config.speaker_prior``, so ``save_pretrained`` keeps it; 0: the plain speaker mean).
+
+        Raises:
+            InputError: ``prior`` is not a finite number >= 0.
+        """
+        from .centering import check_prior
+
+        self.config.speaker_prior = check_prior(prior)
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     normalize: bool = True) -> torch.Tensor:
         """Token ids and mask ``(B, L)`` -> ``(B, embed_dim)``."""

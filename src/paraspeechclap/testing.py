@@ -29,6 +29,24 @@ def tiny_model(embed_dim: int = 16, text: str = "tiny-bert", seed: int = 0) -> P
     return model.eval()
 
 
+def tiny_model_with_centred_head(seed: int = 5) -> ParaSpeechCLAP:
+    """:func:`tiny_model` carrying a random centred head (:mod:`paraspeechclap.centred_head`) whose LayerNorm is
+    moved off its identity start, so centring through it differs from centring through the main head."""
+    import torch
+
+    from .projection import Projection
+
+    model = tiny_model()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = Projection(model.audio_branch.hidden_size, model.config.embed_dim, 0.0)
+        with torch.no_grad():
+            head.layer_norm.weight.uniform_(0.5, 1.5)
+            head.layer_norm.bias.normal_(0, 0.1)
+    model.set_centred_head(head)
+    return model
+
+
 def tone(seconds: float = 1.0, freq: float = 220.0, sr: int = 16_000, amp: float = 0.3, seed: int = 0) -> np.ndarray:
     """A harmonic tone with a little noise: a cheap stand-in for a voiced clip, ``(S,)`` float32."""
     rng = np.random.default_rng(seed)

@@ -77,7 +77,8 @@ class ExecutorEmbedder:
         ref = self.model.embed_audio(list(reference), batch_size=batch_size) if reference is not None else None
         if (center != "none" or ref is not None) and indices:
             spk = [speakers[i] for i in indices] if speakers is not None else None
-            res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk, ref)
+            res.embeddings, res.centering = center_embeddings(res.embeddings, center, spk, ref,
+                                                              prior=self.model.config.speaker_prior)
         return res
 
     def _embed_files(self, paths: list[str], batch_size: int, progress: bool

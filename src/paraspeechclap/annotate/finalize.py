@@ -86,6 +86,7 @@ class Centre:
     mode: str
     scan: Scan
     reference: np.ndarray | None = None  # (D,) mean of the reference clips' embeddings
+    prior: float = 0.0  # speaker means shrunk towards the collection's by this many clips
 
     def check(self) -> None:
         """The errors :func:`~paraspeechclap.centering.center_embeddings` would raise, before any
@@ -94,7 +95,7 @@ class Centre:
             raise collection_of_one()
         if self.mode == "speaker" and self.reference is None:
             lone = sorted(s for s, n in self.scan.speaker_count.items() if n == 1)
-            if lone:
+            if lone and (self.prior == 0 or self.scan.count < 2):  # with a prior, only a clip alone in all
                 raise lone_speaker(lone[0])
 
     def __call__(self, emb: np.ndarray, speakers: Sequence[str | None]) -> np.ndarray:
@@ -106,11 +107,11 @@ class Centre:
 
     def _mean(self, speaker: str | None) -> np.ndarray:
         s = self.scan
-        if self.mode == "speaker" and speaker is not None and s.speaker_count.get(speaker, 0) > 1:
-            return s.speaker_sum[speaker] / s.speaker_count[speaker]
-        if self.reference is not None:
-            return self.reference
-        return s.total / s.count  # type: ignore[operator]  # collection (check() ruled out the rest)
+        pool = self.reference if self.reference is not None else s.total / s.count  # type: ignore[operator]
+        n = s.speaker_count.get(speaker, 0) if self.mode == "speaker" and speaker is not None else 0
+        if n > 1 or (n == 1 and self.prior > 0):  # shrunk as centering.center_embeddings shrinks
+            return (s.speaker_sum[speaker] + self.prior * pool) / (n + self.prior)
+        return pool  # the reference, else the collection (check() ruled out the rest)
 
 
 def output_columns(scorers: Sequence[SetScorer]) -> list[str]:

@@ -149,6 +149,8 @@ def annotate(model: Any, items: Sequence[InputItem], out_dir: str | Path, settin
     stats = executor(job)
     stage = _stage_digest(paths)
     labelling = {**settings.labelling_key(), "calibration_sha256": _calibration_digest(calibration)}
+    if settings.center == "speaker":  # the model's prior changes the centred labels: a new one must relabel
+        labelling["speaker_prior"] = model.config.speaker_prior
     done = _already_done(out, labelling, stage)
     if done is not None:
         return {**done, "nothing_to_do": True}
@@ -206,7 +208,7 @@ def _label_all(model: Any, out: Path, paths: Sequence[Path], settings: Settings,
     temporary files and moved into place at the end."""
     import pyarrow.parquet as pq
 
-    centre = Centre(settings.center, scan(paths), _reference_mean(model, settings))
+    centre = Centre(settings.center, scan(paths), _reference_mean(model, settings), model.config.speaker_prior)
     centre.check()
     scorers = build_scorers(model, settings.attributes, calibration)
     labeller = Labeller(scorers, centre, model_logit_scale(model),

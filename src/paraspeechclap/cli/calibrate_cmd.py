@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from ..centering import head_for
 from ..errors import InputError
 from .common import (
     add_center_args,
@@ -196,7 +195,7 @@ def _info(args: argparse.Namespace, model: Any, manifest: Any, eval_manifest: An
                 "renormalised mean of the set's prompt ensemble)", "fit": f"mean NLL, bounded search of log T, "
                 f"T in [{T_MIN:g}, {T_MAX:g}]", "final_temperature": "fitted on every labelled row of --manifest",
                 "ece": f"top-label, {DEFAULT_BINS} equal-width bins (lo, hi]", "nll": "mean, nats"}
-    return {"data": data, "protocol": protocol, "centering": center_json(args, head_for(args.center, model)),
+    return {"data": data, "protocol": protocol, "centering": center_json(args, model),
             "precision": model.precision,
             "software": {"paraspeechclap": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
 

@@ -138,6 +138,11 @@ def add_center_args(parser: argparse.ArgumentParser, speakers: bool = True, spea
     g.add_argument("--reference", nargs="+", default=None, metavar="CLIP",
                    help="centre on the mean of these clips instead (e.g. neutral speech of the same speaker or "
                         "room); with --center speaker, for speakers with a single clip")
+    if speakers:
+        g.add_argument("--speaker-prior", type=non_negative_float, default=None, metavar="K",
+                       help="--center speaker: shrink each speaker's mean towards the collection's by K clips "
+                            "(default: the model's speaker_prior, 4 for the default model; 0: each speaker's own "
+                            "mean). A speaker of few clips in one emotion then keeps more of it")
     if speakers and centred_head:
         g.add_argument("--no-centred-head", action="store_true",
                        help="--center speaker through the model's main audio head even if it has a centred head "
@@ -155,11 +160,16 @@ def centering_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"center": args.center, "speaker_field": args.speaker_field, "reference": args.reference}
 
 
-def center_json(args: argparse.Namespace, head: str = "main") -> dict[str, Any]:
-    """The centring a run used, as recorded in ``--json`` outputs and reports (``head``:
-    :func:`paraspeechclap.centering.head_for`)."""
-    return {"mode": args.center, "speaker_field": getattr(args, "speaker_field", None) if args.center == "speaker"
-            else None, "reference": list(args.reference or []), "head": head}
+def center_json(args: argparse.Namespace, model: Any = None, head: str | None = None) -> dict[str, Any]:
+    """The centring a run used, as recorded in ``--json`` outputs and reports: ``head`` (default: the one
+    ``model`` centres with, :func:`paraspeechclap.centering.head_for`) and, for speaker centring, the model's
+    ``speaker_prior``."""
+    from ..centering import head_for
+
+    speaker = args.center == "speaker"
+    return {"mode": args.center, "speaker_field": getattr(args, "speaker_field", None) if speaker else None,
+            "reference": list(args.reference or []), "head": head or head_for(args.center, model),
+            "speaker_prior": model.config.speaker_prior if speaker and model is not None else None}
 
 
 def positive_int(text: str) -> int:
@@ -173,6 +183,13 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -191,6 +208,8 @@ def model_from_args(args: argparse.Namespace, precision: str | None = None) -> "
                        device=args.device, precision=precision or args.precision or "auto", pooling=args.pooling)
     if getattr(args, "no_centred_head", False):  # --no-centred-head: speaker centring as without a head
         model.set_centred_head(None)
+    if getattr(args, "speaker_prior", None) is not None:
+        model.set_speaker_prior(args.speaker_prior)
     return model
 
 

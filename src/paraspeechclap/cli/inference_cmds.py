@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_json
-from ..centering import head_for
 from ..errors import InputError
 from ..inference import DEFAULT_TEMPLATE
 from .common import (
@@ -74,7 +73,7 @@ def run_score(args: argparse.Namespace) -> int:
     scores = model.score(items, args.text, batch_size=args.batch_size, **center_kwargs(args, speakers))
     if args.json:
         print_json({"audio": items, "texts": args.text, "scores": scores.round(6).tolist(),
-                    "model": model.model_id, "center": center_json(args, head_for(args.center, model))})
+                    "model": model.model_id, "center": center_json(args, model)})
         return 0
     header = ["audio"] + [t if len(t) <= 40 else t[:37] + "..." for t in args.text]
     print_table(header, [[a, *map(float, row)] for a, row in zip(items, scores)])
@@ -92,7 +91,7 @@ def run_classify(args: argparse.Namespace) -> int:
                                 **centering)
     if args.json:
         print_json([{"audio": a, "ranking": [{"label": lab, "score": round(s, 6)} for lab, s in r],
-                     "center": center_json(args, head_for(args.center, model))} for a, r in zip(items, ranked)])
+                     "center": center_json(args, model)} for a, r in zip(items, ranked)])
         return 0
     rows = [[a, r[0][0], r[0][1], ", ".join(f"{lab} {s:.3f}" for lab, s in r[1:4])] for a, r in zip(items, ranked)]
     print_table(["audio", "best", "score", "runners-up"], rows)
@@ -146,7 +145,7 @@ def run_embed(args: argparse.Namespace) -> int:
            "dim": int(res.embeddings.shape[1]),
            "items": [items[i] for i in res.indices],
            "skipped": [{"item": items[i], "error": msg} for i, msg in res.errors],
-           "center": center_json(args, res.centering.head), "executor": args.executor}
+           "center": center_json(args, model, res.centering.head), "executor": args.executor}
     atomic_write_json(args.out[: -len(".npy")] + ".ids.json", ids)
     print(f"wrote {len(res.indices)} embeddings to {args.out}" +
           (f" ({len(res.errors)} bad item(s) skipped)" if res.errors else ""), file=sys.stderr)

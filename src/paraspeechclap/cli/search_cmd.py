@@ -180,7 +180,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"index": args.index, "model": index.meta["model"], "backend": backend,
                     "backend_requested": args.backend, **_ann_json(index, backend, args),
-                    **({"note": note} if note else {}), "center": {**center_json(args), **centering},
+                    **({"note": note} if note else {}), "center": {**center_json(args, model, "main"), **centering},
                     "results": out})
         return 0
     for res in out:
@@ -220,5 +220,6 @@ def _centred(index: Any, model: Any, args: argparse.Namespace) -> tuple[Any, dic
                              "or use --center collection")
         speakers = [it["speaker"] for it in index.items]
     reference = model.embed_audio(args.reference, batch_size=args.batch_size) if args.reference else None
-    emb, done = center_embeddings(np.asarray(index.embeddings), args.center, speakers, reference)
+    emb, done = center_embeddings(np.asarray(index.embeddings), args.center, speakers, reference,
+                                  prior=model.config.speaker_prior)
     return index.with_embeddings(emb), {"speakers": done.speakers, "fallback": done.fallback}

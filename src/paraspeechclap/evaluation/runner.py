@@ -89,7 +89,11 @@ def centering_info(centering: Mapping[str, Any] | None, rows: int, model: Any = 
 
     c = dict(centering or {})
     mode, ref = c.get("center", "none"), list(c.get("reference") or [])
-    if mode == "speaker":
+    prior = float(model.config.speaker_prior) if mode == "speaker" and model is not None else None
+    if mode == "speaker" and prior:
+        over = (f"each speaker's rows, shrunk towards the mean of {'the reference clips' if ref else 'all rows'} "
+                f"by {prior:g} clips")
+    elif mode == "speaker":
         over = "each speaker's rows" + (" (a speaker with one row: the reference clips)" if ref else "")
     elif ref:
         over = f"the {len(ref)} reference clips"
@@ -97,7 +101,7 @@ def centering_info(centering: Mapping[str, Any] | None, rows: int, model: Any = 
         over = None if mode == "none" else f"all {rows} rows of the manifest"
     return {"mode": mode, "speaker_field": c.get("speaker_field", "speaker") if mode == "speaker" else None,
             "reference": [str(r) for r in ref], "reference_clips": len(ref), "mean_over": over,
-            "labels_read": False, "head": head_for(mode, model)}
+            "labels_read": False, "head": head_for(mode, model), "speaker_prior": prior}
 
 
 def model_info(model: Any, precision_source: str | None = None) -> dict[str, Any]:
