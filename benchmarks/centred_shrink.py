@@ -74,15 +74,14 @@ def shrunk_embeddings(model: Any, pooled: np.ndarray, speakers: Sequence[Any], k
                       ) -> dict[float, np.ndarray]:
     """``{k: (N, D) unit rows}``: ``N`` clips' pooled features ``(N, H)`` centred through the model's centred head
     (at its ``linear1`` output, where ``center="speaker"`` centres) on their :func:`shrunk_centre` means."""
-    import torch
 
     from paraspeechclap.centering import l2_rows
 
     if not model.has_centred_head:  # the main head: l2(x - mean) of the plain embeddings
         emb = model.embed_pooled(pooled)
         return {k: l2_rows(shrunk_centre(emb, speakers, k)) for k in ks}
-    lin = model._centred_rows(torch.as_tensor(np.asarray(pooled), dtype=torch.float64))
-    return {k: model._finish_centred(shrunk_centre(lin, speakers, k)) for k in ks}
+    lin = model.centred_head_rows(pooled)
+    return {k: model.finish_centred_rows(shrunk_centre(lin, speakers, k)) for k in ks}
 
 
 def shrunk_scores(model: Any, table: dict[str, Any], idx: list[int], ks: list[float]) -> dict[float, Any]:

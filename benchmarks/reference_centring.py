@@ -70,15 +70,13 @@ def centrings(model: Any, pooled: np.ndarray, offsets: dict[str, np.ndarray]) ->
     """The four ways of centring a corpus's clips (``pooled``: ``(N, H)``) on reference clips among them:
     ``{name: centre(other, ref) -> (len(other), D) unit rows}`` (indices into ``pooled``); ``offsets``: ``d`` for
     ``"main"`` (embedding space) and ``"centred"`` (the centred head's ``linear1``)."""
-    import torch
-
     from paraspeechclap.centering import l2_rows
 
     emb = model.embed_pooled(pooled).astype(np.float64)
-    lin = model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64))  # what center="speaker" centres
+    lin = model.centred_head_rows(pooled)  # what center="speaker" centres
 
     def through_head(offset: np.ndarray | float) -> Any:
-        return lambda other, ref: model._finish_centred(lin[other] - lin[ref].mean(axis=0) + offset)
+        return lambda other, ref: model.finish_centred_rows(lin[other] - lin[ref].mean(axis=0) + offset)
 
     return {SHIPPED: lambda other, ref: l2_rows(emb[other] - emb[ref].mean(axis=0)),
             ALTERNATIVES[0]: lambda other, ref: l2_rows(emb[other] - emb[ref].mean(axis=0) + offsets["main"]),
@@ -89,7 +87,6 @@ def centrings(model: Any, pooled: np.ndarray, offsets: dict[str, np.ndarray]) ->
 # -- one fold ---------------------------------------------------------------------------------------------------
 def fold_offsets(model: Any, table: dict[str, Any], corpus: str, trained_on: set[str]) -> dict[str, Any]:
     """``d`` in both spaces from the fold's own training speakers (the rows its centred head is fitted on)."""
-    import torch
 
     from paraspeechclap.data.attributes import get_attribute_set
 
@@ -97,7 +94,7 @@ def fold_offsets(model: Any, table: dict[str, Any], corpus: str, trained_on: set
     pooled = pooled_rows(model, table, idx)
     speakers, gold = [str(rows[i]["speaker"]) for i in idx], [get_attribute_set("emotion").gold(rows[i]) for i in idx]
     main, n = neutral_offset(model.embed_pooled(pooled), speakers, gold)
-    centred, _ = neutral_offset(model._centred_rows(torch.as_tensor(pooled, dtype=torch.float64)), speakers, gold)
+    centred, _ = neutral_offset(model.centred_head_rows(pooled), speakers, gold)
     return {"main": main, "centred": centred, "speakers": n}
 
 

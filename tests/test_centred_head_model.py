@@ -218,3 +218,21 @@ def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, tiny_dir, capsys) -> N
     err = capsys.readouterr().err
     assert "no speaker has >= 50 clips" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_public_centring_pieces_compose_to_speaker_centring_and_need_a_head() -> None:
+    from paraspeechclap.errors import InputError
+
+    model = _with_head()
+    pooled = np.random.default_rng(3).standard_normal((5, model.audio_branch.hidden_size))
+    spk = ["a", "a", "b", "b", "b"]
+    rows = model.centred_head_rows(pooled)
+    moved = rows.copy()
+    for idx in ([0, 1], [2, 3, 4]):
+        moved[idx] -= rows[idx].mean(axis=0)
+    np.testing.assert_allclose(model.finish_centred_rows(moved), model.embed_pooled(pooled, "speaker", spk),
+                               atol=1e-5)
+    bare = tiny_model()
+    for call in (lambda: bare.centred_head_rows(pooled), lambda: bare.finish_centred_rows(moved)):
+        with pytest.raises(InputError, match="no centred head"):
+            call()

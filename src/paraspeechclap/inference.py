@@ -380,7 +380,7 @@ class InferenceMixin:
         ``linear1`` rows (else None)."""
         x = torch.as_tensor(np.asarray(pooled, dtype=np.float64))
         with self._inference():
-            return self._project_pooled(x), (self._centred_rows(x) if centred_rows else None)
+            return self._project_pooled(x), (self.centred_head_rows(x) if centred_rows else None)
 
     def _centre(self: "ParaSpeechCLAP", emb: np.ndarray, rows: np.ndarray | None, center: str,
                 speakers: Sequence[Any] | None, ref_emb: np.ndarray | None, ref_rows: np.ndarray | None
@@ -393,7 +393,7 @@ class InferenceMixin:
         if rows is None:
             return center_embeddings(emb, center, speakers, ref_emb, prior=prior)
         moved, done = center_embeddings(rows, center, speakers, ref_rows, normalize=False, prior=prior)
-        return self._finish_centred(moved), replace(done, head="centred")
+        return self.finish_centred_rows(moved), replace(done, head="centred")
 
     def pool_audio(self: "ParaSpeechCLAP", items: Sequence[AudioItem] | AudioItem, sample_rate: int | None = None,
                    batch_size: int = 16, progress: bool = False) -> np.ndarray:
@@ -438,7 +438,7 @@ class InferenceMixin:
                     pooled = self._pool_waveforms([w for _, w in wavs], batch_size)
                     out.append(self._project_pooled(pooled))
                     if centred_rows:
-                        rows.append(self._centred_rows(pooled))
+                        rows.append(self.centred_head_rows(pooled))
                     result.indices.extend(i for i, _ in wavs)
                 bar.update(min(block, len(items) - start))
         bar.close()
@@ -478,15 +478,22 @@ class InferenceMixin:
                                                                normalize=False).float(), dim=-1)
         return self.offset_audio(emb).cpu().numpy()  # in float32, so norms are exactly 1 (see _l2)
 
-    def _centred_rows(self: "ParaSpeechCLAP", pooled: torch.Tensor) -> np.ndarray:
-        """``(N, H)`` pooled -> ``(N, D)`` float64: the centred head's ``linear1`` output, the last point that is
-        linear in the features, so centring there equals centring the features themselves."""
-        with self._inference():  # callable on its own, as _finish_centred is
-            return self.centred_projection.linear1(pooled.to(self.device, self._dtype)).double().cpu().numpy()
+    def centred_head_rows(self: "ParaSpeechCLAP", pooled: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``(N, H)`` pooled features (:meth:`pool_audio`) -> ``(N, D)`` float64: the centred head's ``linear1``
+        output, the last point that is linear in the features, so centring there equals centring the features
+        themselves. With :meth:`finish_centred_rows`, for centring of one's own (what ``center="speaker"`` does
+        with each speaker's mean)."""
+        if self.centred_projection is None:
+            raise InputError("this model has no centred head (fit-centred-head)")
+        x = pooled if isinstance(pooled, torch.Tensor) else torch.as_tensor(np.asarray(pooled, dtype=np.float64))
+        with self._inference():  # callable on its own, as finish_centred_rows is
+            return self.centred_projection.linear1(x.to(self.device, self._dtype)).double().cpu().numpy()
 
-    def _finish_centred(self: "ParaSpeechCLAP", moved: np.ndarray) -> np.ndarray:
-        """``(N, D)`` centred ``linear1`` rows -> ``(N, D)`` float32 normalised embeddings through the rest of the
-        centred head (no stored offset: centring has already removed whatever the clips share)."""
+    def finish_centred_rows(self: "ParaSpeechCLAP", moved: np.ndarray) -> np.ndarray:
+        """``(N, D)`` centred :meth:`centred_head_rows` -> ``(N, D)`` float32 normalised embeddings through the rest
+        of the centred head (no stored offset: centring has already removed whatever the clips share)."""
+        if self.centred_projection is None:
+            raise InputError("this model has no centred head (fit-centred-head)")
         with self._inference():
             x = torch.as_tensor(moved).to(self.device, self._dtype)
             emb = torch.nn.functional.normalize(self.centred_projection.finish(x).float(), dim=-1)
