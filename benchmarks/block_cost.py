@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_arg, json_path, write_results  # noqa: E402
+from common import add_json_arg, add_timing_args, json_path, write_results  # noqa: E402
 from inference import _clips  # noqa: E402
 from speed_versions import CLIP_S, interleaved, real_time_factor  # noqa: E402
 
@@ -63,9 +63,7 @@ def estimated_model_rtf(model_rtf: float, variant_rtf: float, shipped_rtf: float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    add_timing_args(ap)
     add_json_arg(ap, "block_cost.json")
     args = ap.parse_args()
 

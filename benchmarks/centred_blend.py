@@ -34,15 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from centred_head_steps import (  # noqa: E402
     SHIPPED_STEPS,
     add_fold_args,
-    choose,
-    print_table,
+    finish_settings,
     run_folds,
     settings_scores,
     shipped_fold_model,
-    summarize,
 )
-from common import add_json_arg, json_path, pooled_rows, row_speakers, write_results  # noqa: E402
-from loco import _scores, centred, summary_of  # noqa: E402
+from common import add_json_arg, pooled_rows, row_speakers  # noqa: E402
+from loco import _scores, centred  # noqa: E402
 
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 
@@ -52,17 +50,6 @@ def blend(centred_emb: np.ndarray, plain_emb: np.ndarray, weight: float) -> np.n
     """``(N, D)`` unit rows: ``l2((1 - weight) * centred_emb + weight * plain_emb)``, row by row."""
     mixed = (1.0 - weight) * np.asarray(centred_emb, np.float64) + weight * np.asarray(plain_emb, np.float64)
     return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
-
-
-def nested_choice(left_out: dict[str, dict[float, float]]) -> dict[str, float]:
-    """``{corpus: weight}``: for each corpus, the weight with the best mean 4-class UAR over the *other* corpora
-    (``left_out[corpus][weight]``; ties: the smaller weight)."""
-    out = {}
-    for corpus in left_out:
-        others = [c for c in left_out if c != corpus]
-        weights = left_out[corpus].keys()
-        out[corpus] = max(weights, key=lambda w: (float(np.mean([left_out[c][w] for c in others])), -w))
-    return out
 
 
 # -- one fold -------------------------------------------------------------------------------------------------
@@ -83,14 +70,6 @@ def fold_blends(run: Path, corpus: str, table: dict[str, Any], trained_on: set[s
     return {"weights": settings_scores(model, table, corpus, trained_on, score), "fit": info}
 
 
-# -- summary --------------------------------------------------------------------------------------------------
-def nested_summary(folds: dict[str, Any], settings: list[float], key: str = "weights") -> dict[str, Any]:
-    """The left-out summary with each corpus scored at its :func:`nested_choice` setting (``folds[c][key]``: the
-    fold's entries per setting), and those settings under ``key``."""
-    picks = nested_choice({c: {w: f[key][w]["loco"]["uar4"] for w in settings} for c, f in folds.items()})
-    return {key: picks, **summary_of([folds[c][key][w]["loco"] for c, w in picks.items()])}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_fold_args(ap)
@@ -103,17 +82,10 @@ def main() -> int:
         ap.error(f"--weights: each must lie in [0, 1], got {weights}")
     t0 = time.time()
     folds = run_folds(args, lambda run, c, table, trained_on: fold_blends(run, c, table, trained_on, weights))
-    summary = summarize(folds, weights, key="weights")
-    results = {"runs": str(args.runs), "config": args.config, "corpora": list(folds), "precision": "fp32",
-               "head_steps": SHIPPED_STEPS, "weights": weights,
-               "selection": "max over weights of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class)",
-               "chosen_on_dev": choose(summary), "summary": summary, "nested": nested_summary(folds, weights),
-               "variants": [f"speaker-centred blended with plain, weight {w:g}" for w in weights if 0 < w < 1],
-               "per_corpus": folds, "wall_s": round(time.time() - t0, 1)}
-    write_results(json_path(args), results)
-    print_table(summary, results["chosen_on_dev"], "plain weight")
-    n = results["nested"]
-    print(f"nested (weights {n['weights']}): {n['uar4_mean']:.3f} / {n['uar4_min']:.3f}, sad {n['recall']['sad']:.3f}")
+    finish_settings(args, folds, weights, "weights", t0,
+                    "max over weights of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class)",
+                    [f"speaker-centred blended with plain, weight {w:g}" for w in weights if 0 < w < 1],
+                    "plain weight", head_steps=SHIPPED_STEPS)
     return 0
 
 

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     POOLED_CACHE,
@@ -151,6 +153,39 @@ def summarize(folds: dict[str, Any], at: list[Any], key: str = "steps") -> dict[
         out[step] = {"dev4": mean_present([g["dev4"] for g in got]), "dev8": mean_present([g["dev8"] for g in got]),
                      **summary_of([g["loco"] for g in got])}
     return out
+
+
+def nested_choice(left_out: dict[str, dict[float, float]]) -> dict[str, float]:
+    """``{corpus: setting}``: for each corpus, the setting with the best mean 4-class UAR over the *other* corpora
+    (``left_out[corpus][setting]``; ties: the smaller setting)."""
+    out = {}
+    for corpus in left_out:
+        others = [c for c in left_out if c != corpus]
+        settings = left_out[corpus].keys()
+        out[corpus] = max(settings, key=lambda w: (float(np.mean([left_out[c][w] for c in others])), -w))
+    return out
+
+
+def nested_summary(folds: dict[str, Any], settings: list[float], key: str) -> dict[str, Any]:
+    """The left-out summary with each corpus scored at its :func:`nested_choice` setting (``folds[c][key]``: the
+    fold's entries per setting), and those settings under ``key``."""
+    picks = nested_choice({c: {w: f[key][w]["loco"]["uar4"] for w in settings} for c, f in folds.items()})
+    return {key: picks, **summary_of([folds[c][key][w]["loco"] for c, w in picks.items()])}
+
+
+def finish_settings(args: argparse.Namespace, folds: dict[str, Any], settings: list[float], key: str, t0: float,
+                    selection: str, variants: list[str], label: str, **fields: Any) -> None:
+    """Summarise a settings benchmark's folds (``folds[c][key][setting]``), choose on dev, score the nested choice,
+    write the results (``fields`` among them, before the settings) and print them, the column named ``label``."""
+    summary = summarize(folds, settings, key=key)
+    results = {"runs": str(args.runs), "config": args.config, "corpora": list(folds), "precision": "fp32", **fields,
+               key: settings, "selection": selection, "chosen_on_dev": choose(summary), "summary": summary,
+               "nested": nested_summary(folds, settings, key), "variants": variants, "per_corpus": folds,
+               "wall_s": round(time.time() - t0, 1)}
+    write_results(json_path(args), results)
+    print_table(summary, results["chosen_on_dev"], label)
+    n = results["nested"]
+    print(f"nested ({key} {n[key]}): {n['uar4_mean']:.3f} / {n['uar4_min']:.3f}, sad {n['recall']['sad']:.3f}")
 
 
 def print_table(summary: dict[Any, dict[str, Any]], chosen: Any, setting: str = "steps") -> None:

@@ -4,8 +4,9 @@ Speaker centring (``center="speaker"``, through the centred head) subtracts each
 in a few clips of one emotion (26 of URDU's 29 speakers, about 7 clips each) has that emotion in their mean, so
 centring removes it. A mean of few clips is also a poor estimate of the speaker's own offset: the random-effects
 (empirical Bayes) estimate pulls it towards the collection's mean by ``k / (n + k)`` for a speaker of ``n``
-clips (:func:`shrunk_centre`). ``k = 0`` is speaker centring as shipped; a very large ``k`` is collection
-centring through the centred head. No label is read: ``k`` is a number of clips.
+clips (the library's ``speaker_prior``, :mod:`paraspeechclap.centering`, which this sets to each ``k`` in turn).
+``k = 0`` is speaker centring as v19 shipped it; a very large ``k`` is collection centring through the centred
+head. No label is read: ``k`` is a number of clips.
 
 Each fold's centred head is fitted as ``loco.py --centred-head`` fits it (300 steps), then scored for each ``k`` of
 ``--k``:
@@ -33,55 +34,37 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import centred_blend  # noqa: E402
 from centred_head_steps import (  # noqa: E402
     SHIPPED_STEPS,
     add_fold_args,
-    choose,
-    print_table,
+    finish_settings,
     run_folds,
     settings_scores,
     shipped_fold_model,
-    summarize,
 )
-from common import add_json_arg, json_path, pooled_rows, row_speakers, write_results  # noqa: E402
+from common import add_json_arg, pooled_rows, row_speakers  # noqa: E402
 from loco import _scores  # noqa: E402
 
 #: clips of prior weight on the collection mean; 1e6 stands for collection centring through the centred head
 DEFAULT_K = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 1e6)
 
 
-# -- pure pieces ----------------------------------------------------------------------------------------------
-def shrunk_centre(rows: np.ndarray, speakers: Sequence[Any], k: float) -> np.ndarray:
-    """``(N, D)`` ``rows`` minus their speaker's shrunk mean ``(sum of the speaker's n rows + k * m) / (n + k)``,
-    ``m`` the mean of all ``N`` rows (float64, not normalised). ``k = 0`` is plain speaker centring, where a
-    speaker of one row is centred on ``m`` (as ``center="speaker"`` with every clip as reference)."""
-    rows = np.asarray(rows, np.float64)
-    m = rows.mean(axis=0)
-    groups: dict[Any, list[int]] = {}
-    for i, s in enumerate(speakers):
-        groups.setdefault(s, []).append(i)
-    out = np.empty_like(rows)
-    for idx in groups.values():
-        n = len(idx)
-        mean = m if (n == 1 and k == 0) else (rows[idx].sum(axis=0) + k * m) / (n + k)
-        out[idx] = rows[idx] - mean
-    return out
-
-
 # -- one fold -------------------------------------------------------------------------------------------------
 def shrunk_embeddings(model: Any, pooled: np.ndarray, speakers: Sequence[Any], ks: list[float]
                       ) -> dict[float, np.ndarray]:
-    """``{k: (N, D) unit rows}``: ``N`` clips' pooled features ``(N, H)`` centred through the model's centred head
-    (at its ``linear1`` output, where ``center="speaker"`` centres) on their :func:`shrunk_centre` means."""
-
-    from paraspeechclap.centering import l2_rows
-
-    if not model.has_centred_head:  # the main head: l2(x - mean) of the plain embeddings
-        emb = model.embed_pooled(pooled)
-        return {k: l2_rows(shrunk_centre(emb, speakers, k)) for k in ks}
-    lin = model.centred_head_rows(pooled)
-    return {k: model.finish_centred_rows(shrunk_centre(lin, speakers, k)) for k in ks}
+    """``{k: (N, D) unit rows}``: ``N`` clips' pooled features ``(N, H)`` centred as ``center="speaker"`` centres
+    them (through the model's centred head if it has one) with the model's ``speaker_prior`` set to ``k``, every
+    clip as reference (so the collection is all ``N``, and at ``k = 0`` a lone speaker is centred on it). The
+    model's own prior is restored afterwards."""
+    before = model.config.speaker_prior
+    out = {}
+    try:
+        for k in ks:
+            model.set_speaker_prior(k)
+            out[k] = model.embed_pooled(pooled, "speaker", speakers, reference=pooled)
+    finally:
+        model.set_speaker_prior(before)
+    return out
 
 
 def shrunk_scores(model: Any, table: dict[str, Any], idx: list[int], ks: list[float]) -> dict[float, Any]:
@@ -106,11 +89,6 @@ def fold_shrinks(run: Path, corpus: str, table: dict[str, Any], trained_on: set[
     return {"k": settings_scores(model, table, corpus, trained_on, score), "fit": info}
 
 
-def nested_summary(folds: dict[str, Any], ks: list[float]) -> dict[str, Any]:
-    """The left-out summary with each corpus scored at the ``k`` best on the other folds' left-out corpora."""
-    return centred_blend.nested_summary(folds, ks, key="k")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_fold_args(ap)
@@ -125,17 +103,10 @@ def main() -> int:
         ap.error(f"--k: each must be >= 0, got {ks}")
     t0 = time.time()
     folds = run_folds(args, lambda run, c, table, trained_on: fold_shrinks(run, c, table, trained_on, ks, args.head))
-    summary = summarize(folds, ks, key="k")
-    results = {"runs": str(args.runs), "config": args.config, "corpora": list(folds), "precision": "fp32",
-               "head": args.head, "head_steps": SHIPPED_STEPS if args.head == "centred" else None, "k": ks,
-               "selection": "max over k of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class, smaller k)",
-               "chosen_on_dev": choose(summary), "summary": summary, "nested": nested_summary(folds, ks),
-               "variants": [f"speaker centring on a mean shrunk towards the collection's, k {k:g}" for k in ks if k],
-               "per_corpus": folds, "wall_s": round(time.time() - t0, 1)}
-    write_results(json_path(args), results)
-    print_table(summary, results["chosen_on_dev"], "k")
-    n = results["nested"]
-    print(f"nested (k {n['k']}): {n['uar4_mean']:.3f} / {n['uar4_min']:.3f}, sad {n['recall']['sad']:.3f}")
+    finish_settings(args, folds, ks, "k", t0,
+                    "max over k of the folds' mean dev speaker-centred 4-class UAR (ties: 8-class, smaller k)",
+                    [f"speaker centring on a mean shrunk towards the collection's, k {k:g}" for k in ks if k], "k",
+                    head=args.head, head_steps=SHIPPED_STEPS if args.head == "centred" else None)
     return 0
 
 

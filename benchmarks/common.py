@@ -33,6 +33,13 @@ def add_json_arg(ap: argparse.ArgumentParser, default_name: str) -> None:
     ap.set_defaults(_json_default=default_name)
 
 
+def add_timing_args(ap: argparse.ArgumentParser) -> None:
+    """``--clips`` (16), ``--repeats`` (5) and ``--threads`` (2): the one-clip-at-a-time speed benchmarks' settings."""
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+
+
 def json_path(args: argparse.Namespace, **fields: Any) -> Path:
     """The results file of a run: ``--json``, or the default name filled from ``args`` and ``fields``
     (e.g. the resolved precision)."""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_arg, json_path, write_results  # noqa: E402
+from common import add_json_arg, add_timing_args, json_path, write_results  # noqa: E402
 from inference import _clips  # noqa: E402
 from speed_versions import CLIP_S, interleaved, real_time_factor  # noqa: E402
 
@@ -90,10 +90,8 @@ def model_rows(n_clips: int, repeats: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
+    add_timing_args(ap)
     ap.add_argument("--layer-calls", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
     add_json_arg(ap, "packed_linear.json")
     args = ap.parse_args()
 

@@ -821,6 +821,21 @@ def card_centred_head(r: Results) -> str:
                      "recall sad"], rows))
 
 
+def _marked(label: str, marks: list[str]) -> str:
+    return f"{label}{' (' + ', '.join(marks) + ')' if marks else ''}"
+
+
+def _setting_cells(s: dict[str, Any]) -> list[str]:
+    """A fold-settings summary's cells: fold dev 4 / 8-class, left-out 4-class mean / min, 8-class, recall sad."""
+    return [f"{f3(s['dev4'])} / {f3(s['dev8'])}", f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar8_mean"]),
+            f3(s["recall"]["sad"])]
+
+
+def _nested_cells(n: dict[str, Any]) -> list[str]:
+    """The nested choice's cells, in :func:`_setting_cells`' columns (no dev: each corpus chose on the others)."""
+    return ["—", f"{f3(n['uar4_mean'])} / {f3(n['uar4_min'])}", f3(n["uar8_mean"]), f3(n["recall"]["sad"])]
+
+
 @block("card-centred-head-steps")
 def card_centred_head_steps(r: Results) -> str:
     if not r.has("centred_head_steps"):
@@ -831,8 +846,7 @@ def card_centred_head_steps(r: Results) -> str:
         marks = [m for m, hit in (("chosen on dev", int(step) == res["chosen_steps"]),
                                   ("shipped", int(step) == res["shipped_steps"]),
                                   ("the main head, no centred head", int(step) == 0)) if hit]
-        rows.append([f"{step}{' (' + ', '.join(marks) + ')' if marks else ''}", f"{f3(s['dev4'])} / {f3(s['dev8'])}",
-                     f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}", f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+        rows.append([_marked(str(step), marks), *_setting_cells(s)])
     return (f"{command(res)} (`benchmarks/results/centred_head_steps.json`, {res['precision']}; speaker-centred "
             f"emotion UAR, means over the folds {', '.join(res['corpora'])}; dev: each fold's dev speakers of the "
             f"corpora it trained on, the mean over those corpora; chosen by {res['selection']}):\n\n"
@@ -849,13 +863,11 @@ def card_centred_blend(r: Results) -> str:
     for w, s in res["summary"].items():
         marks = [m for m, hit in (("chosen on dev", float(w) == res["chosen_on_dev"]),
                                   ("speaker centring as shipped", float(w) == 0.0), ("plain", float(w) == 1.0)) if hit]
-        rows.append([f"{float(w):g}{' (' + ', '.join(marks) + ')' if marks else ''}",
-                     f"{f3(s['dev4'])} / {f3(s['dev8'])}", f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}",
-                     f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+        rows.append([_marked(f"{float(w):g}", marks), *_setting_cells(s)])
     n = res["nested"]
     picks = ", ".join(f"{c} {float(w):g}" for c, w in n["weights"].items())
-    rows.append([f"nested: each corpus at the weight best on the other folds' left-out corpora ({picks})", "—",
-                 f"{f3(n['uar4_mean'])} / {f3(n['uar4_min'])}", f3(n["uar8_mean"]), f3(n["recall"]["sad"])])
+    rows.append([f"nested: each corpus at the weight best on the other folds' left-out corpora ({picks})",
+                 *_nested_cells(n)])
     return (f"{command(res)} (`benchmarks/results/centred_blend.json`, {res['precision']}; each fold's centred head "
             f"fitted {res['head_steps']} steps; emotion UAR of `l2((1 - w) * speaker-centred + w * plain)`, means over "
             f"the folds {', '.join(res['corpora'])}; dev: each fold's dev speakers of the corpora it trained on; "
@@ -881,13 +893,10 @@ def card_centred_shrink(r: Results) -> str:
         for k, s in res["summary"].items():
             marks = [m for m, hit in (("chosen on dev", float(k) == res["chosen_on_dev"]),
                                       ("plain speaker mean", float(k) == 0.0)) if hit]
-            rows.append([f"{head} head", f"{_shrink_k(k)}{' (' + ', '.join(marks) + ')' if marks else ''}",
-                         f"{f3(s['dev4'])} / {f3(s['dev8'])}", f"{f3(s['uar4_mean'])} / {f3(s['uar4_min'])}",
-                         f3(s["uar8_mean"]), f3(s["recall"]["sad"])])
+            rows.append([f"{head} head", _marked(_shrink_k(k), marks), *_setting_cells(s)])
         n = res["nested"]
         rows.append([f"{head} head", "nested: each corpus at the K best on the other folds' left-out corpora ("
-                     + ", ".join(f"{c} {_shrink_k(k)}" for c, k in n["k"].items()) + ")", "—",
-                     f"{f3(n['uar4_mean'])} / {f3(n['uar4_min'])}", f3(n["uar8_mean"]), f3(n["recall"]["sad"])])
+                     + ", ".join(f"{c} {_shrink_k(k)}" for c, k in n["k"].items()) + ")", *_nested_cells(n)])
         notes.append(f"{command(res)} (`benchmarks/results/{SHRINK_FILES[head]}.json`)")
     res = next(iter(heads.values()))
     return (f"{'; '.join(notes)}; {res['precision']}; each speaker centred on `(sum of their n clips + K * m) / "

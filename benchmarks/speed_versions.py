@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_arg, json_path, write_results  # noqa: E402
+from common import add_json_arg, add_timing_args, json_path, write_results  # noqa: E402
 from inference import _clips  # noqa: E402
 
 CLIP_S = 5.0  # seconds per clip: the README's one-clip real-time figure
@@ -46,9 +46,7 @@ def interleaved(timers: dict[str, Callable[[], float]],
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--previous", required=True, help="folder of the earlier version (config.json, model.safetensors)")
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    add_timing_args(ap)
     add_json_arg(ap, "speed_versions.json")
     args = ap.parse_args()
 

@@ -126,6 +126,33 @@ def test_a_speaker_prior_shrinks_each_speakers_mean_towards_the_collection_by_k_
                                center_embeddings(x, "collection")[0], atol=1e-7)
 
 
+def test_unnormalised_rows_lose_their_speaker_mean_pulled_towards_the_reference_by_k_clips() -> None:
+    x = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0],  # a
+                  [0.0, 6.0], [2.0, 2.0],  # b
+                  [9.0, 1.0]])  # c, alone
+    spk = ["a", "a", "a", "b", "b", "c"]
+    m = [(1 + 3 + 5 + 0 + 2 + 9) / 6, (0 + 2 + 4 + 6 + 2 + 1) / 6]
+    k = 2.0
+    means = {"a": [(9 + k * m[0]) / 5, (6 + k * m[1]) / 5],  # hand-written: (sum of n rows + k m) / (n + k)
+             "b": [(2 + k * m[0]) / 4, (8 + k * m[1]) / 4],
+             "c": [(9 + k * m[0]) / 3, (1 + k * m[1]) / 3]}
+    want = [[x[i, 0] - means[s][0], x[i, 1] - means[s][1]] for i, s in enumerate(spk)]
+    np.testing.assert_allclose(center_embeddings(x, "speaker", spk, x, normalize=False, prior=k)[0], want, atol=1e-12)
+
+
+def test_a_prior_of_zero_is_speaker_centring_and_a_huge_one_collection_centring() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    spk = ["a", "a", "b", "b", "b", "c", "a"]  # c alone: on the collection mean at k = 0
+    got = center_embeddings(x, "speaker", spk, x, normalize=False, prior=0.0)[0]
+    for s in "ab":
+        idx = [i for i, t in enumerate(spk) if t == s]
+        np.testing.assert_allclose(got[idx], x[idx] - x[idx].mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(got[5], x[5] - x.mean(axis=0), atol=1e-12)
+    huge, _ = center_embeddings(x, "speaker", spk, x, normalize=False, prior=1e12)
+    np.testing.assert_allclose(huge, x - x.mean(axis=0), atol=1e-9)
+
+
 def test_a_speaker_prior_still_refuses_a_clip_alone_and_bad_priors():
     with pytest.raises(InputError, match="has only one clip"):
         center_embeddings(_unit_rows(1), "speaker", ["a"], prior=4.0)  # its collection is itself

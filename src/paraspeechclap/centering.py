@@ -133,6 +133,15 @@ def check_prior(prior: Any, name: str = "speaker prior") -> float:
     return value
 
 
+def speaker_mean(total: np.ndarray, n: int, pool: np.ndarray, prior: float) -> np.ndarray | None:
+    """The mean a speaker of ``n`` items summing to ``total`` ``(D,)`` is centred on: ``(total + prior * pool) /
+    (n + prior)``, ``pool`` ``(D,)`` the reference's or the collection's mean; None for a speaker of one item
+    without a prior, whose item falls back to the reference (or is an error)."""
+    if n == 1 and prior == 0:
+        return None
+    return (total + prior * pool) / (n + prior)
+
+
 def l2_rows(x: np.ndarray) -> np.ndarray:
     """``(N, D)`` rows scaled to unit length (float32); an all-zero row stays zero."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -197,15 +206,14 @@ def _center_speakers(emb: np.ndarray, speakers: Sequence[Any] | None, ref_mean: 
         groups.setdefault(s, []).append(i)
     if prior > 0 and ref_mean is None and len(emb) < 2:
         raise lone_speaker(speakers[0])  # type: ignore[index]  # the collection would be the clip itself
-    pull = (emb.mean(axis=0) if ref_mean is None else ref_mean) * prior
+    pool = emb.mean(axis=0) if ref_mean is None else ref_mean
     out = np.empty_like(emb)
     fallback = 0
     for s, idx in groups.items():
-        if len(idx) == 1 and prior == 0:
+        mean = speaker_mean(emb[idx].sum(axis=0), len(idx), pool, prior)
+        if mean is None:
             if ref_mean is None:
                 raise lone_speaker(s)
-            out[idx] = emb[idx] - ref_mean
-            fallback += 1
-        else:
-            out[idx] = emb[idx] - (emb[idx].sum(axis=0) + pull) / (len(idx) + prior)
+            mean, fallback = ref_mean, fallback + 1
+        out[idx] = emb[idx] - mean
     return out, Centering("speaker", n_ref, len(groups), fallback, prior=prior)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..centering import collection_of_one, l2_rows, lone_speaker
+from ..centering import collection_of_one, l2_rows, lone_speaker, speaker_mean
 from .inputs import output_path_fields
 from .labels import SetScorer, compose_captions, decide, fields_and_tags
 from .stage import MEASUREMENTS
@@ -105,13 +106,16 @@ class Centre:
         means = np.stack([self._mean(s) for s in speakers]) if len(emb) else emb
         return l2_rows(emb - means)
 
+    @cached_property
+    def _pool(self) -> np.ndarray:
+        """The reference's mean, else the collection's (check() ruled out a collection of none)."""
+        return self.reference if self.reference is not None else self.scan.total / self.scan.count  # type: ignore
+
     def _mean(self, speaker: str | None) -> np.ndarray:
         s = self.scan
-        pool = self.reference if self.reference is not None else s.total / s.count  # type: ignore[operator]
         n = s.speaker_count.get(speaker, 0) if self.mode == "speaker" and speaker is not None else 0
-        if n > 1 or (n == 1 and self.prior > 0):  # shrunk as centering.center_embeddings shrinks
-            return (s.speaker_sum[speaker] + self.prior * pool) / (n + self.prior)
-        return pool  # the reference, else the collection (check() ruled out the rest)
+        mean = speaker_mean(s.speaker_sum[speaker], n, self._pool, self.prior) if n else None
+        return self._pool if mean is None else mean  # a lone speaker without a prior: the reference (or collection)
 
 
 def output_columns(scorers: Sequence[SetScorer]) -> list[str]:
