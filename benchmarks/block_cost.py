@@ -3,6 +3,8 @@
 The default model pools Whisper base blocks 1-4. Linear probes of the frozen features on unseen corpora
 (``loco_probe.py``) score 0.02 higher with blocks 3-5 or 3-6, so how much a fifth or sixth block costs decides
 whether a richer model can keep the speed target (>= 100x real time for one 5 s clip at a time, fp32, 2 cores).
+Block sets marked "merged" run the blocks after the one named on frames merged 2:1 (``merge_after``), which
+costs less than the full rate.
 This times the speech encoder's whole per-clip path (log-mel, level and F0 inputs, the blocks, pooling; what
 ``embed_audio`` runs before the projection) for each block set and precision, one 5 s clip at a time,
 interleaved (each repeat times every variant in turn; the best repeat of each is kept), next to the shipped
@@ -27,18 +29,25 @@ from inference import _clips  # noqa: E402
 from speed_versions import CLIP_S, interleaved, real_time_factor  # noqa: E402
 
 SHIPPED_BLOCKS, SHIPPED_NAME = (1, 2, 3, 4), "1-4 (shipped)"
-BLOCK_SETS = {SHIPPED_NAME: SHIPPED_BLOCKS, "1-5": (1, 2, 3, 4, 5), "3-5": (3, 4, 5), "1-6": (1, 2, 3, 4, 5, 6)}
+#: name -> the speech encoder spec's overrides: pooled ``layers`` (only blocks up to the last one run) and the merge.
+BLOCK_SETS: dict[str, dict[str, Any]] = {
+    SHIPPED_NAME: {"layers": list(SHIPPED_BLOCKS)}, "1-5": {"layers": [1, 2, 3, 4, 5]}, "3-5": {"layers": [3, 4, 5]},
+    "1-6": {"layers": [1, 2, 3, 4, 5, 6]},
+    "3-5, merged after block 1": {"layers": [3, 4, 5], "merge_after": 1},
+    "3-6, merged after block 1": {"layers": [3, 4, 5, 6], "merge_after": 1},
+    "3-5, merged after block 0": {"layers": [3, 4, 5], "merge_after": 0},
+}
 PRECISIONS = ("fp32", "bf16")
 
 
-def encoder(spec: dict[str, Any], blocks: tuple[int, ...], precision: str) -> Any:
-    """The shipped model's speech encoder (its config's ``spec``) pooling ``blocks`` instead (only blocks up to
-    the last one run), its weights in ``precision``."""
+def encoder(spec: dict[str, Any], overrides: dict[str, Any], precision: str) -> Any:
+    """The shipped model's speech encoder (its config's ``spec``) with a block set's ``overrides`` (other pooled
+    blocks, a merge), its weights in ``precision``."""
     import torch
 
     from paraspeechclap.encoders.registry import create_audio_encoder
 
-    enc = create_audio_encoder({**spec, "layers": list(blocks)}).eval()
+    enc = create_audio_encoder({**spec, **overrides}).eval()
     return enc.to(torch.bfloat16) if precision == "bf16" else enc
 
 
@@ -78,17 +87,18 @@ def main() -> int:
         model = load_model("lite", precision=p)
         model.embed_audio(clips[:2], batch_size=2)  # warm-up
         timers[f"model {p}"] = lambda m=model: real_time_factor(m, clips)
-        for name, blocks in BLOCK_SETS.items():
-            enc = encoder(model.config.audio_encoder, blocks, p)
+        for name, overrides in BLOCK_SETS.items():
+            enc = encoder(model.config.audio_encoder, overrides, p)
             encoder_rtf(enc, clips[:2])
             timers[f"blocks {name} {p}"] = lambda e=enc: encoder_rtf(e, clips)
     runs, best = interleaved(timers, args.repeats)
     rows = []
     for p in PRECISIONS:
         shipped = best[f"blocks {SHIPPED_NAME} {p}"]
-        for name, blocks in BLOCK_SETS.items():
+        for name, overrides in BLOCK_SETS.items():
             rtf = best[f"blocks {name} {p}"]
-            rows.append({"blocks": list(blocks), "name": name, "precision": p, "encoder_rtf_x": rtf,
+            rows.append({"blocks": overrides["layers"], "merge_after": overrides.get("merge_after"),
+                         "name": name, "precision": p, "encoder_rtf_x": rtf,
                          "encoder_ms_per_clip": 1000 * CLIP_S / rtf, "encoder_time_ratio": shipped / rtf,
                          "estimated_model_rtf_x": estimated_model_rtf(best[f"model {p}"], rtf, shipped)})
     result = {"clip_s": CLIP_S, "clips": args.clips, "repeats": args.repeats, "threads": args.threads,

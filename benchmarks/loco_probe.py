@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,20 @@ def inner_features(enc: Any, wav: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def labelled_clips() -> Iterator[tuple[Path, dict[str, Any], str]]:
+    """``(audio path, manifest row, 4-class label)`` of every labelled clip the probes read, in a fixed order
+    (the rows of :func:`extract`'s arrays)."""
+    from paraspeechclap.data.splits import load_shared_manifest
+    from paraspeechclap.data.vocabulary import map_label
+
+    every = load_shared_manifest(batches="all")
+    for i in range(len(every)):
+        row = every[i]
+        label = map_label(row.get("emotion"), "emotion")
+        if row["source"] in SUMMARY_CORPORA + TRAIN_ONLY and label in CLASSES:
+            yield Path(every.audio_path(i)), row, label
+
+
 def extract(cache: Path) -> dict[str, np.ndarray]:
     """Labelled clips of the summary and training corpora: ``states (N, 7, 2, 512)`` pooled Whisper base states,
     ``ffn (N, 4, 2, 2048)`` and ``frame_ln (N, 4, 2, 512)`` (:func:`inner_features`), ``extras (N, 3)`` level and
@@ -172,23 +187,16 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
     import torch
 
     from paraspeechclap.audio import load_audio
-    from paraspeechclap.data.splits import load_shared_manifest
-    from paraspeechclap.data.vocabulary import map_label
     from paraspeechclap.encoders.whisper import create_whisper_encoder
     from paraspeechclap.training.features import full_clip_features
 
     enc = create_whisper_encoder("base", layers=list(range(BLOCKS)), pooling="mean_std", combine="concat",
                                  level_input=True, pitch_input=True, pitch_statistic="trimmed_mean",
                                  normalize="peak").eval()
-    every = load_shared_manifest(batches="all")
     keys = ("states", "ffn", "frame_ln", "extras", "prosody", "label", "corpus", "speaker")
     cols: dict[str, list[Any]] = {k: [] for k in keys}
-    for i in range(len(every)):
-        row = every[i]
-        label = map_label(row.get("emotion"), "emotion")
-        if row["source"] not in SUMMARY_CORPORA + TRAIN_ONLY or label not in CLASSES:
-            continue
-        wav = load_audio(str(every.audio_path(i)), min_samples=enc.min_samples)
+    for path, row, label in labelled_clips():
+        wav = load_audio(str(path), min_samples=enc.min_samples)
         with torch.no_grad():
             f = full_clip_features(wav, enc, 16).reshape(-1).double().numpy()
             for key, value in inner_features(enc, wav).items():

@@ -616,6 +616,8 @@ LOCO_RECIPES = {
                             "first linear output instead of the normalised embedding (loss.centred.at: linear1), "
                             "weight 0.5",
     "lite-centred-linear1-w01": "lite-centred-linear1 at v18's weight, 0.1: only the centring point differs from v18",
+    "lite-merged": "v18 over Whisper blocks 3-5 instead of 1-4, the frames merged 2:1 after block 1 "
+                   "(audio_encoder.merge_after: blocks 2-5 run on half the frames)",
 }
 #: the shipped recipe's folds trained for as many steps as the shipped weights (``loco_<name>.json``), when measured
 FULL_LENGTH = "v18-3000-steps"
@@ -661,7 +663,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe at 1,000 steps: the folds v17's loco.j
             "lite-speaker-centred-w01-s1234": "+ the centred term at weight 0.1, seed 1234",
             "v18-3000-steps": "v18's recipe, folds trained 3,000 steps (the shipped length)",
             "lite-centred-linear1": "+ the centred term at the projection's first linear output, weight 0.5",
-            "lite-centred-linear1-w01": "+ the same at weight 0.1"}
+            "lite-centred-linear1-w01": "+ the same at weight 0.1",
+            "lite-merged": "v18's recipe over blocks 3-5 on frames merged 2:1 after block 1"}
 
 
 @block("card-loco-dev")
@@ -770,6 +773,20 @@ def card_loco_probe(r: Results) -> str:
             f"{', '.join(res['corpora'] + res['train_only'])}; each corpus scored by a probe trained on the others' clips; "
             f"{_minutes(res['wall_s'])} wall):\n\n"
             + table(["features", "4-class mean / min", "recall sad", " / ".join(res["corpora"])], rows))
+
+
+@block("card-merge-probe")
+def card_merge_probe(r: Results) -> str:
+    if not r.has("merge_probe"):
+        return "No probes of merged frames yet (`python benchmarks/merge_probe.py`)."
+    res = r["merge_probe"]
+    rows = [[row["merge"], "-".join(map(str, row["blocks"][::len(row["blocks"]) - 1])), f"{row['block_equivalents']:g}",
+             f"{f3(row['uar4_mean'])} / {f3(row['uar4_min'])}", f3(row["sad"]),
+             " / ".join(f3(row["per_corpus"][c]["uar4"]) for c in res["corpora"])] for row in res["rows"]]
+    return (f"{command(res)} (`benchmarks/results/merge_probe.json`; the {res['clips']} clips and the probe of "
+            f"`loco_probe.py`; frames merged {res['factor']}:1; {_minutes(res['wall_s'])} wall):\n\n"
+            + table(["frames", "blocks", "blocks' compute (full-rate blocks)", "4-class mean / min", "recall sad",
+                     " / ".join(res["corpora"])], rows))
 
 
 @block("card-block-cost")

@@ -27,12 +27,16 @@ def test_the_shipped_block_set_is_the_shipped_encoder_and_others_run_to_their_la
 
     model = load_model("lite", precision="fp32")
     spec = model.config.audio_encoder
-    enc = cost.encoder(spec, cost.SHIPPED_BLOCKS, "fp32")
+    enc = cost.encoder(spec, cost.BLOCK_SETS[cost.SHIPPED_NAME], "fp32")
     assert enc.spec() == model.audio_branch.spec()
     clip = tone(2.0, 150)
     with torch.inference_mode():
         got = frozen_features(enc, [enc.prepare(clip)], 1)[0]
         ref = frozen_features(model.audio_branch, [model.audio_branch.prepare(clip)], 1)[0]
     assert torch.equal(got, ref)
-    assert [len(cost.encoder(spec, b, "fp32").base.layers) for b in [(3, 4, 5), (1, 2, 3, 4, 5, 6)]] == [5, 6]
-    assert cost.encoder(spec, (1, 2), "bf16").base.conv1.weight.dtype == torch.bfloat16
+    depths = [len(cost.encoder(spec, {"layers": b}, "fp32").base.layers) for b in [[3, 4, 5], [1, 2, 3, 4, 5, 6]]]
+    assert depths == [5, 6]
+    assert cost.encoder(spec, {"layers": [1, 2]}, "bf16").base.conv1.weight.dtype == torch.bfloat16
+    merged = cost.encoder(spec, cost.BLOCK_SETS["3-5, merged after block 1"], "fp32")
+    assert (merged.layers, merged.merge_after, merged.merge_factor) == ([3, 4, 5], 1, 2)
+    assert all(set(o) <= {"layers", "merge_after"} for o in cost.BLOCK_SETS.values())

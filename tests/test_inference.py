@@ -283,7 +283,7 @@ def _pooled_over_concatenated_frames(enc, wav):
     deltas: list[list[torch.Tensor]] = [[] for _ in enc.layers]
     for w in split_windows(wav, enc.window_samples):
         p = enc.prepare(w)
-        states, mask = enc.hidden_states(p.features[None], torch.tensor([p.length]))
+        states, (mask, *_) = enc.hidden_states(p.features[None], torch.tensor([p.length]))
         n = int(mask.sum())
         for i, h in enumerate(states):
             frames = h[0, :n].double()

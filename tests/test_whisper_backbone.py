@@ -134,7 +134,7 @@ def test_conversion_matches_ctranslate2(variant, cache, tmp_path, monkeypatch):
     with torch.no_grad():
         (packed,), _ = enc.hidden_states(torch.from_numpy(feats), torch.tensor([3000]))
         monkeypatch.setenv(PACKED_SWITCH, "0")  # the plain nn.Linear path: the same arithmetic as HF's
-        (ours,), mask = enc.hidden_states(torch.from_numpy(feats), torch.tensor([3000]))
+        (ours,), (mask,) = enc.hidden_states(torch.from_numpy(feats), torch.tensor([3000]))
         hf = hf_enc(torch.from_numpy(feats)).last_hidden_state  # HF's own forward on 30 s
     assert ours.shape == expected.shape and mask.all()
     assert np.abs(ours.numpy() - expected).max() < 1e-3
@@ -463,3 +463,84 @@ def test_feature_dropout_drops_backbone_states_only_and_only_in_training():
     assert enc.spec() == {**plain.spec(), "feature_dropout": 0.5} and backbone_key(enc) == backbone_key(plain)
     with pytest.raises(ConfigError, match="feature_dropout"):
         create_whisper_encoder("tiny.en", feature_dropout=1.0, pretrained=False)
+
+
+def test_merge_frames_averages_each_run_of_valid_frames():
+    """Hand-written reference: runs of ``factor`` frames, the mean of the valid ones; a short last run
+    keeps what is valid of it; padding never enters."""
+    from paraspeechclap.encoders.whisper import merge_frames
+
+    x = torch.tensor([[[1.0], [3.0], [5.0], [7.0], [9.0]], [[2.0], [4.0], [6.0], [99.0], [99.0]]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    got, got_mask = merge_frames(x, mask, 2)
+    torch.testing.assert_close(got[0, :, 0], torch.tensor([2.0, 6.0, 9.0]))
+    torch.testing.assert_close(got[1, :2, 0], torch.tensor([3.0, 6.0]))
+    assert got_mask.tolist() == [[1, 1, 1], [1, 1, 0]] and got_mask.dtype == mask.dtype
+    got3, mask3 = merge_frames(x, mask, 3)
+    torch.testing.assert_close(got3[:, :, 0], torch.tensor([[3.0, 8.0], [4.0, 0.0]]))
+    assert mask3.tolist() == [[1, 1], [1, 0]]
+
+
+def _merged_reference(enc, prepared, after: int, factor: int) -> list[torch.Tensor]:
+    """Each pooled state of one item, written out: conv front end, positions, blocks, with the frames
+    after block ``after`` averaged in runs of ``factor`` (numpy) and the later blocks run on them."""
+    net = enc.base
+    x = torch.nn.functional.gelu(net.conv1(prepared.features[None]))
+    x = torch.nn.functional.gelu(net.conv2(x)).transpose(1, 2)
+    x = x + net.embed_positions.weight[: x.shape[1]]
+    states = {0: x}
+    for i in range(len(net.layers) + 1):
+        if i == after:
+            h = x[0].numpy()
+            x = torch.from_numpy(np.stack([h[j:j + factor].mean(0) for j in range(0, len(h), factor)]))[None]
+        if i == len(net.layers):
+            break
+        x = net.layers[i](x)
+        states[i + 1] = x
+    return [states[k][0] for k in enc.layers]
+
+
+@pytest.mark.parametrize("after,factor", [(0, 2), (1, 2), (2, 3)])
+def test_merged_encoder_pools_each_state_over_its_own_frames(after, factor):
+    """``merge_after``: states up to the merge at the full rate, later ones on merged frames; a padded batch
+    gives each item what it gets alone, and long clips' window moments pool the same frames."""
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+
+    enc = create_whisper_encoder("tiny.en", layers=[1, 3], pooling="mean_std", combine="concat", level_input=False,
+                                 merge_after=after, merge_factor=factor).eval()
+    assert enc.spec()["merge_after"] == after and enc.spec()["merge_factor"] == factor
+    rng = np.random.default_rng(3)
+    preps = [enc.prepare(rng.standard_normal(n).astype(np.float32) * 0.1) for n in (4000, 9130, 16000)]
+    longest = max(p.length for p in preps)
+    feats = torch.stack([torch.nn.functional.pad(p.features, (0, longest - p.length)) for p in preps])
+    lengths = torch.tensor([p.length for p in preps])
+    with torch.no_grad():
+        cached = enc.forward_frozen(feats, lengths)
+        moments = enc.frozen_from_moments(enc.window_moments(feats, lengths))
+        states, masks = enc.hidden_states(feats, lengths)
+        for i, p in enumerate(preps):
+            ref = []
+            for layer, h in zip(enc.layers, _merged_reference(enc, p, after, factor)):
+                full = enc.num_frames(p.length)
+                assert len(h) == (full if layer <= after else -(-full // factor))
+                ref += [h.mean(0), h.var(0, unbiased=False).add(1e-6).sqrt()]
+            torch.testing.assert_close(cached[i], torch.cat(ref), atol=2e-4, rtol=1e-3)
+            torch.testing.assert_close(moments[i], torch.cat(ref), atol=2e-4, rtol=1e-3)
+    for layer, m in zip(enc.layers, masks):  # each state's mask counts its own frames
+        full = (lengths - 1) // 2 + 1
+        assert m.sum(1).tolist() == (full if layer <= after else -(-full // factor)).tolist()
+
+
+def test_merge_options_are_validated_and_left_out_of_old_specs():
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+
+    plain = create_whisper_encoder("tiny.en", layers=[1, 3], pretrained=False)
+    assert "merge_after" not in plain.spec() and "merge_factor" not in plain.spec()  # caches keep their keys
+    bad = [({"merge_after": 3}, "merge_after"), ({"merge_after": -1}, "merge_after"),
+           ({"merge_after": 1.5}, "merge_after"), ({"merge_after": 1, "merge_factor": 1}, "merge_factor")]
+    for kwargs, field in bad:
+        with pytest.raises(ConfigError, match=field):
+            create_whisper_encoder("tiny.en", layers=[1, 3], pretrained=False, **kwargs)
+    spec = create_whisper_encoder("tiny.en", layers=[1, 3], pretrained=False, merge_after=2).spec()
+    rebuilt = create_audio_encoder({**spec, "pretrained": False})
+    assert rebuilt.spec() == spec and rebuilt.merge_after == 2 and rebuilt.merge_factor == 2

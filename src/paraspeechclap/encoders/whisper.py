@@ -49,6 +49,13 @@ Registered as ``"whisper"``. Spec options (all JSON):
   (-23 dBFS active level) or ``"none"``. Normalisation removes loudness from the log-mel; the
   level input gives it back explicitly.
 * ``sha256``: expected checksum of the source ``model.bin`` (default: the pinned one).
+* ``merge_after`` / ``merge_factor``: after block ``merge_after`` (``0``: after the conv front end),
+  average each run of ``merge_factor`` (default 2) adjacent frames into one, so the later blocks run
+  on a shorter sequence (a 2:1 merge after block 1 makes blocks 2-5 cost about what blocks 2-3 did at
+  the full rate). The positional table is added once, before block 1, so merged frames keep their
+  order and position; a pooled state is pooled over its own frames (full rate up to the merge, merged
+  after it). Linear probes of a corpus never heard read emotion at least as well from merged states as
+  from full-rate ones (``benchmarks/loco_probe.py``). Omitted from the spec when unset.
 
 The encoder runs on each clip's own length (no padding to 30 s): the positional table is sliced,
 and a padded batch uses a key-padding attention mask, with padded mel frames and padded conv1
@@ -129,6 +136,42 @@ def _checked_bins(name: str, bins: int, input_name: str, input_on: bool) -> int:
     return int(bins)
 
 
+def _checked_merge(after: int | None, factor: int, layers: Sequence[LayerId]) -> tuple[int | None, int]:
+    """Validated ``(merge_after, merge_factor)``: the merge must come before the deepest pooled state
+    (after it, it would change nothing), and merge at least two frames into one."""
+    if after is None:
+        return None, 2
+    depth = max(10**6 if x == "last" else int(x) for x in layers)
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < depth:
+        raise ConfigError(f"audio encoder 'whisper': merge_after must be a block index from 0 to {depth - 1} "
+                          f"(below the deepest pooled layer), got {after!r}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ConfigError(f"audio encoder 'whisper': merge_factor must be an integer >= 2, got {factor!r}")
+    return after, factor
+
+
+def merge_frames(x: torch.Tensor, frame_mask: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T, D)`` states, ``(B, T)`` valid-frame mask -> ``(B, ceil(T / factor), D)``, its mask: each run
+    of ``factor`` frames replaced by the mean of its valid ones (an item's last run may be shorter), so
+    an item's merged frames do not depend on the padding of its batch."""
+    bsz, n, width = x.shape
+    pad = (-n) % factor
+    if pad:
+        x, frame_mask = F.pad(x, (0, 0, 0, pad)), F.pad(frame_mask, (0, pad))
+    m = frame_mask.to(x.dtype).reshape(bsz, -1, factor, 1)
+    counts = m.sum(2)  # (B, T', 1)
+    merged = (x.reshape(bsz, -1, factor, width) * m).sum(2) / counts.clamp(min=1)
+    return merged, (counts[..., 0] > 0).to(frame_mask.dtype)
+
+
+def _key_padding(frame_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """``(B, T)`` valid-frame mask -> ``(B, 1, 1, T)`` additive attention mask, or ``None`` without padding."""
+    if bool(frame_mask.all()):
+        return None
+    attn_mask = torch.zeros(frame_mask.shape[0], 1, 1, frame_mask.shape[1], dtype=dtype, device=frame_mask.device)
+    return attn_mask.masked_fill_(frame_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
+
+
 def _resolve_layers(layers: LayerId | Sequence[LayerId] | None, n_blocks: int, default: Sequence[int]) -> list[LayerId]:
     items: list[LayerId] = (list(default) if layers is None else [layers] if isinstance(layers, (int, str))
                             else list(layers))
@@ -176,6 +219,8 @@ class WhisperAudioEncoder(AudioEncoder):
         pitch_bins: int = 0,
         feature_dropout: float = 0.0,
         pitch_statistic: str = "median",
+        merge_after: int | None = None,
+        merge_factor: int = 2,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -201,6 +246,7 @@ class WhisperAudioEncoder(AudioEncoder):
         if combine not in COMBINES:
             raise ConfigError(f"audio encoder 'whisper': unknown combine {combine!r}; choose from {COMBINES}")
         self.combine = combine
+        self.merge_after, self.merge_factor = _checked_merge(merge_after, merge_factor, self.layers)
         self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * POOLINGS[pooling]
         n_out = len(self.layers) if combine == "concat" else 1
@@ -255,7 +301,8 @@ class WhisperAudioEncoder(AudioEncoder):
 
     # ---- encoder -------------------------------------------------------------------------
 
-    def hidden_states(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def hidden_states(self, features: torch.Tensor,
+                      lengths: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Run the encoder on a padded batch of log-mels of any length up to 3000 frames.
 
         Args:
@@ -263,11 +310,12 @@ class WhisperAudioEncoder(AudioEncoder):
             lengths: ``(B,)`` valid mel frames per item.
 
         Returns:
-            the pooled states in ``self.layers`` order, each ``(B, T', D)`` with
-            ``T' = (T - 1) // 2 + 1``, and the ``(B, T')`` valid-frame mask.
+            the pooled states in ``self.layers`` order, each ``(B, T', D)``, and each state's
+            ``(B, T')`` valid-frame mask: ``T' = (T - 1) // 2 + 1``, or ``ceil(T' / merge_factor)`` for
+            the states after ``merge_after``.
         """
         enc = self.base
-        bsz, _, n_frames = features.shape
+        n_frames = features.shape[-1]
         if n_frames > self.max_mel_frames:
             raise InputError(f"Whisper input has {n_frames} mel frames; at most {self.max_mel_frames} (30 s) fit")
         lengths = lengths.to(features.device)
@@ -281,17 +329,19 @@ class WhisperAudioEncoder(AudioEncoder):
         frame_mask = lengths_to_mask(out_lengths, x.shape[1])  # (B, T')
         x = x + enc.embed_positions.weight[: x.shape[1]]
         x = F.dropout(x, p=enc.dropout, training=self.training)
-        attn_mask = None
-        if bool((out_lengths < x.shape[1]).any()):  # key padding only; padded queries are ignored
-            attn_mask = torch.zeros(bsz, 1, 1, x.shape[1], dtype=x.dtype, device=x.device)
-            attn_mask.masked_fill_(frame_mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
-        states: dict[LayerId, torch.Tensor] = {0: x}
-        for i, block in enumerate(enc.layers):
-            x = block(x, attn_mask)
-            states[i + 1] = x
+        states: dict[LayerId, tuple[torch.Tensor, torch.Tensor]] = {0: (x, frame_mask)}
+        for i in range(len(enc.layers) + 1):
+            if i == self.merge_after:
+                x, frame_mask = merge_frames(x, frame_mask, self.merge_factor)
+            if i == len(enc.layers):
+                break
+            if i == 0 or i == self.merge_after:  # key padding only; padded queries are ignored
+                attn_mask = _key_padding(frame_mask, x.dtype)
+            x = enc.layers[i](x, attn_mask)
+            states[i + 1] = (x, frame_mask)
         if "last" in self.layers:
-            states["last"] = enc.layer_norm(x)
-        return [states[k] for k in self.layers], frame_mask
+            states["last"] = (enc.layer_norm(x), frame_mask)
+        return [states[k][0] for k in self.layers], [states[k][1] for k in self.layers]
 
     def forward_frozen(
         self,
@@ -313,8 +363,8 @@ class WhisperAudioEncoder(AudioEncoder):
             ``(B, L * P [+ 1] [+ 2])``: ``L`` pooled states of width ``P`` (``D`` times the
             statistics of :data:`POOLINGS`), flattened, then the scaled level and the pitch features if enabled.
         """
-        states, frame_mask = self.hidden_states(features, lengths)
-        pooled = torch.stack([self._pool(h, frame_mask) for h in states], dim=1)  # (B, L, P)
+        states, masks = self.hidden_states(features, lengths)
+        pooled = torch.stack([self._pool(h, m) for h, m in zip(states, masks)], dim=1)  # (B, L, P)
         return self._with_extras(pooled.flatten(1), level_dbfs, pitch)
 
     def _with_extras(self, pooled: torch.Tensor, level_dbfs: torch.Tensor | None,
@@ -339,11 +389,10 @@ class WhisperAudioEncoder(AudioEncoder):
         Returns:
             ``(B, L * (1 + 2D [+ (1 + D) per lag]))`` float64 (bf16 states are exact in float64).
         """
-        states, frame_mask = self.hidden_states(features, lengths)
-        m = frame_mask.double()[..., None]  # (B, T, 1)
+        states, masks = self.hidden_states(features, lengths)
         rows = []
-        for h in states:
-            h = h.double()
+        for h, frame_mask in zip(states, masks):
+            h, m = h.double(), frame_mask.double()[..., None]  # (B, T, D), (B, T, 1)
             rows += [m.sum(1), (h * m).sum(1), (h * h * m).sum(1)]
             if self.pooling == "mean_std_delta":
                 for lag in DELTA_LAGS:
@@ -447,6 +496,8 @@ class WhisperAudioEncoder(AudioEncoder):
             "normalize": self.normalize,
             "sha256": self.sha256,
             **({"pitch_statistic": self.pitch_statistic} if self.pitch_statistic != "median" else {}),
+            **({"merge_after": self.merge_after, "merge_factor": self.merge_factor}
+               if self.merge_after is not None else {}),
             **{k: getattr(self, k) for k in _HEAD_ONLY_OPTIONS if getattr(self, k)},
         }
 
@@ -469,6 +520,8 @@ def create_whisper_encoder(
     pitch_bins: int = 0,
     feature_dropout: float = 0.0,
     pitch_statistic: str = "median",
+    merge_after: int | None = None,
+    merge_factor: int = 2,
     pretrained: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> WhisperAudioEncoder:
@@ -503,4 +556,6 @@ def create_whisper_encoder(
         pitch_bins=pitch_bins,
         feature_dropout=feature_dropout,
         pitch_statistic=pitch_statistic,
+        merge_after=merge_after,
+        merge_factor=merge_factor,
     )
