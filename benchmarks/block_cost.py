@@ -36,6 +36,7 @@ BLOCK_SETS: dict[str, dict[str, Any]] = {
     "3-5, merged after block 1": {"layers": [3, 4, 5], "merge_after": 1},
     "3-6, merged after block 1": {"layers": [3, 4, 5, 6], "merge_after": 1},
     "3-5, merged after block 0": {"layers": [3, 4, 5], "merge_after": 0},
+    "1 and 3-5, merged after block 1": {"layers": [1, 3, 4, 5], "merge_after": 1},
 }
 PRECISIONS = ("fp32", "bf16")
 
