@@ -164,6 +164,16 @@ def inner_features(enc: Any, wav: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def probe_encoder(layers: list[int], **options: Any) -> Any:
+    """A Whisper base encoder set up as the default model's (its pooling, inputs and normalisation) pooling
+    ``layers``, with any other spec ``options`` (e.g. ``merge_after``)."""
+    from paraspeechclap.encoders.whisper import create_whisper_encoder
+
+    return create_whisper_encoder("base", layers=layers, pooling="mean_std", combine="concat", level_input=True,
+                                  pitch_input=True, pitch_statistic="trimmed_mean", normalize="peak",
+                                  **options).eval()
+
+
 def labelled_clips() -> Iterator[tuple[Path, dict[str, Any], str]]:
     """``(audio path, manifest row, 4-class label)`` of every labelled clip the probes read, in a fixed order
     (the rows of :func:`extract`'s arrays)."""
@@ -187,12 +197,9 @@ def extract(cache: Path) -> dict[str, np.ndarray]:
     import torch
 
     from paraspeechclap.audio import load_audio
-    from paraspeechclap.encoders.whisper import create_whisper_encoder
     from paraspeechclap.training.features import full_clip_features
 
-    enc = create_whisper_encoder("base", layers=list(range(BLOCKS)), pooling="mean_std", combine="concat",
-                                 level_input=True, pitch_input=True, pitch_statistic="trimmed_mean",
-                                 normalize="peak").eval()
+    enc = probe_encoder(list(range(BLOCKS)))
     keys = ("states", "ffn", "frame_ln", "extras", "prosody", "label", "corpus", "speaker")
     cols: dict[str, list[Any]] = {k: [] for k in keys}
     for path, row, label in labelled_clips():

@@ -49,12 +49,9 @@ def merged_states(merge_after: int) -> np.ndarray:
     import torch
 
     from paraspeechclap.audio import load_audio
-    from paraspeechclap.encoders.whisper import create_whisper_encoder
     from paraspeechclap.training.features import full_clip_features
 
-    enc = create_whisper_encoder("base", layers=list(range(1, DEPTH + 1)), pooling="mean_std", combine="concat",
-                                 level_input=True, pitch_input=True, pitch_statistic="trimmed_mean",
-                                 normalize="peak", merge_after=merge_after, merge_factor=FACTOR).eval()
+    enc = loco_probe.probe_encoder(list(range(1, DEPTH + 1)), merge_after=merge_after, merge_factor=FACTOR)
     out = []
     for path, _row, _label in loco_probe.labelled_clips():
         wav = load_audio(str(path), min_samples=enc.min_samples)

@@ -780,7 +780,7 @@ def card_merge_probe(r: Results) -> str:
     if not r.has("merge_probe"):
         return "No probes of merged frames yet (`python benchmarks/merge_probe.py`)."
     res = r["merge_probe"]
-    rows = [[row["merge"], "-".join(map(str, row["blocks"][::len(row["blocks"]) - 1])), f"{row['block_equivalents']:g}",
+    rows = [[row["merge"], f"{row['blocks'][0]}-{row['blocks'][-1]}", f"{row['block_equivalents']:g}",
              f"{f3(row['uar4_mean'])} / {f3(row['uar4_min'])}", f3(row["sad"]),
              " / ".join(f3(row["per_corpus"][c]["uar4"]) for c in res["corpora"])] for row in res["rows"]]
     return (f"{command(res)} (`benchmarks/results/merge_probe.json`; the {res['clips']} clips and the probe of "

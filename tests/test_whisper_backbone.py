@@ -541,6 +541,10 @@ def test_merge_options_are_validated_and_left_out_of_old_specs():
     for kwargs, field in bad:
         with pytest.raises(ConfigError, match=field):
             create_whisper_encoder("tiny.en", layers=[1, 3], pretrained=False, **kwargs)
+    # "last" runs all four blocks: a merge may come after block 3, not after the last block
+    assert create_whisper_encoder("tiny.en", layers=[1, "last"], pretrained=False, merge_after=3).merge_after == 3
+    with pytest.raises(ConfigError, match="merge_after"):
+        create_whisper_encoder("tiny.en", layers=[1, "last"], pretrained=False, merge_after=4)
     spec = create_whisper_encoder("tiny.en", layers=[1, 3], pretrained=False, merge_after=2).spec()
     rebuilt = create_audio_encoder({**spec, "pretrained": False})
     assert rebuilt.spec() == spec and rebuilt.merge_after == 2 and rebuilt.merge_factor == 2

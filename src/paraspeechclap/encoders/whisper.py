@@ -55,7 +55,7 @@ Registered as ``"whisper"``. Spec options (all JSON):
   the full rate). The positional table is added once, before block 1, so merged frames keep their
   order and position; a pooled state is pooled over its own frames (full rate up to the merge, merged
   after it). Linear probes of a corpus never heard read emotion at least as well from merged states as
-  from full-rate ones (``benchmarks/loco_probe.py``). Omitted from the spec when unset.
+  from full-rate ones (``benchmarks/merge_probe.py``). Omitted from the spec when unset.
 
 The encoder runs on each clip's own length (no padding to 30 s): the positional table is sliced,
 and a padded batch uses a key-padding attention mask, with padded mel frames and padded conv1
@@ -136,12 +136,16 @@ def _checked_bins(name: str, bins: int, input_name: str, input_on: bool) -> int:
     return int(bins)
 
 
-def _checked_merge(after: int | None, factor: int, layers: Sequence[LayerId]) -> tuple[int | None, int]:
-    """Validated ``(merge_after, merge_factor)``: the merge must come before the deepest pooled state
-    (after it, it would change nothing), and merge at least two frames into one."""
+def _depth(layers: Sequence[LayerId], n_blocks: int) -> int:
+    """How many blocks run to give the pooled ``layers`` (``"last"`` needs all ``n_blocks``)."""
+    return max(n_blocks if x == "last" else int(x) for x in layers)
+
+
+def _checked_merge(after: int | None, factor: int, depth: int) -> tuple[int | None, int]:
+    """Validated ``(merge_after, merge_factor)``: the merge must come before the last of the ``depth`` blocks
+    that run (after it, it would change nothing), and merge at least two frames into one."""
     if after is None:
         return None, 2
-    depth = max(10**6 if x == "last" else int(x) for x in layers)
     if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < depth:
         raise ConfigError(f"audio encoder 'whisper': merge_after must be a block index from 0 to {depth - 1} "
                           f"(below the deepest pooled layer), got {after!r}")
@@ -246,7 +250,8 @@ class WhisperAudioEncoder(AudioEncoder):
         if combine not in COMBINES:
             raise ConfigError(f"audio encoder 'whisper': unknown combine {combine!r}; choose from {COMBINES}")
         self.combine = combine
-        self.merge_after, self.merge_factor = _checked_merge(merge_after, merge_factor, self.layers)
+        self.merge_after, self.merge_factor = _checked_merge(merge_after, merge_factor,
+                                                             _depth(self.layers, len(base.layers)))
         self.standardize = bool(standardize)
         self._width = int(base.config.d_model) * POOLINGS[pooling]
         n_out = len(self.layers) if combine == "concat" else 1
@@ -263,8 +268,7 @@ class WhisperAudioEncoder(AudioEncoder):
         Unused parameters would get no gradient (DDP without ``find_unused_parameters`` fails on
         them) and cost memory; the spec rebuilds the same trimmed module.
         """
-        n_blocks = len(self.base.layers)
-        depth = max(n_blocks if x == "last" else int(x) for x in self.layers)
+        depth = _depth(self.layers, len(self.base.layers))
         del self.base.layers[depth:]
         self.base.config.encoder_layers = depth
         if "last" not in self.layers:
@@ -330,14 +334,12 @@ class WhisperAudioEncoder(AudioEncoder):
         x = x + enc.embed_positions.weight[: x.shape[1]]
         x = F.dropout(x, p=enc.dropout, training=self.training)
         states: dict[LayerId, tuple[torch.Tensor, torch.Tensor]] = {0: (x, frame_mask)}
-        for i in range(len(enc.layers) + 1):
+        attn_mask = _key_padding(frame_mask, x.dtype)  # key padding only; padded queries are ignored
+        for i, block in enumerate(enc.layers):  # merge_after < len(enc.layers): checked at construction
             if i == self.merge_after:
                 x, frame_mask = merge_frames(x, frame_mask, self.merge_factor)
-            if i == len(enc.layers):
-                break
-            if i == 0 or i == self.merge_after:  # key padding only; padded queries are ignored
                 attn_mask = _key_padding(frame_mask, x.dtype)
-            x = enc.layers[i](x, attn_mask)
+            x = block(x, attn_mask)
             states[i + 1] = (x, frame_mask)
         if "last" in self.layers:
             states["last"] = (enc.layer_norm(x), frame_mask)
