@@ -37,6 +37,7 @@ BLOCK_SETS: dict[str, dict[str, Any]] = {
     "3-6, merged after block 1": {"layers": [3, 4, 5, 6], "merge_after": 1},
     "3-5, merged after block 0": {"layers": [3, 4, 5], "merge_after": 0},
     "1 and 3-5, merged after block 1": {"layers": [1, 3, 4, 5], "merge_after": 1},
+    "1-4, merged after block 2": {"layers": list(SHIPPED_BLOCKS), "merge_after": 2},
 }
 PRECISIONS = ("fp32", "bf16")
 

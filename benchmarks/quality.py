@@ -107,10 +107,12 @@ def evaluate(model: Any, manifest: Any, sets: list[str], ensemble: bool, retriev
     """
     rows = [manifest[i] for i in range(len(manifest))]
     paths = [str(manifest.audio_path(i)) for i in range(len(manifest))]
-    audio = model.embed_audio(paths, batch_size=16)
+    # centred scores need the pooled features too: pool once and project them (what embed_audio computes)
+    pooled = model.pool_audio(paths, batch_size=16) if centred else None
+    audio = model.embed_audio(paths, batch_size=16) if pooled is None else model.embed_pooled(pooled)
     out = {prefix: scores(model, audio, rows, sets, ensemble, retrieval)}
-    if centred:
-        out.update(centred_scores(model, audio, model.pool_audio(paths), rows, sets, ensemble, prefix))
+    if pooled is not None:
+        out.update(centred_scores(model, audio, pooled, rows, sets, ensemble, prefix))
     for field in group_by:
         for value in sorted({str(r.get(field)) for r in rows}):
             keep = [i for i, r in enumerate(rows) if str(r.get(field)) == value]

@@ -157,3 +157,12 @@ def test_results_do_not_depend_on_reusing_memory(tiny, monkeypatch):
     plain = tiny.embed_audio(wavs, batch_size=3)
     monkeypatch.delenv(base.REUSE_MEMORY_ENV)
     np.testing.assert_allclose(tiny.embed_audio(wavs, batch_size=3), plain, atol=1e-6)
+
+
+def test_projecting_pooled_features_gives_the_embeddings(tiny, monkeypatch):
+    # benchmarks pool clips once (pool_audio) and project them (embed_pooled) instead of embedding them again:
+    # the two paths must agree, for short clips and for a clip cut into windows
+    monkeypatch.setattr(tiny.audio_branch, "window_samples", 16000)
+    wavs = [tone(s, 120 + 30 * i, seed=i) for i, s in enumerate([0.7, 1.4, 3.5])]
+    np.testing.assert_allclose(tiny.embed_pooled(tiny.pool_audio(wavs, batch_size=2)),
+                               tiny.embed_audio(wavs, batch_size=2), atol=1e-5)
