@@ -744,6 +744,40 @@ def card_offset_candidates(r: Results) -> str:
             + table(["model", "offset", *OFFSET_COLUMNS], rows))
 
 
+#: the merged-frames candidate's full run on dev (``quality.py --model DIR --split dev``) beside the shipped model's
+MERGED_CANDIDATE = "candidates/quality_dev_lite-merged-a2"
+MERGED_COLUMNS = {  # column -> (results entry, set, metric) of each number shown
+    "real emotion 4 / 8-class": (("real", "emotion", "uar"), ("real", "emotion8", "uar")),
+    "speaker-centred 4 / 8-class": (("real/center=speaker", "emotion", "uar"),
+                                    ("real/center=speaker", "emotion8", "uar")),
+    "collection-centred 4 / 8-class": (("real/center=collection", "emotion", "uar"),
+                                       ("real/center=collection", "emotion8", "uar")),
+    "real gender": (("real", "gender", "uar"),),
+    "synthetic pitch / rate / loudness": (("synthetic", "pitch_level", "uar"), ("synthetic", "speaking_rate", "uar"),
+                                          ("synthetic", "loudness", "uar")),
+    "synthetic voice quality / whispered / gender": (("synthetic", "voice_quality", "uar"),
+                                                     ("synthetic", "whisper", "uar"), ("synthetic", "gender", "uar")),
+    "synthetic caption R@1": (("synthetic", "retrieval", "R@1"),),
+    "natural-voice pitch / rate": (("real_repitched", "pitch_level", "uar"), ("real_retimed", "speaking_rate", "uar")),
+    "official texture / volume / clarity / rhythm": tuple(("official_tags", t, "uar")
+                                                          for t in ("texture", "volume", "clarity", "rhythm")),
+}
+
+
+@block("card-merged-candidate")
+def card_merged_candidate(r: Results) -> str:
+    if not (r.has(MERGED_CANDIDATE) and r.has(QUALITY_DEV)):
+        return "The merged-frames candidate has not been scored on dev yet."
+    cand = r[MERGED_CANDIDATE]
+    rows = [[name, *(" / ".join(f3(res["sets"].get(entry, {}).get(name_, {}).get(metric))
+                                for entry, name_, metric in keys) for res in (r[QUALITY_DEV], cand))]
+            for name, keys in MERGED_COLUMNS.items()]
+    return (f"{command(cand)} (`benchmarks/results/{MERGED_CANDIDATE}.json`; its full recipe, 3,000 steps, and a "
+            f"centred head fitted as the shipped one's, speaker prior 4) beside {SHIPPED} "
+            f"(`benchmarks/results/{QUALITY_DEV}.json`), the same dev clips, fp32:\n\n"
+            + table(["dev", SHIPPED, "lite-merged-a2"], rows))
+
+
 @block("card-loco-posthoc")
 def card_loco_posthoc(r: Results) -> str:
     if not r.has("loco_posthoc"):
@@ -1254,16 +1288,17 @@ def card_centred_test(r: Results) -> str:
 
 #: paired bootstrap comparisons (``benchmarks/paired.py``) shown in the card, in order
 PAIRED = ("candidates/paired_test_v18-candidate", "candidates/paired_dev",
-          "candidates/paired_test_lite-speaker-centred-w01")
+          "candidates/paired_test_lite-speaker-centred-w01", "candidates/paired_dev_lite-merged-a2")
 
 
 def _version_of(r: Results, checksum: str) -> str | None:
-    """The shipped version whose weights have ``checksum`` (from each version's test results), if any."""
-    for version in VERSION_CHANGES:
-        key = QUALITY_TEST if version == SHIPPED else f"{version}/{QUALITY_TEST}"
-        if r.has(key) and r[key]["checksum"] == checksum:
-            return version
-    return None
+    """The shipped versions whose weights have ``checksum`` (from each version's test results), if any: one, or
+    the first and the last of those that kept the same weights (v18-v20 added a centred head and a setting)."""
+    found = [v for v in VERSION_CHANGES
+             if r.has(k := QUALITY_TEST if v == SHIPPED else f"{v}/{QUALITY_TEST}") and r[k]["checksum"] == checksum]
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else f"{found[0]}-{found[-1]} (the same weights)"
 
 
 @block("card-paired")

@@ -93,3 +93,18 @@ def test_lowered_floors_share_one_note_per_model_and_reason(blocks):
                {"score": "x", "from": 0.8, "to": 0.75, "checksum": "m2", "reason": "r2"}]
     assert blocks._lowered_notes(lowered) == ("x from 0.9 to 0.8, y from 0.7 to 0.6 (model m1): r1; "
                                               "x from 0.8 to 0.75 (model m2): r2")
+
+
+def test_a_baseline_is_named_by_every_version_that_shipped_its_weights(tmp_path, benchmark_module):
+    blocks = benchmark_module("report_blocks")
+    report = benchmark_module("report")
+    folder = tmp_path / "benchmarks" / "results"
+    versions = list(blocks.VERSION_CHANGES)
+    for i, version in enumerate(versions):  # the last three keep the same weights; the others each their own
+        key = blocks.QUALITY_TEST if version == blocks.SHIPPED else f"{version}/{blocks.QUALITY_TEST}"
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key}.json").write_text(json.dumps({"checksum": "same" if i >= len(versions) - 3 else version}))
+    r = report.Results(tmp_path)
+    assert blocks._version_of(r, versions[0]) == versions[0]
+    assert blocks._version_of(r, "same") == f"{versions[-3]}-{versions[-1]} (the same weights)"
+    assert blocks._version_of(r, "never shipped") is None
