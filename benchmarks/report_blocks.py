@@ -620,6 +620,7 @@ LOCO_RECIPES = {
                       "(audio_encoder.merge_after: blocks 2-5 run on half the frames)",
     "lite-merged-a2": "v18 over the same blocks 1-4, the frames merged 2:1 after block 2 (blocks 3-4 run on half "
                       "the frames)",
+    "lite-merged-a2-s1234": "lite-merged-a2 with training seed 1234 (3407 above): the seed's share",
 }
 #: the shipped recipe's folds trained for as many steps as the shipped weights (``loco_<name>.json``), when measured
 FULL_LENGTH = "v18-3000-steps"
@@ -667,7 +668,8 @@ LOCO_DEV = {"lite-tags-v3": "v17's recipe at 1,000 steps: the folds v17's loco.j
             "lite-centred-linear1": "+ the centred term at the projection's first linear output, weight 0.5",
             "lite-centred-linear1-w01": "+ the same at weight 0.1",
             "lite-merged-b1": "v18's recipe over blocks 1 and 3-5, frames merged 2:1 after block 1",
-            "lite-merged-a2": "v18's recipe over blocks 1-4, frames merged 2:1 after block 2"}
+            "lite-merged-a2": "v18's recipe over blocks 1-4, frames merged 2:1 after block 2",
+            "lite-merged-a2-s1234": "the same, seed 1234"}
 
 
 @block("card-loco-dev")
