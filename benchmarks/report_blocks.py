@@ -53,10 +53,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+def metric(res: dict[str, Any], entry: str, name: str, key: str) -> float | None:
+    """``key`` (e.g. ``"uar"``, ``"R@1"``) of set ``name`` in ``res["sets"][entry]`` (None if absent). Entry names
+    may hold ``/`` (``real/center=speaker``), so they are not paths to split."""
+    return res["sets"].get(entry, {}).get(name, {}).get(key)
+
+
 def uar(res: dict[str, Any], entry: str, name: str) -> float | None:
     """UAR over the classes present of set ``name`` in ``res["sets"][entry]`` (None if absent)."""
-    m = res["sets"].get(entry, {}).get(name)
-    return None if m is None else m["uar_present"]
+    return metric(res, entry, name, "uar_present")
 
 
 def chance(res: dict[str, Any], entry: str, name: str) -> str:
@@ -771,9 +776,8 @@ def card_merged_candidate(r: Results) -> str:
     if not (r.has(MERGED_CANDIDATE) and r.has(QUALITY_DEV)):
         return "The merged-frames candidate has not been scored on dev yet."
     cand = r[MERGED_CANDIDATE]
-    rows = [[name, *(" / ".join(f3(res["sets"].get(entry, {}).get(name_, {}).get(metric))
-                                for entry, name_, metric in keys) for res in (r[QUALITY_DEV], cand))]
-            for name, keys in MERGED_COLUMNS.items()]
+    rows = [[column, *(" / ".join(f3(metric(res, *key)) for key in keys) for res in (r[QUALITY_DEV], cand))]
+            for column, keys in MERGED_COLUMNS.items()]
     return (f"{command(cand)} (`benchmarks/results/{MERGED_CANDIDATE}.json`; its full recipe, 3,000 steps, and a "
             f"centred head fitted as the shipped one's, speaker prior 4) beside {SHIPPED} "
             f"(`benchmarks/results/{QUALITY_DEV}.json`), the same dev clips, fp32:\n\n"
